@@ -1,0 +1,91 @@
+#!/bin/bash
+# Build the metalab/debian12 vagrant-libvirt box offline, from Debian packages only:
+#   debootstrap -> guest configuration in the rootfs -> mkfs.ext4 -d -> qcow2 -> .box
+# Direct kernel boot: the kernel and initrd travel inside the box; the image has no bootloader.
+# No loop mounts and no /proc inside the chroot are needed.
+#
+# Usage: build.sh OUT.box      (run by `metalab box build`, which caches OUT.box by this
+#                               directory's hash; run it by hand only to debug the recipe)
+# Env:   MIRROR (default: the host's apt mirror), DEBOOTSTRAP_CACHE (a .deb cache directory)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT=$(realpath -m "$1")
+SIZE_GB=4
+MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+VAGRANT_PUBKEY=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub | head -1)
+
+WORK=$(mktemp -d "$(dirname "$OUT")/.build.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+ROOT=$WORK/rootfs
+say() { echo "box: $*"; }
+
+say "debootstrap bookworm from $MIRROR"
+pkgs=$(sed 's/#.*//' "$HERE/packages" | xargs | tr ' ' ,)
+cache=()
+if [ -n "${DEBOOTSTRAP_CACHE:-}" ]; then mkdir -p "$DEBOOTSTRAP_CACHE"; cache=(--cache-dir="$DEBOOTSTRAP_CACHE"); fi
+debootstrap --variant=minbase "${cache[@]}" --include="$pkgs" bookworm "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+  || { tail -30 "$WORK/debootstrap.log" >&2; exit 1; }
+
+say "configure the guest"
+in_root() { chroot "$ROOT" "$@"; }
+echo metalab > "$ROOT/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 metalab\n::1 localhost ip6-localhost ip6-loopback\n' > "$ROOT/etc/hosts"
+echo '/dev/vda / ext4 defaults,noatime 0 1' > "$ROOT/etc/fstab"
+in_root id vagrant >/dev/null 2>&1 || in_root useradd -m -s /bin/bash -G sudo vagrant
+echo 'vagrant:vagrant' | in_root chpasswd
+echo 'vagrant ALL=(ALL) NOPASSWD:ALL' > "$ROOT/etc/sudoers.d/vagrant"
+chmod 0440 "$ROOT/etc/sudoers.d/vagrant"
+install -d -m 700 "$ROOT/home/vagrant/.ssh"
+install -m 600 "$VAGRANT_PUBKEY" "$ROOT/home/vagrant/.ssh/authorized_keys"
+in_root chown -R vagrant:vagrant /home/vagrant/.ssh
+# No DNS lookups or GSSAPI on login: each costs seconds under TCG.
+printf 'UseDNS no\nGSSAPIAuthentication no\n' > "$ROOT/etc/ssh/sshd_config.d/metalab.conf"
+# DHCP on every NIC through systemd-networkd, which Vagrant's debian guest plugin knows.
+# ClientIdentifier=mac: clones of one image must not share a DHCP client id, or dnsmasq hands
+# every VM the same lease and the second VM never gets an address.
+mkdir -p "$ROOT/etc/systemd/network"
+printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nClientIdentifier=mac\n' \
+  > "$ROOT/etc/systemd/network/99-dhcp.network"
+# Each VM generates its own machine-id at first boot.
+: > "$ROOT/etc/machine-id"; rm -f "$ROOT/var/lib/dbus/machine-id"
+# Fresh host keys at first boot, not one set baked into every VM.
+rm -f "$ROOT"/etc/ssh/ssh_host_*
+cat > "$ROOT/etc/systemd/system/ssh-hostkeys.service" <<'UNIT'
+[Unit]
+Description=Generate SSH host keys at first boot
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+[Install]
+WantedBy=multi-user.target
+UNIT
+in_root systemctl enable ssh-hostkeys.service systemd-networkd.service ssh.service >/dev/null 2>&1
+# Services a throw-away lab VM does not need; each costs boot time under TCG.
+in_root systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
+  e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer systemd-timesyncd.service \
+  >/dev/null 2>&1 || true
+echo 'nameserver 192.168.121.1' > "$ROOT/etc/resolv.conf"
+# A small initrd with just the virtio drivers that find /dev/vda: faster to load under TCG.
+printf 'virtio_pci\nvirtio_blk\nvirtio_net\n' >> "$ROOT/etc/initramfs-tools/modules"
+sed -i 's/^MODULES=.*/MODULES=list/' "$ROOT/etc/initramfs-tools/initramfs.conf"
+in_root update-initramfs -u -k all >/dev/null 2>&1
+in_root apt-get clean
+rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* \
+  "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/log/*.log
+
+say "make the disk image"
+BOX=$WORK/box
+mkdir "$BOX"
+cp -L "$ROOT/vmlinuz" "$BOX/vmlinuz"
+cp -L "$ROOT/initrd.img" "$BOX/initrd.img"
+chmod 644 "$BOX/vmlinuz" "$BOX/initrd.img"
+mkfs.ext4 -q -F -L root -E root_owner=0:0 -d "$ROOT" "$WORK/disk.raw" "${SIZE_GB}G"
+qemu-img convert -O qcow2 "$WORK/disk.raw" "$BOX/box.img"
+printf '{"provider":"libvirt","format":"qcow2","virtual_size":%s}\n' "$SIZE_GB" > "$BOX/metadata.json"
+cp "$HERE/Vagrantfile.box" "$BOX/Vagrantfile"
+tar -C "$BOX" -cf "$OUT.partial" metadata.json Vagrantfile box.img vmlinuz initrd.img
+mv "$OUT.partial" "$OUT"
+say "wrote $OUT ($(du -h "$OUT" | cut -f1))"

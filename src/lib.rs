@@ -1,0 +1,1 @@
+//! metalab: a host-side runner for a bare-metal VM test lab.
