@@ -1,1 +1,31 @@
 //! metalab: a host-side runner for a bare-metal VM test lab.
+//!
+//! Layers, top to bottom (dependencies point down only):
+//! - [`cli`]: the commands;
+//! - [`run`]: the lifecycle engine, which emits [`run::event`]s;
+//! - [`report`]: reporters consuming those events;
+//! - [`provider`], [`vagrant`], [`libvirt`], [`boxes`], [`lab`], [`suite`]: what the engine drives;
+//! - [`transport`]: where commands run (local process, SSH);
+//! - [`config`], [`state`], [`ids`], [`exit`]: the ground everything stands on.
+
+// Errors that point into files carry the offending line with them; they are built once, on the
+// way out, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod accel;
+pub mod boxes;
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod exit;
+pub mod ids;
+pub mod lab;
+pub mod libvirt;
+pub mod provider;
+pub mod report;
+pub mod run;
+pub mod signal;
+pub mod state;
+pub mod suite;
+pub mod transport;
+pub mod vagrant;

@@ -15,6 +15,8 @@ MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*debian\)$/\1/p' /etc/apt/sources.lis
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 VAGRANT_PUBKEY=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub | head -1)
 
+# A build killed mid-way (metalab stopped by a signal) leaves its work directory behind.
+rm -rf "$(dirname "$OUT")"/.build.*
 WORK=$(mktemp -d "$(dirname "$OUT")/.build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 ROOT=$WORK/rootfs
@@ -82,7 +84,7 @@ mkdir "$BOX"
 cp -L "$ROOT/vmlinuz" "$BOX/vmlinuz"
 cp -L "$ROOT/initrd.img" "$BOX/initrd.img"
 chmod 644 "$BOX/vmlinuz" "$BOX/initrd.img"
-mkfs.ext4 -q -F -L root -E root_owner=0:0 -d "$ROOT" "$WORK/disk.raw" "${SIZE_GB}G"
+mkfs.ext4 -q -F -L root -E root_owner=0:0 -d "$ROOT" "$WORK/disk.raw" "${SIZE_GB}G" >/dev/null
 qemu-img convert -O qcow2 "$WORK/disk.raw" "$BOX/box.img"
 printf '{"provider":"libvirt","format":"qcow2","virtual_size":%s}\n' "$SIZE_GB" > "$BOX/metadata.json"
 cp "$HERE/Vagrantfile.box" "$BOX/Vagrantfile"

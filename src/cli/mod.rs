@@ -1,0 +1,139 @@
+//! The command line: `metalab run`, `up`, `exec`, `destroy`, `doctor`, `box build`, `list`.
+
+mod box_cmd;
+mod destroy;
+mod doctor;
+mod exec;
+mod lab;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Status;
+
+/// metalab runs a lab's networking suites and benchmarks inside real Vagrant VMs, and always
+/// destroys the VMs afterwards.
+///
+/// A lab is a directory with a metalab.toml, a Vagrantfile (the same one developers `vagrant up`
+/// by hand), suites/ and boxes/. metalab finds metalab.toml in the current directory or above.
+///
+/// Exit codes: 0 all passed · 1 test failures · 2 bad input (config, suite file, arguments) ·
+/// 3 infrastructure error (a VM did not come up, SSH failed, prerequisites missing) ·
+/// 130 interrupted (SIGINT/SIGHUP) · 143 terminated (SIGTERM), both after cleanup.
+#[derive(Parser, Debug)]
+#[command(name = "metalab", version, max_term_width = 100)]
+pub struct Cli {
+    /// Path of metalab.toml (default: found in the current directory or a parent).
+    #[arg(long, global = true, env = "METALAB_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Bring up the VMs, run suites, report, and destroy the VMs (always).
+    ///
+    /// With no SUITE, runs every suite in the suites directory. Results go to
+    /// artifacts/<run-id>/ (results.json, junit.xml, one log per test); artifacts/latest points
+    /// at the newest run. On a terminal progress is live; with CI set or no TTY, plain
+    /// timestamped lines. Ctrl-C or SIGTERM stops the run and destroys the VMs; a second signal
+    /// destroys them faster, by name.
+    ///
+    /// Examples:
+    ///   metalab run                      every suite
+    ///   metalab run policy throughput    two suites
+    ///   metalab run --junit out.xml      also write the JUnit file to out.xml
+    Run(run::RunArgs),
+    /// Bring up the VMs the suites need and keep them, for `metalab exec` (debugging).
+    ///
+    /// Prints how to get in and how to remove them; `metalab destroy` removes them.
+    Up(run::UpArgs),
+    /// Run a command in a VM of a running lab, over a native SSH connection.
+    ///
+    /// Examples:
+    ///   metalab exec node1 -- ip -br addr
+    ///   metalab exec --run 20261122-200501-3fa2 --sudo node2 -- nft list ruleset
+    Exec(exec::ExecArgs),
+    /// Destroy the VMs of a kept lab (from `metalab up`).
+    Destroy(destroy::DestroyArgs),
+    /// Check this host's prerequisites and say how to fix what is missing.
+    ///
+    /// Checks vagrant, vagrant-libvirt, libvirtd, QEMU and the accelerator (a KVM guest must
+    /// really boot), the storage pool and management network, the box, memory and disk space.
+    /// Exits 3 when something is missing. `scripts/setup-host` fixes most of it.
+    Doctor,
+    /// The base box.
+    #[command(subcommand)]
+    Box(box_cmd::BoxCommand),
+    /// List the suites, their VMs, tests and benchmarks.
+    List,
+}
+
+/// A command's failure: what to print, and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: Status,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(status: Status, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("metalab: error: cannot start the async runtime: {e}");
+            return Status::InfraError.into();
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    let status = match result {
+        Ok(status) => status,
+        Err(f) => {
+            eprintln!("metalab: error: {}", f.message);
+            f.status
+        }
+    };
+    status.into()
+}
+
+async fn dispatch(cli: Cli) -> Result<Status, Failure> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Commands::Run(args) => run::run(config, args).await,
+        Commands::Up(args) => run::up(config, args).await,
+        Commands::Exec(args) => exec::exec(args).await,
+        Commands::Destroy(args) => destroy::destroy(args).await,
+        Commands::Doctor => doctor::doctor(config).await,
+        Commands::Box(cmd) => box_cmd::run(config, cmd).await,
+        Commands::List => lab::list(config).await,
+    }
+}
+
+/// `RUST_LOG=metalab=debug` shows what metalab does underneath; quiet by default.
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,109 @@
+//! `metalab run` and `metalab up`: plan, wire the reporters to the event stream, run the engine.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::{Failure, lab};
+use crate::exit::Status;
+use crate::ids::RunId;
+use crate::provider::Provider;
+use crate::provider::local::LocalProvider;
+use crate::report::files::ResultFiles;
+use crate::report::record::RunRecord;
+use crate::report::terminal::Terminal;
+use crate::report::{self, Reporter};
+use crate::run::event::Events;
+use crate::run::{self, Plan};
+use crate::signal::Shutdown;
+use crate::suite::{self, Suite};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Suites to run (default: all). `metalab list` shows them.
+    suites: Vec<String>,
+    /// Also write the JUnit XML here (it is always in artifacts/<run-id>/junit.xml).
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Bring up the VMs these suites need (default: all the Vagrantfile defines).
+    suites: Vec<String>,
+}
+
+pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure> {
+    let lab = lab::load(config).await?;
+    let selected = select(&lab.suites, &args.suites)?;
+    let vms = needed_vms(&lab.machines, &selected);
+    execute(lab, selected, vms, false, args.junit.into_iter().collect()).await
+}
+
+pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> {
+    let lab = lab::load(config).await?;
+    let selected = select(&lab.suites, &args.suites)?;
+    let vms = if args.suites.is_empty() {
+        lab.machines.clone()
+    } else {
+        needed_vms(&lab.machines, &selected)
+    };
+    // The suites' files are copied into the VMs, but none of them runs.
+    execute(lab, Vec::new(), vms, true, Vec::new()).await
+}
+
+fn select(all: &[Suite], names: &[String]) -> Result<Vec<Suite>, Failure> {
+    suite::select(all, names)
+        .map(|v| v.into_iter().cloned().collect())
+        .map_err(|e| Failure::new(Status::BadInput, e))
+}
+
+/// The Vagrantfile's machines that at least one suite uses, in the Vagrantfile's order.
+fn needed_vms(machines: &[String], suites: &[Suite]) -> Vec<String> {
+    machines
+        .iter()
+        .filter(|m| suites.iter().any(|s| s.vms.contains(m)))
+        .cloned()
+        .collect()
+}
+
+async fn execute(
+    lab: lab::Lab,
+    suites: Vec<Suite>,
+    vms: Vec<String>,
+    keep: bool,
+    junit: Vec<PathBuf>,
+) -> Result<Status, Failure> {
+    let shutdown = Shutdown::install().map_err(|e| {
+        Failure::new(
+            Status::InfraError,
+            format!("cannot install signal handlers: {e}"),
+        )
+    })?;
+    let run_id = RunId::generate();
+    let host = LocalProvider
+        .acquire(&run_id)
+        .await
+        .map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
+    let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
+    let record = RunRecord::new(run_id.clone(), host.name.clone(), chrono::Utc::now());
+    let reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(Terminal::new(record.clone(), run_dir.clone())),
+        Box::new(ResultFiles::new(run_dir, record, junit)),
+    ];
+    let (events, rx) = Events::channel();
+    let reporting = tokio::spawn(report::drive(rx, reporters));
+    let plan = Plan {
+        run_id: run_id.clone(),
+        suites,
+        vms,
+        keep,
+    };
+    let status = run::run(&lab.config, lab.state, plan, events, shutdown, host).await;
+    let _ = reporting.await;
+    if let Err(e) = LocalProvider.release(&run_id).await {
+        eprintln!("metalab: error: releasing the host: {e:#}");
+        return Ok(status.worst(Status::InfraError));
+    }
+    Ok(status)
+}

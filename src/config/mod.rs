@@ -1,0 +1,261 @@
+//! `metalab.toml`: the lab's description, typed and validated before anything starts.
+//!
+//! Every error names the file, line, column and key (see [`located`]). Paths in the file are
+//! relative to the directory that holds it, the lab root.
+
+pub mod located;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use located::{LocatedError, SourceFile};
+
+/// The file name metalab looks for in the current directory and its parents.
+pub const FILE_NAME: &str = "metalab.toml";
+
+/// A loaded and validated lab configuration, with every path made absolute.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The directory holding it: the lab root, synced to hosts as a whole.
+    pub root: PathBuf,
+    pub vagrantfile: PathBuf,
+    pub suites_dir: PathBuf,
+    pub artifacts_dir: PathBuf,
+    pub box_recipe: PathBuf,
+    pub provider: ProviderKind,
+    pub vm: VmDefaults,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// This machine.
+    Local,
+}
+
+/// `kvm` where it works, `tcg` (software emulation) otherwise; `auto` probes once per host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Resources of each lab VM, handed to the Vagrantfile through `METALAB_*` variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmDefaults {
+    /// vCPUs per VM. Default 1.
+    #[serde(deserialize_with = "at_least::<1, _>")]
+    pub cpus: u32,
+    /// MiB of memory per VM. Default 768; a Debian VM needs at least 256.
+    #[serde(deserialize_with = "at_least::<256, _>")]
+    pub memory: u32,
+    /// Accelerator. Default `auto`.
+    pub accel: Accel,
+}
+
+/// Deadlines of each phase. A test or step may set its own `timeout` in its suite file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Bringing the VMs up, until each answers SSH. Default 15m.
+    #[serde(with = "humantime_serde")]
+    pub up: Duration,
+    /// One setup or teardown step of a suite. Default 5m.
+    #[serde(with = "humantime_serde")]
+    pub setup: Duration,
+    /// One test. Default 5m.
+    #[serde(with = "humantime_serde")]
+    pub test: Duration,
+    /// Destroying the VMs. Default 3m.
+    #[serde(with = "humantime_serde")]
+    pub destroy: Duration,
+}
+
+impl Default for VmDefaults {
+    fn default() -> Self {
+        VmDefaults {
+            cpus: 1,
+            memory: 768,
+            accel: Accel::Auto,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            up: Duration::from_secs(15 * 60),
+            setup: Duration::from_secs(5 * 60),
+            test: Duration::from_secs(5 * 60),
+            destroy: Duration::from_secs(3 * 60),
+        }
+    }
+}
+
+/// The file as written, before paths are resolved and checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    lab: RawLab,
+    #[serde(default)]
+    provider: RawProvider,
+    #[serde(default)]
+    vm: VmDefaults,
+    #[serde(default)]
+    timeouts: Timeouts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    vagrantfile: Option<Spanned<PathBuf>>,
+    suites: Option<Spanned<PathBuf>>,
+    artifacts: Option<Spanned<PathBuf>>,
+    #[serde(rename = "box")]
+    box_recipe: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: ProviderKind,
+}
+
+impl Default for RawProvider {
+    fn default() -> Self {
+        RawProvider {
+            kind: ProviderKind::Local,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded. Every variant means "bad input" (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no {FILE_NAME} in {0} or any parent directory (pass --config PATH)")]
+    NotFound(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Located(#[from] LocatedError),
+}
+
+impl Config {
+    /// Finds `metalab.toml` in `start` or the nearest parent directory.
+    pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
+        start
+            .ancestors()
+            .map(|d| d.join(FILE_NAME))
+            .find(|p| p.is_file())
+            .ok_or_else(|| ConfigError::NotFound(start.to_path_buf()))
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = SourceFile::read(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&file.text).map_err(|e| file.toml_error(&e))?;
+        let root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+            .canonicalize()
+            .map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let lab = &raw.lab;
+        let vagrantfile = existing(
+            &file,
+            &root,
+            &lab.vagrantfile,
+            "Vagrantfile",
+            "lab.vagrantfile",
+            false,
+        )?;
+        let suites_dir = existing(&file, &root, &lab.suites, "suites", "lab.suites", true)?;
+        let box_recipe = existing(
+            &file,
+            &root,
+            &lab.box_recipe,
+            "boxes/debian12",
+            "lab.box",
+            true,
+        )?;
+        let artifacts_dir = root.join(
+            lab.artifacts
+                .as_ref()
+                .map_or(Path::new("artifacts"), |s| s.get_ref()),
+        );
+        Ok(Config {
+            path: path.to_path_buf(),
+            root,
+            vagrantfile,
+            suites_dir,
+            artifacts_dir,
+            box_recipe,
+            provider: raw.provider.kind,
+            vm: raw.vm,
+            timeouts: raw.timeouts,
+        })
+    }
+}
+
+/// Resolves a path setting and checks that it exists, pointing at the key (or its default).
+fn existing(
+    file: &SourceFile,
+    root: &Path,
+    value: &Option<Spanned<PathBuf>>,
+    default: &str,
+    key: &str,
+    want_dir: bool,
+) -> Result<PathBuf, LocatedError> {
+    let rel = value.as_ref().map_or(Path::new(default), |s| s.get_ref());
+    let abs = root.join(rel);
+    let ok = if want_dir {
+        abs.is_dir()
+    } else {
+        abs.is_file()
+    };
+    if ok {
+        return Ok(abs);
+    }
+    let what = if want_dir { "directory" } else { "file" };
+    let message = format!("{what} {} does not exist", abs.display());
+    Err(match value {
+        Some(s) => file.error_at(s.span(), message),
+        None => file
+            .error_at_start(format!("{message} (the default of `{key}`)"))
+            .with_key(key),
+    }
+    .with_hint(format!(
+        "set `{key}` to the {what}'s path, relative to {}",
+        root.display()
+    )))
+}
+
+/// Rejects numbers below `MIN`; the toml deserializer attaches the value's span to the error.
+fn at_least<'de, const MIN: u32, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n < MIN {
+        return Err(serde::de::Error::custom(format!(
+            "{n} is below the minimum of {MIN}"
+        )));
+    }
+    Ok(n)
+}

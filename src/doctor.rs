@@ -1,0 +1,266 @@
+//! Prerequisite checks for a host, each with the command that fixes it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::boxes::Recipe;
+use crate::config::Config;
+use crate::state::StateDir;
+use crate::transport::{Collect, Command, Transport};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    /// Works, but slower or riskier than it should be.
+    Warn,
+    /// A run cannot work until this is fixed.
+    Missing,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+const SETUP: &str = "run scripts/setup-host (as root)";
+
+async fn sh(host: &dyn Transport, script: &str) -> (bool, String) {
+    let mut out = Collect::default();
+    match host
+        .exec(&Command::new(script, Duration::from_secs(60)), &mut out)
+        .await
+    {
+        Ok(o) => (
+            o.success(),
+            format!("{}{}", out.stdout_text(), out.stderr_text())
+                .trim()
+                .to_string(),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+fn check(name: &'static str, ok: bool, detail: String, fix: &str) -> Check {
+    Check {
+        name,
+        verdict: if ok { Verdict::Ok } else { Verdict::Missing },
+        detail,
+        fix: (!ok).then(|| fix.to_string()),
+    }
+}
+
+/// Runs every check against `host`. `config` adds the checks that need the lab (the box).
+pub async fn run(host: &dyn Transport, state: &StateDir, config: Option<&Config>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let (ok, out) = sh(host, "vagrant --version").await;
+    checks.push(check("vagrant", ok, first_line(&out), SETUP));
+    let (ok, out) = sh(
+        host,
+        "vagrant plugin list 2>/dev/null | grep vagrant-libvirt",
+    )
+    .await;
+    checks.push(check(
+        "vagrant-libvirt",
+        ok,
+        if ok {
+            first_line(&out)
+        } else {
+            "plugin not found".into()
+        },
+        SETUP,
+    ));
+    let (ok, out) = sh(host, "qemu-system-x86_64 --version").await;
+    checks.push(check("qemu", ok, first_line(&out), SETUP));
+    let (ok, out) = sh(
+        host,
+        "virsh -c qemu:///system version --daemon 2>&1 | grep -i 'running hypervisor'",
+    )
+    .await;
+    checks.push(check(
+        "libvirtd",
+        ok,
+        if ok {
+            first_line(&out)
+        } else {
+            "libvirtd does not answer on qemu:///system".into()
+        },
+        "start it: scripts/setup-host (starts virtlogd and libvirtd when there is no systemd)",
+    ));
+    let (ok, out) = sh(host, "virsh -c qemu:///system pool-info metalab 2>&1 | grep -q running && echo 'pool metalab running'").await;
+    checks.push(check(
+        "storage pool",
+        ok,
+        if ok {
+            out
+        } else {
+            "pool `metalab` missing or stopped".into()
+        },
+        SETUP,
+    ));
+    let (ok, out) = sh(
+        host,
+        "virsh -c qemu:///system net-dumpxml vagrant-libvirt 2>&1",
+    )
+    .await;
+    let stp_off = out.contains("stp='off'") || out.contains("stp=\"off\"");
+    checks.push(Check {
+        name: "management network",
+        verdict: if !ok { Verdict::Missing } else if stp_off { Verdict::Ok } else { Verdict::Warn },
+        detail: if !ok { "network `vagrant-libvirt` missing".into() } else if stp_off { "vagrant-libvirt, STP off".into() } else { "vagrant-libvirt has STP on: every boot waits ~4 s more".into() },
+        fix: (!ok || !stp_off).then(|| "virsh net-destroy vagrant-libvirt; virsh net-undefine vagrant-libvirt; scripts/setup-host".into()),
+    });
+    checks.push(kvm_check());
+    checks.push(accel_check(state));
+    if let Some(config) = config {
+        checks.push(box_check(state, &config.box_recipe));
+        checks.push(memory_check(config));
+    }
+    checks.push(disk_check(state.root()));
+    checks
+}
+
+fn kvm_check() -> Check {
+    let meta = std::fs::metadata("/dev/kvm");
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    use std::os::unix::fs::PermissionsExt;
+    let mode_ok = meta
+        .as_ref()
+        .is_ok_and(|m| m.permissions().mode() & 0o060 == 0o060);
+    Check {
+        name: "/dev/kvm",
+        verdict: if meta.is_err() || mode_ok {
+            Verdict::Ok
+        } else {
+            Verdict::Warn
+        },
+        detail: match (&meta, usable) {
+            (Err(_), _) => "absent: VMs run under TCG (software emulation)".into(),
+            (Ok(_), _) if !mode_ok => {
+                "not group-accessible: libvirt re-probes QEMU on every define (+40-60 s per up)"
+                    .into()
+            }
+            _ => "present and group-accessible".into(),
+        },
+        fix: (meta.is_ok() && !mode_ok).then(|| "chgrp kvm /dev/kvm && chmod 0660 /dev/kvm".into()),
+    }
+}
+
+fn accel_check(state: &StateDir) -> Check {
+    match crate::accel::cached(state) {
+        Some(a) => Check {
+            name: "accelerator",
+            verdict: Verdict::Ok,
+            detail: format!(
+                "{} (probed by booting the box's kernel)",
+                crate::accel::name(a)
+            ),
+            fix: None,
+        },
+        None => Check {
+            name: "accelerator",
+            verdict: Verdict::Warn,
+            detail: "not probed yet; the first run probes whether a KVM guest really boots".into(),
+            fix: None,
+        },
+    }
+}
+
+fn box_check(state: &StateDir, recipe_dir: &Path) -> Check {
+    let recipe = Recipe::new(recipe_dir);
+    match recipe.cached(state) {
+        Ok(Some(b)) => {
+            let registered = b
+                .registered_dir(&state.vagrant_home())
+                .join("metadata.json")
+                .is_file();
+            Check {
+                name: "box",
+                verdict: Verdict::Ok,
+                detail: format!(
+                    "{} {} built (sha256 {}){}",
+                    b.info.name,
+                    b.info.version,
+                    &b.info.sha256[..16],
+                    if registered {
+                        ", registered"
+                    } else {
+                        "; registered at the next run"
+                    }
+                ),
+                fix: None,
+            }
+        }
+        Ok(None) => Check {
+            name: "box",
+            verdict: Verdict::Warn,
+            detail: format!(
+                "{} not built for the current recipe; the next run builds it (a few minutes)",
+                recipe.box_name()
+            ),
+            fix: Some("metalab box build".into()),
+        },
+        Err(e) => check("box", false, format!("{e:#}"), "check the recipe directory"),
+    }
+}
+
+fn memory_check(config: &Config) -> Check {
+    let available_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kib| kib / 1024)
+        .unwrap_or(0);
+    // A TCG VM holds ~1.3-1.5 times its configured memory; two VMs must fit.
+    let need = u64::from(config.vm.memory) * 2 * 3 / 2;
+    Check {
+        name: "memory",
+        verdict: if available_mib >= need {
+            Verdict::Ok
+        } else {
+            Verdict::Warn
+        },
+        detail: format!(
+            "{available_mib} MiB available; two VMs of {} MiB need about {need}",
+            config.vm.memory
+        ),
+        fix: (available_mib < need)
+            .then(|| "lower [vm] memory in metalab.toml, or free memory".into()),
+    }
+}
+
+fn disk_check(root: &Path) -> Check {
+    let probe = root
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let free_gib = nix::sys::statvfs::statvfs(probe)
+        .map(|s| s.blocks_available() * s.fragment_size() / (1 << 30))
+        .unwrap_or(0);
+    Check {
+        name: "disk",
+        verdict: if free_gib >= 10 {
+            Verdict::Ok
+        } else if free_gib >= 4 {
+            Verdict::Warn
+        } else {
+            Verdict::Missing
+        },
+        detail: format!("{free_gib} GiB free under {}", probe.display()),
+        fix: (free_gib < 10)
+            .then(|| format!("free space under {} (boxes, VM disks)", probe.display())),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}

@@ -1,0 +1,79 @@
+//! Run ids: the one name every resource of a run carries (VM and domain names, networks, the
+//! Vagrant state directory, artifacts), so that cleanup can find them by name alone.
+
+use std::fmt;
+
+use chrono::Utc;
+use rand::Rng;
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// A run id such as `20261122-200501-3fa2`: sortable by start time, unique per host.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+/// Matches a run id anywhere inside a resource name, e.g. `metalab-20261122-200501-3fa2-node1`.
+static IN_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"metalab-(\d{8}-\d{6}-[0-9a-f]{4})-").expect("static regex"));
+
+impl RunId {
+    /// A fresh id: the UTC start time plus 16 random bits.
+    pub fn generate() -> Self {
+        let suffix: u16 = rand::rng().random();
+        RunId(format!(
+            "{}-{suffix:04x}",
+            Utc::now().format("%Y%m%d-%H%M%S")
+        ))
+    }
+
+    /// Parses an id the user typed, rejecting anything that is not shaped like one.
+    pub fn parse(s: &str) -> Option<Self> {
+        let probe = format!("metalab-{s}-");
+        let caps = IN_NAME.captures(&probe)?;
+        (caps.get(1)?.as_str() == s).then(|| RunId(s.to_string()))
+    }
+
+    /// The run id carried by a resource name (domain, network, volume), if any.
+    pub fn from_resource_name(name: &str) -> Option<Self> {
+        IN_NAME.captures(name).map(|c| RunId(c[1].to_string()))
+    }
+
+    /// The prefix of every libvirt name of this run: `metalab-<id>-`.
+    pub fn resource_prefix(&self) -> String {
+        format!("metalab-{}-", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_round_trip_through_resource_names() {
+        let id = RunId::generate();
+        let domain = format!("{}node1", id.resource_prefix());
+        assert_eq!(RunId::from_resource_name(&domain), Some(id.clone()));
+        assert_eq!(RunId::parse(id.as_str()), Some(id));
+    }
+
+    #[test]
+    fn names_without_a_run_id_are_not_ours() {
+        assert_eq!(RunId::from_resource_name("metalab-dev-node1"), None);
+        assert_eq!(RunId::from_resource_name("vagrant-libvirt"), None);
+        assert_eq!(RunId::parse("20261122-200501"), None);
+        assert_eq!(RunId::parse("x20261122-200501-3fa2"), None);
+    }
+}

@@ -1,0 +1,112 @@
+//! libvirt resources found by name, through a host's transport: the truth about what a run left
+//! behind, whatever Vagrant's state files say. Every name of a run starts with
+//! `metalab-<run-id>-`, so a sweep by prefix finds domains, networks and volumes alike.
+
+use std::time::Duration;
+
+use crate::transport::{Collect, Command, Transport, TransportError, sh_quote};
+
+const VIRSH: &str = "virsh -q -c qemu:///system";
+/// The storage pool scripts/setup-host defines and the Vagrantfile uses.
+pub const POOL: &str = "metalab";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a sweep found (and, unless it was a dry run, removed).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Leftovers {
+    pub domains: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (kind, names) in [
+            ("domain", &self.domains),
+            ("network", &self.networks),
+            ("volume", &self.volumes),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("{kind}s {}", names.join(", ")));
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+async fn lines(host: &dyn Transport, script: &str) -> Result<Vec<String>, TransportError> {
+    let mut out = Collect::default();
+    host.exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
+        .await?;
+    Ok(out
+        .stdout_text()
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// Everything of libvirt whose name starts with `prefix`.
+pub async fn find(host: &dyn Transport, prefix: &str) -> Result<Leftovers, TransportError> {
+    let ours = |v: Vec<String>| {
+        v.into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect::<Vec<_>>()
+    };
+    Ok(Leftovers {
+        domains: ours(lines(host, &format!("{VIRSH} list --all --name")).await?),
+        networks: ours(lines(host, &format!("{VIRSH} net-list --all --name")).await?),
+        volumes: ours(
+            lines(
+                host,
+                &format!("{VIRSH} vol-list {POOL} 2>/dev/null | awk '{{print $1}}'"),
+            )
+            .await?,
+        ),
+    })
+}
+
+/// Removes everything `find` returned: domains first (with their snapshots and storage), then
+/// the networks and volumes they used. Each step tolerates "already gone".
+pub async fn remove(host: &dyn Transport, found: &Leftovers) -> Result<(), TransportError> {
+    let mut script = String::new();
+    for d in &found.domains {
+        let d = sh_quote(d);
+        script.push_str(&format!(
+            "{VIRSH} destroy {d} >/dev/null 2>&1; {VIRSH} undefine {d} --snapshots-metadata --managed-save --remove-all-storage >/dev/null 2>&1 || {VIRSH} undefine {d} --snapshots-metadata >/dev/null 2>&1\n"
+        ));
+    }
+    for n in &found.networks {
+        let n = sh_quote(n);
+        script.push_str(&format!(
+            "{VIRSH} net-destroy {n} >/dev/null 2>&1; {VIRSH} net-undefine {n} >/dev/null 2>&1\n"
+        ));
+    }
+    for v in &found.volumes {
+        script.push_str(&format!(
+            "{VIRSH} vol-delete --pool {POOL} {} >/dev/null 2>&1\n",
+            sh_quote(v)
+        ));
+    }
+    script.push_str("true\n");
+    host.exec(
+        &Command::new(script, TIMEOUT).sudo(true),
+        &mut Collect::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Finds and removes everything named with `prefix`; returns what was there.
+pub async fn sweep(host: &dyn Transport, prefix: &str) -> Result<Leftovers, TransportError> {
+    let found = find(host, prefix).await?;
+    if !found.is_empty() {
+        remove(host, &found).await?;
+    }
+    Ok(found)
+}

@@ -1,0 +1,154 @@
+//! JUnit XML for Jenkins' `junit` step (and GitHub's test reporters): a test case per test and
+//! benchmark, and a `lifecycle` suite with a test case per phase (`up`, `destroy`, ...). Test
+//! failures are `<failure>`; infrastructure problems are `<error>`, so the two never blur.
+
+use std::path::Path;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::record::{BenchRecord, PhaseRecord, RunRecord, TestOutcome, TestRecord};
+
+/// Lines of a log quoted in a failing test case.
+const LOG_TAIL_LINES: usize = 60;
+
+/// Renders the run's results; logs are read from `run_dir` (the run's artifacts directory).
+pub fn render(record: &RunRecord, run_dir: &Path) -> Result<String, quick_junit::SerializeError> {
+    let mut report = Report::new(format!("metalab {}", record.run_id));
+    report.set_timestamp(record.started);
+    report.set_time(record.duration);
+    report.add_test_suite(lifecycle_suite(record, run_dir));
+    for suite in &record.suites {
+        let mut ts = TestSuite::new(suite.name.clone());
+        ts.set_time(suite.duration);
+        if let Some(error) = &suite.error {
+            ts.add_test_case(suite_error_case(&suite.name, error, run_dir));
+        }
+        ts.add_test_cases(suite.tests.iter().map(|t| test_case(t, run_dir)));
+        ts.add_test_cases(suite.benchmarks.iter().map(|b| bench_case(b, run_dir)));
+        report.add_test_suite(ts);
+    }
+    report.to_string()
+}
+
+fn lifecycle_suite(record: &RunRecord, run_dir: &Path) -> TestSuite {
+    let mut ts = TestSuite::new("lifecycle");
+    let mut props = vec![
+        ("run_id", record.run_id.to_string()),
+        ("host", record.host.clone()),
+    ];
+    if let Some(b) = &record.box_info {
+        props.push(("box", format!("{} {}", b.name, b.version)));
+        props.push(("box_sha256", b.sha256.clone()));
+    }
+    ts.add_properties(
+        props
+            .into_iter()
+            .map(|(k, v)| quick_junit::Property::new(k, v)),
+    );
+    ts.add_test_cases(record.phases.iter().map(|p| phase_case(p, run_dir)));
+    ts
+}
+
+fn phase_case(p: &PhaseRecord, run_dir: &Path) -> TestCase {
+    let status = match &p.error {
+        None => TestCaseStatus::success(),
+        Some(e) => non_success(NonSuccessKind::Error, e, "infrastructure"),
+    };
+    let mut tc = TestCase::new(p.phase.name(), status);
+    tc.set_classname("lifecycle").set_time(p.duration);
+    if p.error.is_some()
+        && let Some(log) = &p.log
+    {
+        tc.set_system_out(log_tail(&run_dir.join(log)));
+    }
+    tc
+}
+
+fn test_case(t: &TestRecord, run_dir: &Path) -> TestCase {
+    let message = t.message.clone().unwrap_or_default();
+    let status = match t.outcome {
+        TestOutcome::Passed => TestCaseStatus::success(),
+        TestOutcome::Failed => non_success(NonSuccessKind::Failure, &message, "failed"),
+        TestOutcome::TimedOut => non_success(NonSuccessKind::Failure, &message, "timeout"),
+        TestOutcome::Error => {
+            let kind = if t.infra { "infrastructure" } else { "error" };
+            non_success(NonSuccessKind::Error, &message, kind)
+        }
+        TestOutcome::Skipped => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(message);
+            s
+        }
+    };
+    let mut tc = TestCase::new(t.name.clone(), status);
+    tc.set_classname(t.suite.clone()).set_time(t.duration);
+    if t.outcome != TestOutcome::Passed {
+        tc.set_system_out(format!(
+            "$ {}\n{}",
+            t.command,
+            log_tail(&run_dir.join(&t.log))
+        ));
+    }
+    tc
+}
+
+fn bench_case(b: &BenchRecord, run_dir: &Path) -> TestCase {
+    let status = match &b.error {
+        None => TestCaseStatus::success(),
+        Some(e) if b.infra => non_success(NonSuccessKind::Error, e, "infrastructure"),
+        Some(e) => non_success(NonSuccessKind::Failure, e, "benchmark"),
+    };
+    let mut tc = TestCase::new(format!("benchmark {}", b.name), status);
+    tc.set_classname(b.suite.clone()).set_time(b.duration);
+    let summary: Vec<String> = b
+        .metrics
+        .iter()
+        .map(|m| format!("{} [{}]: {:?}", m.spec.name, m.spec.unit, m.samples))
+        .collect();
+    let mut out = summary.join("\n");
+    if b.error.is_some() {
+        out.push('\n');
+        out.push_str(&log_tail(&run_dir.join(&b.log)));
+    }
+    tc.set_system_out(out);
+    tc
+}
+
+/// A suite that could not run all its tests (failed setup, lost VM) fails as a case of its own;
+/// its tests are reported as skipped.
+fn suite_error_case(suite: &str, error: &str, run_dir: &Path) -> TestCase {
+    let mut tc = TestCase::new(
+        "(suite)",
+        non_success(NonSuccessKind::Error, error, "suite"),
+    );
+    tc.set_classname(suite.to_string());
+    tc.set_system_out(log_tail(&run_dir.join(suite).join("setup.log")));
+    tc
+}
+
+fn non_success(kind: NonSuccessKind, message: &str, ty: &str) -> TestCaseStatus {
+    let mut s = TestCaseStatus::non_success(kind);
+    s.set_message(message.to_string()).set_type(ty.to_string());
+    s
+}
+
+/// The last lines of a log, or a note saying why there is none.
+pub fn log_tail(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+            let mut tail = String::new();
+            if start > 0 {
+                tail.push_str(&format!(
+                    "[... {start} earlier lines in {}]\n",
+                    path.display()
+                ));
+            }
+            tail.push_str(&lines[start..].join("\n"));
+            tail
+        }
+        Err(e) => format!("[no log at {}: {e}]", path.display()),
+    }
+}

@@ -1,0 +1,238 @@
+//! The results of a run as data: built from the event stream, written as the JSON results file,
+//! and the single source the JUnit and summary reporters render from.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Status;
+use crate::ids::RunId;
+use crate::run::event::{Event, EventKind, Phase};
+use crate::suite::MetricSpec;
+
+/// Version of the JSON results format; bumped when a field changes meaning.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub format: u32,
+    pub run_id: RunId,
+    pub metalab_version: String,
+    pub host: String,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub status: Status,
+    #[serde(rename = "box")]
+    pub box_info: Option<BoxInfo>,
+    pub vms: Vec<VmRecord>,
+    pub phases: Vec<PhaseRecord>,
+    pub suites: Vec<SuiteRecord>,
+    pub notices: Vec<String>,
+}
+
+/// The base box a run used: name, version, and the sha256 of the `.box` file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BoxInfo {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub recipe_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmRecord {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    pub phase: Phase,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub error: Option<String>,
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteRecord {
+    pub name: String,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub error: Option<String>,
+    pub tests: Vec<TestRecord>,
+    pub benchmarks: Vec<BenchRecord>,
+}
+
+/// How one test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestOutcome {
+    Passed,
+    /// The command ran and did not meet its expectations.
+    Failed,
+    /// The command ran past its timeout and was killed: a test failure.
+    TimedOut,
+    /// The test could not run properly: a failed setup, a lost connection.
+    Error,
+    /// Not run, because the run was cancelled.
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestRecord {
+    pub suite: String,
+    pub name: String,
+    pub vm: String,
+    pub command: String,
+    pub outcome: TestOutcome,
+    /// Set when `outcome` is `error` and the cause was the lab, not the test.
+    #[serde(default)]
+    pub infra: bool,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub message: Option<String>,
+    /// The test's log, relative to the run's artifacts directory.
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchRecord {
+    pub suite: String,
+    pub name: String,
+    pub vm: String,
+    pub command: String,
+    pub metrics: Vec<MetricSamples>,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub infra: bool,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricSamples {
+    #[serde(flatten)]
+    pub spec: MetricSpec,
+    pub samples: Vec<f64>,
+}
+
+impl RunRecord {
+    /// An empty record, filled in by [`RunRecord::apply`] as events arrive.
+    pub fn new(run_id: RunId, host: String, started: DateTime<Utc>) -> RunRecord {
+        RunRecord {
+            format: FORMAT_VERSION,
+            run_id,
+            metalab_version: env!("CARGO_PKG_VERSION").to_string(),
+            host,
+            started,
+            finished: None,
+            duration: Duration::ZERO,
+            status: Status::Passed,
+            box_info: None,
+            vms: Vec::new(),
+            phases: Vec::new(),
+            suites: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// Folds one event into the record.
+    pub fn apply(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::PhaseFinished {
+                phase,
+                duration,
+                error,
+                log,
+            } => self.phases.push(PhaseRecord {
+                phase: *phase,
+                duration: *duration,
+                error: error.clone(),
+                log: log.clone(),
+            }),
+            EventKind::BoxReady(info) => self.box_info = Some(info.clone()),
+            EventKind::VmReady { vm, address } => self.vms.push(VmRecord {
+                name: vm.clone(),
+                address: address.clone(),
+            }),
+            EventKind::SuiteStarted { suite, .. } => self.suites.push(SuiteRecord {
+                name: suite.clone(),
+                duration: Duration::ZERO,
+                error: None,
+                tests: Vec::new(),
+                benchmarks: Vec::new(),
+            }),
+            EventKind::TestFinished(t) => self.suite_mut(&t.suite).tests.push(t.clone()),
+            EventKind::BenchmarkFinished(b) => self.suite_mut(&b.suite).benchmarks.push(b.clone()),
+            EventKind::SuiteFinished {
+                suite,
+                duration,
+                error,
+            } => {
+                let s = self.suite_mut(suite);
+                s.duration = *duration;
+                s.error = error.clone();
+            }
+            EventKind::Notice { message } => self.notices.push(message.clone()),
+            EventKind::RunFinished { status, duration } => {
+                self.status = *status;
+                self.duration = *duration;
+                self.finished = Some(event.time);
+            }
+            EventKind::RunStarted { .. }
+            | EventKind::PhaseStarted { .. }
+            | EventKind::PhaseProgress { .. }
+            | EventKind::TestStarted { .. }
+            | EventKind::BenchSample { .. }
+            | EventKind::Cancelling { .. } => {}
+        }
+    }
+
+    fn suite_mut(&mut self, name: &str) -> &mut SuiteRecord {
+        if let Some(i) = self.suites.iter().position(|s| s.name == name) {
+            return &mut self.suites[i];
+        }
+        self.suites.push(SuiteRecord {
+            name: name.to_string(),
+            duration: Duration::ZERO,
+            error: None,
+            tests: Vec::new(),
+            benchmarks: Vec::new(),
+        });
+        self.suites.last_mut().expect("just pushed")
+    }
+
+    pub fn tests(&self) -> impl Iterator<Item = &TestRecord> {
+        self.suites.iter().flat_map(|s| s.tests.iter())
+    }
+
+    pub fn benchmarks(&self) -> impl Iterator<Item = &BenchRecord> {
+        self.suites.iter().flat_map(|s| s.benchmarks.iter())
+    }
+
+    pub fn count(&self, outcome: TestOutcome) -> usize {
+        self.tests().filter(|t| t.outcome == outcome).count()
+    }
+}
+
+/// Durations as fractional seconds in JSON: readable by people and by any tool.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,172 @@
+//! The readable summary printed at the end of a run: outcome, failures with their logs,
+//! benchmarks, and where each phase's time went.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use console::Style;
+
+use super::record::{RunRecord, TestOutcome};
+use crate::exit::Status;
+
+/// Renders the summary; `color` adds ANSI styles (terminals only).
+pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
+    let style = |s: Style| {
+        if color {
+            s
+        } else {
+            Style::new().force_styling(false)
+        }
+    };
+    let bold = style(Style::new().bold());
+    let red = style(Style::new().red().bold());
+    let green = style(Style::new().green().bold());
+    let dim = style(Style::new().dim());
+
+    let mut out = String::new();
+    let verdict = match r.status {
+        Status::Passed => green.apply_to("PASSED".to_string()),
+        Status::TestsFailed => red.apply_to("FAILED".to_string()),
+        Status::BadInput => red.apply_to("BAD INPUT".to_string()),
+        Status::InfraError => red.apply_to("INFRASTRUCTURE ERROR".to_string()),
+        Status::Interrupted => red.apply_to("INTERRUPTED".to_string()),
+        Status::Terminated => red.apply_to("TERMINATED".to_string()),
+    };
+    let _ = writeln!(
+        out,
+        "{} {}: {verdict} (exit {}) in {}",
+        bold.apply_to("metalab run"),
+        r.run_id,
+        r.status.code(),
+        human(r.duration)
+    );
+    if let Some(b) = &r.box_info {
+        let _ = writeln!(
+            out,
+            "  box       {} {} (sha256 {})",
+            b.name,
+            b.version,
+            &b.sha256[..16.min(b.sha256.len())]
+        );
+    }
+    for s in &r.suites {
+        let passed = s
+            .tests
+            .iter()
+            .filter(|t| t.outcome == TestOutcome::Passed)
+            .count();
+        let mut line = format!(
+            "  suite     {:<14} {passed}/{} passed",
+            s.name,
+            s.tests.len()
+        );
+        if !s.benchmarks.is_empty() {
+            let _ = write!(line, ", {} benchmark(s)", s.benchmarks.len());
+        }
+        let _ = writeln!(out, "{line}  {}", dim.apply_to(human(s.duration)));
+        if let Some(e) = &s.error {
+            let _ = writeln!(out, "            {}", red.apply_to(e));
+        }
+    }
+    let problems: Vec<_> = r
+        .tests()
+        .filter(|t| !matches!(t.outcome, TestOutcome::Passed | TestOutcome::Skipped))
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(out, "\n  {}", bold.apply_to("Failures"));
+        for t in problems {
+            let _ = writeln!(
+                out,
+                "  {} {}/{} on {}: {}",
+                red.apply_to("✗"),
+                t.suite,
+                t.name,
+                t.vm,
+                t.message.as_deref().unwrap_or("")
+            );
+            let _ = writeln!(out, "      log: {}", run_dir.join(&t.log).display());
+        }
+    }
+    let skipped = r.count(TestOutcome::Skipped);
+    if skipped > 0 {
+        let _ = writeln!(out, "  {skipped} test(s) skipped");
+    }
+    let benches: Vec<_> = r.benchmarks().collect();
+    if !benches.is_empty() {
+        let _ = writeln!(out, "\n  {}", bold.apply_to("Benchmarks"));
+        for b in benches {
+            for m in &b.metrics {
+                let _ = writeln!(
+                    out,
+                    "  {:<34} {:>10} {:<8} n={} min {} max {}",
+                    format!("{}/{} {}", b.suite, b.name, m.spec.name),
+                    fmt_num(median(&m.samples)),
+                    m.spec.unit,
+                    m.samples.len(),
+                    fmt_num(m.samples.iter().copied().fold(f64::NAN, f64::min)),
+                    fmt_num(m.samples.iter().copied().fold(f64::NAN, f64::max)),
+                );
+            }
+            if let Some(e) = &b.error {
+                let _ = writeln!(out, "  {} {}/{}: {e}", red.apply_to("✗"), b.suite, b.name);
+            }
+        }
+    }
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .map(|p| {
+            let mark = if p.error.is_some() { " ✗" } else { "" };
+            format!("{} {}{mark}", p.phase.name(), human(p.duration))
+        })
+        .collect();
+    let _ = writeln!(out, "\n  lifecycle {}", dim.apply_to(phases.join(" · ")));
+    for p in r.phases.iter().filter(|p| p.error.is_some()) {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            red.apply_to("✗"),
+            p.phase.name(),
+            p.error.as_deref().unwrap_or("")
+        );
+    }
+    for n in &r.notices {
+        let _ = writeln!(out, "  {} {n}", bold.apply_to("!"));
+    }
+    let _ = writeln!(out, "  results   {}", run_dir.display());
+    out
+}
+
+/// "1m 32s" rather than "92.417s".
+pub fn human(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 10.0 {
+        return format!("{secs:.1}s");
+    }
+    let s = secs.round() as u64;
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.3}")
+    }
+}

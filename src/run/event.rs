@@ -1,0 +1,139 @@
+//! The event stream: everything a run does, in order. The engine only emits events; every
+//! reporter (terminal, JUnit, JSON, ...) consumes the same stream and none reaches back in.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Status;
+use crate::ids::RunId;
+use crate::report::record::{BenchRecord, BoxInfo, TestRecord};
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub time: DateTime<Utc>,
+    pub kind: EventKind,
+}
+
+/// The lifecycle phases of a run, each reported as a JUnit test case of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Get the host ready: packages, daemons, storage pool, networks.
+    Prepare,
+    /// Build (or find in the cache) and register the base box.
+    Box,
+    /// `vagrant up` of the VMs the selected suites need.
+    Up,
+    /// One SSH session per VM, and the suites copied in.
+    Connect,
+    /// Logs and diagnostics from every VM, even half-dead ones.
+    Collect,
+    /// `vagrant destroy`, then a sweep by name of anything of the run still there.
+    Destroy,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Prepare => "prepare",
+            Phase::Box => "box",
+            Phase::Up => "up",
+            Phase::Connect => "connect",
+            Phase::Collect => "collect",
+            Phase::Destroy => "destroy",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    RunStarted {
+        run_id: RunId,
+        suites: Vec<String>,
+        vms: Vec<String>,
+        host: String,
+        artifacts: PathBuf,
+    },
+    PhaseStarted {
+        phase: Phase,
+        detail: String,
+    },
+    /// A line of progress inside a phase, e.g. "node1: booting".
+    PhaseProgress {
+        phase: Phase,
+        message: String,
+    },
+    PhaseFinished {
+        phase: Phase,
+        duration: Duration,
+        error: Option<String>,
+        /// The phase's log, relative to the run's artifacts directory.
+        log: Option<PathBuf>,
+    },
+    BoxReady(BoxInfo),
+    VmReady {
+        vm: String,
+        address: String,
+    },
+    SuiteStarted {
+        suite: String,
+        tests: usize,
+        benchmarks: usize,
+    },
+    TestStarted {
+        suite: String,
+        test: String,
+    },
+    TestFinished(TestRecord),
+    BenchSample {
+        suite: String,
+        benchmark: String,
+        metric: String,
+        unit: String,
+        value: f64,
+    },
+    BenchmarkFinished(BenchRecord),
+    SuiteFinished {
+        suite: String,
+        duration: Duration,
+        /// Why the suite could not run all of its tests (a failed setup step, a lost VM).
+        error: Option<String>,
+    },
+    /// A signal arrived: the run stops and tears down.
+    Cancelling {
+        signal: String,
+        fast: bool,
+    },
+    /// Something the person running metalab must know, e.g. how to reach kept VMs.
+    Notice {
+        message: String,
+    },
+    RunFinished {
+        status: Status,
+        duration: Duration,
+    },
+}
+
+/// The sending half of the event stream, given to the engine.
+#[derive(Clone)]
+pub struct Events {
+    tx: tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+impl Events {
+    pub fn channel() -> (Events, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Events { tx }, rx)
+    }
+
+    pub fn emit(&self, kind: EventKind) {
+        // A closed stream means the reporters are gone; the run still finishes its teardown.
+        let _ = self.tx.send(Event {
+            time: Utc::now(),
+            kind,
+        });
+    }
+}

@@ -1,0 +1,513 @@
+//! Running suites inside the connected VMs: setup steps, tests judged against their
+//! expectations, benchmarks sampled, teardown steps, artifacts collected. Every command's output
+//! goes to its own log under `artifacts/<run-id>/<suite>/`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::event::EventKind;
+use super::log::LogSink;
+use super::{Engine, Stop, VM_LAB_DIR, Vm};
+use crate::exit::Status;
+use crate::report::record::{BenchRecord, MetricSamples, TestOutcome, TestRecord};
+use crate::suite::{Benchmark, Expect, Step, Suite, Test};
+use crate::transport::{Command, Exit, Outcome, Transport, TransportError, files};
+
+/// Runs every planned suite, one after the other. A lost VM stops the run (infrastructure); the
+/// tests not run are reported as skipped.
+pub(super) async fn run_all(e: &Engine<'_>, vms: &[Vm]) -> Result<Status, Stop> {
+    let mut status = Status::Passed;
+    for (i, suite) in e.plan.suites.iter().enumerate() {
+        match SuiteRun::new(e, suite, vms).run().await {
+            Ok(s) => status = status.worst(s),
+            Err(reason) => {
+                for rest in &e.plan.suites[i + 1..] {
+                    skip_suite(e, rest, &reason);
+                }
+                return Err(Stop::Infra);
+            }
+        }
+    }
+    Ok(status)
+}
+
+fn skip_suite(e: &Engine<'_>, suite: &Suite, reason: &str) {
+    e.events.emit(EventKind::SuiteStarted {
+        suite: suite.name.clone(),
+        tests: suite.tests.len(),
+        benchmarks: suite.benchmarks.len(),
+    });
+    for t in &suite.tests {
+        e.events
+            .emit(EventKind::TestFinished(skipped(suite, t, reason)));
+    }
+    e.events.emit(EventKind::SuiteFinished {
+        suite: suite.name.clone(),
+        duration: Duration::ZERO,
+        error: Some(format!("not run: {reason}")),
+    });
+}
+
+fn skipped(suite: &Suite, t: &Test, reason: &str) -> TestRecord {
+    TestRecord {
+        suite: suite.name.clone(),
+        name: t.name.clone(),
+        vm: t.step.vm.clone(),
+        command: t.step.run.clone(),
+        outcome: TestOutcome::Skipped,
+        infra: false,
+        duration: Duration::ZERO,
+        message: Some(format!("not run: {reason}")),
+        log: PathBuf::new(),
+    }
+}
+
+/// One suite's run.
+struct SuiteRun<'e, 'a> {
+    e: &'e Engine<'a>,
+    suite: &'e Suite,
+    vms: &'e [Vm],
+    env: Vec<(String, String)>,
+}
+
+/// The result of a command run as part of a suite; `Err` means the VM was lost.
+type StepResult = Result<(Outcome, String, String), TransportError>;
+
+impl<'e, 'a> SuiteRun<'e, 'a> {
+    fn new(e: &'e Engine<'a>, suite: &'e Suite, vms: &'e [Vm]) -> Self {
+        let mut env = vec![
+            ("METALAB_RUN_ID".to_string(), e.plan.run_id.to_string()),
+            ("METALAB_SUITE".to_string(), suite.name.clone()),
+            ("METALAB_ARTIFACTS".to_string(), remote_artifacts(suite)),
+            (
+                "METALAB_VMS".to_string(),
+                vms.iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        ];
+        for vm in vms {
+            if let Some(ip) = &vm.private_ip {
+                env.push((format!("METALAB_IP_{}", env_name(&vm.name)), ip.clone()));
+            }
+        }
+        SuiteRun { e, suite, vms, env }
+    }
+
+    fn vm(&self, name: &str) -> &Vm {
+        self.vms
+            .iter()
+            .find(|v| v.name == name)
+            .expect("the plan brings up every VM a suite names")
+    }
+
+    fn log(&self, file: &str) -> (PathBuf, PathBuf) {
+        let rel = PathBuf::from(&self.suite.name).join(format!("{file}.log"));
+        (self.e.artifacts.join(&rel), rel)
+    }
+
+    /// Runs one step in its VM, logging to `log`. Returns the outcome, stdout and all output.
+    async fn exec(&self, step: &Step, default_timeout: Duration, log: &Path) -> StepResult {
+        let cmd = Command::new(step.run.clone(), step.timeout.unwrap_or(default_timeout))
+            .cwd(format!("{VM_LAB_DIR}/suites/{}", self.suite.name))
+            .envs(&self.env)
+            .env("METALAB_VM", step.vm.clone())
+            .sudo(true);
+        let mut sink = LogSink::append(log);
+        sink.note(&format!("$ {}   # on {}", step.run, step.vm));
+        let outcome = self.vm(&step.vm).session.exec(&cmd, &mut sink).await?;
+        sink.note(&format!("# {}", outcome.describe()));
+        Ok((outcome, sink.stdout_text(), sink.combined_text()))
+    }
+
+    async fn run(&self) -> Result<Status, String> {
+        let s = self.suite;
+        self.e.events.emit(EventKind::SuiteStarted {
+            suite: s.name.clone(),
+            tests: s.tests.len(),
+            benchmarks: s.benchmarks.len(),
+        });
+        let started = Instant::now();
+        let result = self.body().await;
+        self.teardown().await;
+        self.collect().await;
+        let error = match &result {
+            Ok((_, e)) => e.clone(),
+            Err(e) => Some(e.clone()),
+        };
+        self.e.events.emit(EventKind::SuiteFinished {
+            suite: s.name.clone(),
+            duration: started.elapsed(),
+            error,
+        });
+        result.map(|(status, _)| status)
+    }
+
+    /// Setup, tests and benchmarks. Ok carries the status and why the suite stopped early, if it
+    /// did; Err means the VM was lost.
+    async fn body(&self) -> Result<(Status, Option<String>), String> {
+        self.prepare_vms().await?;
+        if let Some(why) = self.setup().await? {
+            for t in &self.suite.tests {
+                self.e.events.emit(EventKind::TestFinished(skipped(
+                    self.suite,
+                    t,
+                    "setup failed",
+                )));
+            }
+            return Ok((Status::TestsFailed, Some(why)));
+        }
+        let mut status = Status::Passed;
+        for (i, t) in self.suite.tests.iter().enumerate() {
+            let r = self.test(t).await;
+            let lost = r.infra;
+            if r.outcome != TestOutcome::Passed {
+                status = Status::TestsFailed;
+            }
+            let message = r.message.clone().unwrap_or_default();
+            self.e.events.emit(EventKind::TestFinished(r));
+            if lost {
+                for rest in &self.suite.tests[i + 1..] {
+                    self.e
+                        .events
+                        .emit(EventKind::TestFinished(skipped(self.suite, rest, &message)));
+                }
+                return Err(message);
+            }
+        }
+        for b in &self.suite.benchmarks {
+            let r = self.benchmark(b).await;
+            if r.error.is_some() {
+                status = Status::TestsFailed;
+            }
+            let lost = r.infra.then(|| r.error.clone().unwrap_or_default());
+            self.e.events.emit(EventKind::BenchmarkFinished(r));
+            if let Some(message) = lost {
+                return Err(message);
+            }
+        }
+        Ok((status, None))
+    }
+
+    /// A clean, empty `METALAB_ARTIFACTS` directory in each of the suite's VMs.
+    async fn prepare_vms(&self) -> Result<(), String> {
+        let dir = remote_artifacts(self.suite);
+        for name in &self.suite.vms {
+            let cmd = Command::new(
+                format!("rm -rf {dir} && mkdir -p {dir}"),
+                Duration::from_secs(60),
+            )
+            .sudo(true);
+            self.vm(name)
+                .session
+                .exec(&cmd, &mut crate::transport::Discard)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Runs the setup steps; returns why setup failed, if it did.
+    async fn setup(&self) -> Result<Option<String>, String> {
+        let (log, _) = self.log("setup");
+        for (i, step) in self.suite.setup.iter().enumerate() {
+            let (outcome, _, output) = self
+                .exec(step, self.e.config.timeouts.setup, &log)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !outcome.success() {
+                let last = output
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                return Ok(Some(format!(
+                    "setup step {} on {} failed ({}): {last}",
+                    i + 1,
+                    step.vm,
+                    outcome.describe()
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Teardown steps run even after failures; their own failures are only noted.
+    async fn teardown(&self) {
+        let (log, rel) = self.log("teardown");
+        for step in &self.suite.teardown {
+            match self.exec(step, self.e.config.timeouts.setup, &log).await {
+                Ok((o, _, _)) if o.success() => {}
+                Ok((o, _, _)) => self.e.events.emit(EventKind::Notice {
+                    message: format!(
+                        "{}: a teardown step failed ({}); see {}",
+                        self.suite.name,
+                        o.describe(),
+                        rel.display()
+                    ),
+                }),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Copies `METALAB_ARTIFACTS` and the declared artifacts out of the VMs, best effort.
+    async fn collect(&self) {
+        let local = self.e.artifacts.join(&self.suite.name);
+        let t = Duration::from_secs(120);
+        for name in &self.suite.vms {
+            let vm = self.vm(name).session.as_ref();
+            let _ = files::get_dir_contents(
+                vm,
+                &remote_artifacts(self.suite),
+                &local.join(name),
+                true,
+                t,
+            )
+            .await;
+        }
+        for a in &self.suite.artifacts {
+            let vm = self.vm(&a.vm).session.as_ref();
+            if let Err(e) = files::get_path(vm, &a.path, &local.join(&a.vm), true, t).await {
+                self.e.events.emit(EventKind::Notice {
+                    message: format!(
+                        "{}: cannot collect {} from {}: {e}",
+                        self.suite.name, a.path, a.vm
+                    ),
+                });
+            }
+        }
+    }
+
+    async fn test(&self, t: &Test) -> TestRecord {
+        self.e.events.emit(EventKind::TestStarted {
+            suite: self.suite.name.clone(),
+            test: t.name.clone(),
+        });
+        let (log, rel) = self.log(&t.name);
+        let started = Instant::now();
+        let (outcome, message, infra) =
+            match self.exec(&t.step, self.e.config.timeouts.test, &log).await {
+                Ok((o, _, output)) => {
+                    let (outcome, message) = judge(&o, &output, &t.expect);
+                    (outcome, message, false)
+                }
+                Err(e) => (TestOutcome::Error, Some(e.to_string()), true),
+            };
+        TestRecord {
+            suite: self.suite.name.clone(),
+            name: t.name.clone(),
+            vm: t.step.vm.clone(),
+            command: t.step.run.clone(),
+            outcome,
+            infra,
+            duration: started.elapsed(),
+            message,
+            log: rel,
+        }
+    }
+
+    async fn benchmark(&self, b: &Benchmark) -> BenchRecord {
+        self.e.events.emit(EventKind::TestStarted {
+            suite: self.suite.name.clone(),
+            test: b.name.clone(),
+        });
+        let (log, rel) = self.log(&b.name);
+        let started = Instant::now();
+        let mut metrics: Vec<MetricSamples> = b
+            .metrics
+            .iter()
+            .map(|m| MetricSamples {
+                spec: m.spec.clone(),
+                samples: Vec::new(),
+            })
+            .collect();
+        let (error, infra) = match self.sample(b, &log, &mut metrics).await {
+            Ok(()) => (None, false),
+            Err(SampleError::Run(e)) => (Some(e), false),
+            Err(SampleError::Lost(e)) => (Some(e.to_string()), true),
+        };
+        BenchRecord {
+            suite: self.suite.name.clone(),
+            name: b.name.clone(),
+            vm: b.step.vm.clone(),
+            command: b.step.run.clone(),
+            metrics,
+            error,
+            infra,
+            duration: started.elapsed(),
+            log: rel,
+        }
+    }
+
+    /// Warm-up runs, then `repeats` runs whose metrics are recorded.
+    async fn sample(
+        &self,
+        b: &Benchmark,
+        log: &Path,
+        metrics: &mut [MetricSamples],
+    ) -> Result<(), SampleError> {
+        let total = b.warmup + b.repeats;
+        for i in 0..total {
+            let (outcome, stdout, output) = self
+                .exec(&b.step, self.e.config.timeouts.test, log)
+                .await
+                .map_err(SampleError::Lost)?;
+            if !outcome.success() {
+                let last = output
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                return Err(SampleError::Run(format!(
+                    "run {}/{total} failed ({}): {last}",
+                    i + 1,
+                    outcome.describe()
+                )));
+            }
+            if i < b.warmup {
+                continue;
+            }
+            for (m, samples) in b.metrics.iter().zip(metrics.iter_mut()) {
+                let value = m.read(&stdout).map_err(|e| {
+                    SampleError::Run(format!(
+                        "run {}/{total}: metric {}: {e}",
+                        i + 1,
+                        m.spec.name
+                    ))
+                })?;
+                samples.samples.push(value);
+                self.e.events.emit(EventKind::BenchSample {
+                    suite: self.suite.name.clone(),
+                    benchmark: b.name.clone(),
+                    metric: m.spec.name.clone(),
+                    unit: m.spec.unit.clone(),
+                    value,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+enum SampleError {
+    /// A run failed or printed no metric: the benchmark fails.
+    Run(String),
+    /// The VM was lost: infrastructure.
+    Lost(TransportError),
+}
+
+/// Decides a test's outcome from its command's result and output.
+pub fn judge(o: &Outcome, output: &str, expect: &Expect) -> (TestOutcome, Option<String>) {
+    if o.timed_out {
+        return (TestOutcome::TimedOut, Some(o.describe()));
+    }
+    let last = output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if o.exit != Exit::Code(expect.exit) {
+        let got = o.describe();
+        return (
+            TestOutcome::Failed,
+            Some(format!("expected exit {}, got {got}: {last}", expect.exit)),
+        );
+    }
+    if let Some(re) = &expect.output
+        && !re.is_match(output)
+    {
+        return (
+            TestOutcome::Failed,
+            Some(format!("output does not match `{re}`: {last}")),
+        );
+    }
+    if let Some(re) = &expect.no_output
+        && let Some(m) = re.find(output)
+    {
+        return (
+            TestOutcome::Failed,
+            Some(format!(
+                "output matches `{re}`, which it must not: `{}`",
+                m.as_str().trim()
+            )),
+        );
+    }
+    (TestOutcome::Passed, None)
+}
+
+/// Where a suite's commands drop files to collect: `$METALAB_ARTIFACTS`.
+fn remote_artifacts(suite: &Suite) -> String {
+    format!("{VM_LAB_DIR}/artifacts/{}", suite.name)
+}
+
+/// `node-1` → `NODE_1`, for `METALAB_IP_<VM>`.
+fn env_name(vm: &str) -> String {
+    vm.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    fn outcome(code: i32, timed_out: bool) -> Outcome {
+        Outcome {
+            exit: Exit::Code(code),
+            timed_out,
+            duration: Duration::from_secs(1),
+        }
+    }
+
+    fn expect(exit: i32, output: Option<&str>, no_output: Option<&str>) -> Expect {
+        Expect {
+            exit,
+            output: output.map(|r| Regex::new(r).unwrap()),
+            no_output: no_output.map(|r| Regex::new(r).unwrap()),
+        }
+    }
+
+    #[test]
+    fn judging_covers_exit_output_and_timeouts() {
+        let e = expect(0, Some("0% packet loss"), Some("Unreachable"));
+        assert_eq!(
+            judge(&outcome(0, false), "3 received, 0% packet loss", &e).0,
+            TestOutcome::Passed
+        );
+        let (o, m) = judge(&outcome(1, false), "100% packet loss\n", &e);
+        assert_eq!(o, TestOutcome::Failed);
+        assert_eq!(m.unwrap(), "expected exit 0, got exit 1: 100% packet loss");
+        assert_eq!(
+            judge(&outcome(0, false), "nothing", &e).0,
+            TestOutcome::Failed
+        );
+        assert_eq!(
+            judge(
+                &outcome(0, false),
+                "0% packet loss, Destination Host Unreachable",
+                &e
+            )
+            .0,
+            TestOutcome::Failed
+        );
+        assert_eq!(judge(&outcome(124, true), "", &e).0, TestOutcome::TimedOut);
+        assert_eq!(
+            judge(&outcome(1, false), "", &expect(1, None, None)).0,
+            TestOutcome::Passed
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! metalab's state directory on a host (default `/var/lib/metalab`, or `METALAB_HOME`). Every
+//! file in it is named here, as lima names the files of an instance directory.
+//!
+//! It must be readable by the `libvirt-qemu` user: direct kernel boot reads each box's kernel
+//! and initrd from `vagrant.d/` inside it.
+
+use std::path::{Path, PathBuf};
+
+use crate::ids::RunId;
+
+/// Overrides the state directory.
+pub const HOME_ENV: &str = "METALAB_HOME";
+pub const DEFAULT_HOME: &str = "/var/lib/metalab";
+
+/// The layout of the state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// `METALAB_HOME`, or the default.
+    pub fn from_env() -> StateDir {
+        let root = std::env::var_os(HOME_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME));
+        StateDir { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Vagrant's home: boxes registered by metalab live here.
+    pub fn vagrant_home(&self) -> PathBuf {
+        self.root.join("vagrant.d")
+    }
+
+    /// Built boxes, one per recipe hash.
+    pub fn boxes(&self) -> PathBuf {
+        self.root.join("boxes")
+    }
+
+    /// debootstrap's package cache, so a rebuilt box downloads nothing it already has.
+    pub fn debootstrap_cache(&self) -> PathBuf {
+        self.root.join("cache").join("debootstrap")
+    }
+
+    /// The accelerator a probe found to work on this host: `kvm` or `tcg`.
+    pub fn accel_file(&self) -> PathBuf {
+        self.root.join("accel")
+    }
+
+    /// Lock files for steps that must not run twice at once on a host.
+    pub fn lock(&self, name: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{name}.lock"))
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    pub fn run(&self, id: &RunId) -> RunDir {
+        RunDir {
+            root: self.runs().join(id.as_str()),
+        }
+    }
+}
+
+/// One run's private state: its Vagrant state directory, SSH details and pinned host keys.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `VAGRANT_DOTFILE_PATH`: this run's machines, invisible to every other run.
+    pub fn vagrant_dotfile(&self) -> PathBuf {
+        self.root.join("vagrant")
+    }
+
+    /// What `metalab exec` needs to reach the run's VMs: see [`crate::lab::LabState`].
+    pub fn lab_state(&self) -> PathBuf {
+        self.root.join("lab.json")
+    }
+
+    /// The pinned SSH host key of a VM.
+    pub fn host_key(&self, vm: &str) -> PathBuf {
+        self.root.join("known_hosts").join(vm)
+    }
+}
+
+/// An exclusive lock on a file, released when dropped.
+pub struct FileLock {
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    /// Waits for the lock without blocking the async runtime.
+    pub async fn acquire(path: PathBuf) -> std::io::Result<FileLock> {
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(FileLock { _file: file })
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}

@@ -1,0 +1,359 @@
+//! Parsing and validating `suite.toml` files.
+
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use super::{
+    Artifact, Benchmark, Direction, Expect, MANIFEST, Metric, MetricSource, MetricSpec, Step,
+    Suite, SuiteError, Test,
+};
+use crate::config::located::{LocatedError, SourceFile};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    description: Option<String>,
+    vms: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    setup: Vec<RawStep>,
+    #[serde(default, rename = "test")]
+    tests: Vec<RawTest>,
+    #[serde(default, rename = "benchmark")]
+    benchmarks: Vec<RawBenchmark>,
+    #[serde(default)]
+    teardown: Vec<RawStep>,
+    #[serde(default, rename = "artifact")]
+    artifacts: Vec<RawArtifact>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    vm: Option<Spanned<String>>,
+    run: String,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: Spanned<String>,
+    vm: Option<Spanned<String>>,
+    run: String,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    expect: RawExpect,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    exit: Option<i32>,
+    output: Option<Spanned<String>>,
+    no_output: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBenchmark {
+    name: Spanned<String>,
+    vm: Option<Spanned<String>>,
+    run: String,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default = "default_warmup")]
+    warmup: u32,
+    #[serde(default = "default_repeats")]
+    repeats: u32,
+    #[serde(rename = "metric")]
+    metrics: Spanned<Vec<RawMetric>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    name: String,
+    unit: String,
+    direction: Direction,
+    regex: Option<Spanned<String>>,
+    json: Option<Spanned<String>>,
+    #[serde(default = "default_scale")]
+    scale: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArtifact {
+    vm: Option<Spanned<String>>,
+    path: Spanned<String>,
+}
+
+fn default_warmup() -> u32 {
+    1
+}
+fn default_repeats() -> u32 {
+    5
+}
+fn default_scale() -> f64 {
+    1.0
+}
+
+/// Loads every suite under `dir` (each subdirectory holding a `suite.toml`), sorted by name,
+/// checking each VM it names against `known_vms`, the VMs the Vagrantfile defines.
+pub fn load_all(dir: &Path, known_vms: &[String]) -> Result<Vec<Suite>, SuiteError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| SuiteError::read(dir, e))?;
+    let mut suites = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| SuiteError::read(dir, e))?;
+        let manifest = entry.path().join(MANIFEST);
+        if manifest.is_file() {
+            suites.push(load_one(&manifest, known_vms)?);
+        }
+    }
+    if suites.is_empty() {
+        return Err(SuiteError::Empty(dir.to_path_buf()));
+    }
+    suites.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(suites)
+}
+
+fn load_one(manifest: &Path, known_vms: &[String]) -> Result<Suite, SuiteError> {
+    let file = SourceFile::read(manifest).map_err(|e| SuiteError::read(manifest, e))?;
+    let raw: RawSuite = toml::from_str(&file.text).map_err(|e| file.toml_error(&e))?;
+    let dir = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let v = Validator::new(&file, &raw.vms, known_vms)?;
+    Ok(Suite {
+        name,
+        description: raw.description,
+        dir,
+        vms: raw
+            .vms
+            .get_ref()
+            .iter()
+            .map(|s| s.get_ref().clone())
+            .collect(),
+        setup: v.steps(raw.setup)?,
+        tests: v.tests(raw.tests)?,
+        benchmarks: v.benchmarks(raw.benchmarks)?,
+        teardown: v.steps(raw.teardown)?,
+        artifacts: v.artifacts(raw.artifacts)?,
+    })
+}
+
+/// Checks names and regexes against one suite file, so errors point into it.
+struct Validator<'a> {
+    file: &'a SourceFile,
+    vms: Vec<String>,
+}
+
+impl<'a> Validator<'a> {
+    fn new(
+        file: &'a SourceFile,
+        vms: &Spanned<Vec<Spanned<String>>>,
+        known: &[String],
+    ) -> Result<Self, LocatedError> {
+        if vms.get_ref().is_empty() {
+            return Err(file
+                .error_at(vms.span(), "a suite needs at least one VM")
+                .with_hint(format!("the Vagrantfile defines: {}", known.join(", "))));
+        }
+        for vm in vms.get_ref() {
+            if !known.contains(vm.get_ref()) {
+                return Err(file
+                    .error_at(vm.span(), format!("unknown VM `{}`", vm.get_ref()))
+                    .with_key("vms")
+                    .with_hint(format!("the Vagrantfile defines: {}", known.join(", "))));
+            }
+        }
+        Ok(Validator {
+            file,
+            vms: vms.get_ref().iter().map(|s| s.get_ref().clone()).collect(),
+        })
+    }
+
+    /// A step's VM must be one of the suite's `vms`; it defaults to the first of them.
+    fn vm(&self, vm: Option<Spanned<String>>) -> Result<String, LocatedError> {
+        let Some(vm) = vm else {
+            return Ok(self.vms[0].clone());
+        };
+        if self.vms.contains(vm.get_ref()) {
+            return Ok(vm.into_inner());
+        }
+        Err(self
+            .file
+            .error_at(
+                vm.span(),
+                format!("VM `{}` is not among this suite's `vms`", vm.get_ref()),
+            )
+            .with_hint(format!("add it to `vms` (now: {})", self.vms.join(", "))))
+    }
+
+    fn step(
+        &self,
+        vm: Option<Spanned<String>>,
+        run: String,
+        timeout: Option<Duration>,
+    ) -> Result<Step, LocatedError> {
+        Ok(Step {
+            vm: self.vm(vm)?,
+            run,
+            timeout,
+        })
+    }
+
+    fn steps(&self, raw: Vec<RawStep>) -> Result<Vec<Step>, LocatedError> {
+        raw.into_iter()
+            .map(|s| self.step(s.vm, s.run, s.timeout))
+            .collect()
+    }
+
+    fn regex(&self, value: Option<Spanned<String>>) -> Result<Option<Regex>, LocatedError> {
+        value
+            .map(|v| {
+                Regex::new(v.get_ref()).map_err(|e| {
+                    self.file.error_at(
+                        v.span(),
+                        format!("invalid regex: {}", first_line(&e.to_string())),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn unique_name(
+        &self,
+        name: &Spanned<String>,
+        seen: &mut Vec<String>,
+    ) -> Result<String, LocatedError> {
+        let n = name.get_ref();
+        let valid = !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid {
+            return Err(self
+                .file
+                .error_at(name.span(), format!("`{n}` is not a valid name"))
+                .with_hint("use letters, digits, '-', '_' and '.': names become file names"));
+        }
+        if seen.contains(n) {
+            return Err(self
+                .file
+                .error_at(name.span(), format!("duplicate name `{n}`")));
+        }
+        seen.push(n.clone());
+        Ok(n.clone())
+    }
+
+    fn tests(&self, raw: Vec<RawTest>) -> Result<Vec<Test>, LocatedError> {
+        let mut seen = Vec::new();
+        raw.into_iter()
+            .map(|t| {
+                Ok(Test {
+                    name: self.unique_name(&t.name, &mut seen)?,
+                    step: self.step(t.vm, t.run, t.timeout)?,
+                    expect: Expect {
+                        exit: t.expect.exit.unwrap_or(0),
+                        output: self.regex(t.expect.output)?,
+                        no_output: self.regex(t.expect.no_output)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn benchmarks(&self, raw: Vec<RawBenchmark>) -> Result<Vec<Benchmark>, LocatedError> {
+        let mut seen = Vec::new();
+        raw.into_iter()
+            .map(|b| {
+                let span = b.metrics.span();
+                if b.metrics.get_ref().is_empty() || b.repeats == 0 {
+                    return Err(self
+                        .file
+                        .error_at(span, "a benchmark needs at least one metric and one repeat"));
+                }
+                Ok(Benchmark {
+                    name: self.unique_name(&b.name, &mut seen)?,
+                    step: self.step(b.vm, b.run, b.timeout)?,
+                    warmup: b.warmup,
+                    repeats: b.repeats,
+                    metrics: b
+                        .metrics
+                        .into_inner()
+                        .into_iter()
+                        .map(|m| self.metric(m, span.clone()))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect()
+    }
+
+    fn metric(&self, m: RawMetric, span: std::ops::Range<usize>) -> Result<Metric, LocatedError> {
+        let source = match (m.regex, m.json) {
+            (Some(re), None) => {
+                let regex = self.regex(Some(re.clone()))?.expect("regex given");
+                if regex.captures_len() < 2 {
+                    return Err(self.file.error_at(
+                        re.span(),
+                        "the regex needs a capture group around the number",
+                    ));
+                }
+                MetricSource::Regex(regex)
+            }
+            (None, Some(ptr)) if ptr.get_ref().starts_with('/') => {
+                MetricSource::JsonPointer(ptr.into_inner())
+            }
+            (None, Some(ptr)) => {
+                return Err(self
+                    .file
+                    .error_at(ptr.span(), "a JSON pointer starts with '/'")
+                    .with_hint("e.g. json = \"/end/sum_received/bits_per_second\""));
+            }
+            _ => {
+                return Err(self.file.error_at(
+                    span,
+                    format!("metric `{}` needs exactly one of `regex` or `json`", m.name),
+                ));
+            }
+        };
+        Ok(Metric {
+            spec: MetricSpec {
+                name: m.name,
+                unit: m.unit,
+                direction: m.direction,
+            },
+            source,
+            scale: m.scale,
+        })
+    }
+
+    fn artifacts(&self, raw: Vec<RawArtifact>) -> Result<Vec<Artifact>, LocatedError> {
+        raw.into_iter()
+            .map(|a| {
+                if !a.path.get_ref().starts_with('/') {
+                    return Err(self.file.error_at(
+                        a.path.span(),
+                        "an artifact path must be absolute inside the VM",
+                    ));
+                }
+                Ok(Artifact {
+                    vm: self.vm(a.vm)?,
+                    path: a.path.into_inner(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().last().unwrap_or(s)
+}

@@ -1,0 +1,229 @@
+//! How a command runs on a machine: a local process, or an SSH session (a host or a VM).
+//!
+//! Every transport streams output as it arrives, enforces a timeout that really stops the command
+//! (its whole process group), and tells a command's own failure apart from the transport's: a
+//! command that exits non-zero is an [`Outcome`]; a connection that drops is a [`TransportError`],
+//! which the engine reports as an infrastructure error.
+
+pub mod files;
+pub mod local;
+pub mod ssh;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives a command's output while it runs.
+pub trait OutputSink: Send {
+    fn output(&mut self, stream: Stream, data: &[u8]);
+}
+
+/// A sink that drops everything.
+pub struct Discard;
+
+impl OutputSink for Discard {
+    fn output(&mut self, _: Stream, _: &[u8]) {}
+}
+
+/// Collects output in memory, for commands whose output metalab parses.
+#[derive(Default)]
+pub struct Collect {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl OutputSink for Collect {
+    fn output(&mut self, stream: Stream, data: &[u8]) {
+        match stream {
+            Stream::Stdout => self.stdout.extend_from_slice(data),
+            Stream::Stderr => self.stderr.extend_from_slice(data),
+        }
+    }
+}
+
+impl Collect {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// A shell snippet to run, and how.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// Run by `bash -c`.
+    pub script: String,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub stdin: Option<Vec<u8>>,
+    /// After this long the command's process group gets SIGTERM, and SIGKILL 10 s later.
+    pub timeout: Duration,
+    /// Run as root through `sudo -n` (test VMs and hosts where the user is not root).
+    pub sudo: bool,
+}
+
+impl Command {
+    pub fn new(script: impl Into<String>, timeout: Duration) -> Command {
+        Command {
+            script: script.into(),
+            env: Vec::new(),
+            cwd: None,
+            stdin: None,
+            timeout,
+            sudo: false,
+        }
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Command {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn envs(mut self, vars: &[(String, String)]) -> Command {
+        self.env.extend_from_slice(vars);
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<String>) -> Command {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    pub fn stdin(mut self, data: Vec<u8>) -> Command {
+        self.stdin = Some(data);
+        self
+    }
+
+    pub fn sudo(mut self, yes: bool) -> Command {
+        self.sudo = yes;
+        self
+    }
+
+    /// The script with the working directory and environment folded in, for `bash -c`. SSH
+    /// servers pass only whitelisted variables, so they travel inside the script instead.
+    pub fn wrapped_script(&self) -> String {
+        let mut s = String::new();
+        if let Some(dir) = &self.cwd {
+            s.push_str(&format!("cd {} || exit 127\n", sh_quote(dir)));
+        }
+        for (k, v) in &self.env {
+            s.push_str(&format!("export {k}={}\n", sh_quote(v)));
+        }
+        s.push_str(&self.script);
+        s
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub exit: Exit,
+    /// The command ran past its timeout and was killed.
+    pub timed_out: bool,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.exit == Exit::Code(0) && !self.timed_out
+    }
+
+    /// "exit 3", "killed by TERM", "timed out after 60s".
+    pub fn describe(&self) -> String {
+        if self.timed_out {
+            return format!(
+                "timed out after {}",
+                humantime::format_duration(round_secs(self.duration))
+            );
+        }
+        match &self.exit {
+            Exit::Code(c) => format!("exit {c}"),
+            Exit::Signal(s) => format!("killed by {s}"),
+        }
+    }
+}
+
+/// A transport failure: the command's fate is unknown. Always an infrastructure error.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("connection to {target} dropped: {reason}")]
+    Dropped { target: String, reason: String },
+    #[error("cannot start `{program}` on {target}: {reason}")]
+    Spawn {
+        program: String,
+        target: String,
+        reason: String,
+    },
+}
+
+/// Somewhere commands run.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Runs a command to completion (or timeout), streaming its output into `sink`.
+    async fn exec(
+        &self,
+        cmd: &Command,
+        sink: &mut dyn OutputSink,
+    ) -> Result<Outcome, TransportError>;
+
+    /// A short name for messages: "local", "vagrant@192.168.121.5:22".
+    fn target(&self) -> String;
+}
+
+/// Quotes a string for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+pub(crate) fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs_f64().round() as u64)
+}
+
+/// Seconds the process group gets between SIGTERM and SIGKILL after a timeout.
+pub const KILL_GRACE: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(sh_quote("plain/path-1"), "plain/path-1");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn env_and_cwd_are_folded_into_the_script() {
+        let c = Command::new("echo $A", Duration::from_secs(1))
+            .cwd("/tmp/x y")
+            .env("A", "1 2");
+        assert_eq!(
+            c.wrapped_script(),
+            "cd '/tmp/x y' || exit 127\nexport A='1 2'\necho $A"
+        );
+    }
+}
