@@ -55,6 +55,8 @@ impl Transport for Local {
         // stop reading a moment after the exit instead of waiting for it.
         let linger = tokio::time::sleep(std::time::Duration::MAX);
         tokio::pin!(linger);
+        let kill_at = tokio::time::sleep(std::time::Duration::MAX);
+        tokio::pin!(kill_at);
         while output_open || status.is_none() {
             tokio::select! {
                 chunk = rx.recv(), if output_open => match chunk {
@@ -68,9 +70,22 @@ impl Transport for Local {
                 _ = &mut linger => output_open = false,
                 _ = &mut deadline, if !timed_out => {
                     timed_out = true;
-                    stop_group(guard.0).await;
+                    if let Some(pgid) = guard.0 {
+                        let _ = killpg(pgid, Signal::SIGTERM);
+                    }
+                    kill_at.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
+                }
+                // A leader that ignores SIGTERM would never be reaped.
+                _ = &mut kill_at, if timed_out && status.is_none() => {
+                    if let Some(pgid) = guard.0 {
+                        let _ = killpg(pgid, Signal::SIGKILL);
+                    }
                 }
             }
+        }
+        if timed_out {
+            // The leader is reaped now, so the group is empty once every member has exited.
+            finish_group(guard.0).await;
         }
         guard.0 = None;
         let status = status.expect("loop ends after the exit");
@@ -118,15 +133,12 @@ fn spawn_error(cmd: &Command, e: std::io::Error) -> TransportError {
     }
 }
 
-/// SIGTERM to the group, then SIGKILL if anything is left after the grace period.
-async fn stop_group(pgid: Option<Pid>) {
+/// Waits up to the grace period for a signalled group to empty, then SIGKILLs what is left.
+async fn finish_group(pgid: Option<Pid>) {
     let Some(pgid) = pgid else { return };
-    if killpg(pgid, Signal::SIGTERM).is_err() {
-        return;
-    }
     let gone = async {
         while killpg(pgid, None).is_ok() {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
     if tokio::time::timeout(KILL_GRACE, gone).await.is_err() {
@@ -194,6 +206,19 @@ mod tests {
         assert!(
             !marker.exists(),
             "the background grandchild survived the timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
+        let cmd = Command::new("trap '' TERM; sleep 60", Duration::from_millis(200));
+        let o = Local.exec(&cmd, &mut Collect::default()).await.unwrap();
+        assert!(o.timed_out);
+        assert_eq!(o.exit, Exit::Signal("KILL".into()));
+        assert!(
+            o.duration < KILL_GRACE + Duration::from_secs(3),
+            "{:?}",
+            o.duration
         );
     }
 
