@@ -1,0 +1,29 @@
+//! Statistics for benchmark results gathered on noisy machines.
+//!
+//! Everything here is pure: no I/O, no clocks, and every random step (bootstrap,
+//! permutation tests) uses a seeded [`rand::rngs::StdRng`], so the same input and
+//! configuration always give the same answer. Inputs containing NaN or infinity are
+//! rejected with [`StatsError::NonFinite`] instead of silently poisoning a result.
+//!
+//! - [`Summary`]: describe one metric's samples (median, spread, bootstrap CI, outliers).
+//! - [`quantile`]: the one quantile definition used throughout (type 7).
+
+#![warn(missing_docs)]
+
+mod bootstrap;
+mod error;
+mod outliers;
+mod quantile;
+mod summary;
+#[cfg(test)]
+mod test_data;
+
+pub use bootstrap::{BootstrapConfig, ConfidenceInterval};
+pub use error::StatsError;
+pub use outliers::{Outlier, TukeyFences};
+pub use quantile::quantile;
+pub use summary::Summary;
+
+/// Seed used by default for every random step (bootstrap resampling, permutation
+/// tests), so that results are reproducible run to run. The value is arbitrary.
+pub const DEFAULT_SEED: u64 = 0x6d65_7461_6c61_6221;
