@@ -6,12 +6,15 @@
 //! rejected with [`StatsError::NonFinite`] instead of silently poisoning a result.
 //!
 //! - [`Summary`]: describe one metric's samples (median, spread, bootstrap CI, outliers).
+//! - [`mann_whitney_u`]: rank test for "do these two sets of samples differ?".
 //! - [`quantile`]: the one quantile definition used throughout (type 7).
 
 #![warn(missing_docs)]
 
 mod bootstrap;
 mod error;
+mod mann_whitney;
+mod normal;
 mod outliers;
 mod quantile;
 mod summary;
@@ -20,6 +23,9 @@ mod test_data;
 
 pub use bootstrap::{BootstrapConfig, ConfidenceInterval};
 pub use error::StatsError;
+pub use mann_whitney::{
+    EXACT_MAX_SIZE, MannWhitney, Method, mann_whitney_u, min_achievable_p_value,
+};
 pub use outliers::{Outlier, TukeyFences};
 pub use quantile::quantile;
 pub use summary::Summary;
