@@ -7,11 +7,13 @@
 //!
 //! - [`Summary`]: describe one metric's samples (median, spread, bootstrap CI, outliers).
 //! - [`mann_whitney_u`]: rank test for "do these two sets of samples differ?".
+//! - [`compare`]: the regression gate's verdict for a run against a baseline.
 //! - [`quantile`]: the one quantile definition used throughout (type 7).
 
 #![warn(missing_docs)]
 
 mod bootstrap;
+mod compare;
 mod error;
 mod mann_whitney;
 mod normal;
@@ -22,6 +24,7 @@ mod summary;
 mod test_data;
 
 pub use bootstrap::{BootstrapConfig, ConfidenceInterval};
+pub use compare::{Comparison, Direction, Verdict, compare};
 pub use error::StatsError;
 pub use mann_whitney::{
     EXACT_MAX_SIZE, MannWhitney, Method, mann_whitney_u, min_achievable_p_value,
