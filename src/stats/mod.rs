@@ -8,11 +8,13 @@
 //! - [`Summary`]: describe one metric's samples (median, spread, bootstrap CI, outliers).
 //! - [`mann_whitney_u`]: rank test for "do these two sets of samples differ?".
 //! - [`compare`]: the regression gate's verdict for a run against a baseline.
+//! - [`change_points`]: where a metric's history shifted (E-divisive with means).
 //! - [`quantile`]: the one quantile definition used throughout (type 7).
 
 #![warn(missing_docs)]
 
 mod bootstrap;
+mod change_point;
 mod compare;
 mod error;
 mod mann_whitney;
@@ -24,6 +26,7 @@ mod summary;
 mod test_data;
 
 pub use bootstrap::{BootstrapConfig, ConfidenceInterval};
+pub use change_point::{ChangePoint, ChangePointConfig, change_points};
 pub use compare::{Comparison, Direction, Verdict, compare};
 pub use error::StatsError;
 pub use mann_whitney::{
