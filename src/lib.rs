@@ -26,6 +26,7 @@ pub mod report;
 pub mod run;
 pub mod signal;
 pub mod state;
+pub mod stats;
 pub mod suite;
 pub mod transport;
 pub mod vagrant;
