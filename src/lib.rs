@@ -1,1 +1,3 @@
 //! metalab: a host-side runner for a bare-metal VM test lab.
+
+pub mod metal;
