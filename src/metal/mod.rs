@@ -9,6 +9,7 @@ mod client;
 mod error;
 mod lifecycle;
 mod retry;
+pub mod server;
 mod token;
 
 pub use api::{Device, DeviceCreateInput, DeviceState};
