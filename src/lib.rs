@@ -21,6 +21,7 @@ pub mod exit;
 pub mod ids;
 pub mod lab;
 pub mod libvirt;
+pub mod metal;
 pub mod provider;
 pub mod report;
 pub mod run;

@@ -1,0 +1,371 @@
+//! `MetalClient`: one method per API operation, with auth, retries and pagination.
+//!
+//! The careful multi-step helpers the provider relies on (create with adoption, delete until
+//! gone, wait until active) live in `lifecycle`.
+
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+
+use super::api::{
+    CapacityCheck, CapacityServer, Device, DeviceCreateInput, DeviceList, Event, EventList, Paged,
+    SshKey, SshKeyCreateInput, SshKeyList,
+};
+use super::error::MetalError;
+use super::lifecycle::PollPolicy;
+use super::retry::{self, RetryPolicy};
+use super::token::ApiToken;
+
+/// The production endpoint. Equinix Metal shut down on 30 June 2026, so in practice this is
+/// always overridden with the URL of a server that speaks the same contract.
+pub const DEFAULT_BASE_URL: &str = "https://api.equinix.com/metal/v1";
+
+/// Everything a [`MetalClient`] is built from.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The API root, e.g. [`DEFAULT_BASE_URL`]; paths such as `/devices/{id}` are appended.
+    pub base_url: String,
+    pub token: ApiToken,
+    /// The project whose devices and SSH keys the client manages.
+    pub project_id: String,
+    pub retry: RetryPolicy,
+    /// How the lifecycle helpers poll a device.
+    pub poll: PollPolicy,
+    /// Page size for list calls; large, so that a list is usually one request.
+    pub per_page: u32,
+    /// Limit for one HTTP request, retries not included.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with the production URL and the default policies.
+    pub fn new(token: ApiToken, project_id: impl Into<String>) -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            token,
+            project_id: project_id.into(),
+            retry: RetryPolicy::default(),
+            poll: PollPolicy::default(),
+            per_page: 1000,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A client for the Metal API v1.
+#[derive(Debug, Clone)]
+pub struct MetalClient {
+    http: reqwest::Client,
+    base_url: Url,
+    token: ApiToken,
+    project_id: String,
+    pub(super) retry: RetryPolicy,
+    pub(super) poll: PollPolicy,
+    per_page: u32,
+}
+
+/// One API request, described so that it can be sent again.
+#[derive(Clone)]
+struct Call {
+    method: Method,
+    segments: Vec<String>,
+    query: Vec<(&'static str, String)>,
+    body: Option<serde_json::Value>,
+    /// Whether sending it twice is harmless; only then are 5xx and lost connections retried.
+    idempotent: bool,
+}
+
+impl Call {
+    fn new(method: Method, segments: &[&str]) -> Self {
+        let idempotent = method != Method::POST;
+        Self {
+            method,
+            segments: segments.iter().map(|s| (*s).to_owned()).collect(),
+            query: Vec::new(),
+            body: None,
+            idempotent,
+        }
+    }
+
+    fn query(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.query.push((key, value.to_string()));
+        self
+    }
+
+    fn body(mut self, body: &impl Serialize) -> Result<Self, MetalError> {
+        let value = serde_json::to_value(body)
+            .map_err(|e| MetalError::InvalidInput(format!("request body: {e}")))?;
+        self.body = Some(value);
+        Ok(self)
+    }
+
+    /// Marks a POST that only reads, such as a capacity check, as safe to repeat.
+    fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!("{} /{}", self.method, self.segments.join("/"))
+    }
+}
+
+/// What one send got back.
+struct Answer {
+    status: StatusCode,
+    /// How long the server asked us to wait, from a 429 or 503.
+    hint: Option<Duration>,
+    body: Vec<u8>,
+}
+
+impl MetalClient {
+    pub fn new(config: ClientConfig) -> Result<Self, MetalError> {
+        let base_url = Url::parse(&config.base_url)
+            .map_err(|e| MetalError::InvalidInput(format!("base URL {}: {e}", config.base_url)))?;
+        if base_url.cannot_be_a_base() {
+            return Err(MetalError::InvalidInput(format!(
+                "base URL {} cannot have paths appended",
+                config.base_url
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| MetalError::InvalidInput(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base_url,
+            token: config.token,
+            project_id: config.project_id,
+            retry: config.retry,
+            poll: config.poll,
+            per_page: config.per_page.max(1),
+        })
+    }
+
+    /// `POST /projects/{id}/devices`. Not retried on 5xx: the device may exist anyway.
+    /// [`MetalClient::create_device_safely`] handles that case.
+    pub async fn create_device(&self, input: &DeviceCreateInput) -> Result<Device, MetalError> {
+        let call =
+            Call::new(Method::POST, &["projects", &self.project_id, "devices"]).body(input)?;
+        self.json(&call).await
+    }
+
+    /// `GET /devices/{id}`.
+    pub async fn get_device(&self, id: &str) -> Result<Device, MetalError> {
+        self.json(&Call::new(Method::GET, &["devices", id])).await
+    }
+
+    /// Every device of the project, or only those carrying `tag`.
+    pub async fn list_devices(&self, tag: Option<&str>) -> Result<Vec<Device>, MetalError> {
+        let mut call = Call::new(Method::GET, &["projects", &self.project_id, "devices"]);
+        if let Some(tag) = tag {
+            call = call.query("tag", tag);
+        }
+        self.list_all::<DeviceList>(call).await
+    }
+
+    /// `DELETE /devices/{id}?force_delete=true`. A retried delete whose first try did go
+    /// through ends in `NotFound`; [`MetalClient::delete_device_until_gone`] counts that as
+    /// success.
+    pub async fn delete_device(&self, id: &str) -> Result<(), MetalError> {
+        let call = Call::new(Method::DELETE, &["devices", id]).query("force_delete", true);
+        self.execute(&call).await.map(drop)
+    }
+
+    /// `POST /projects/{id}/ssh-keys`.
+    pub async fn create_ssh_key(&self, label: &str, key: &str) -> Result<SshKey, MetalError> {
+        let input = SshKeyCreateInput {
+            label: label.to_owned(),
+            key: key.to_owned(),
+        };
+        let call =
+            Call::new(Method::POST, &["projects", &self.project_id, "ssh-keys"]).body(&input)?;
+        self.json(&call).await
+    }
+
+    /// Every SSH key of the project.
+    pub async fn list_ssh_keys(&self) -> Result<Vec<SshKey>, MetalError> {
+        let call = Call::new(Method::GET, &["projects", &self.project_id, "ssh-keys"]);
+        self.list_all::<SshKeyList>(call).await
+    }
+
+    /// `DELETE /ssh-keys/{id}`: keys have no per-project delete path.
+    pub async fn delete_ssh_key(&self, id: &str) -> Result<(), MetalError> {
+        self.execute(&Call::new(Method::DELETE, &["ssh-keys", id]))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /capacity/metros`: the same lines back, each with `available` filled in.
+    pub async fn check_capacity(
+        &self,
+        servers: &[CapacityServer],
+    ) -> Result<Vec<CapacityServer>, MetalError> {
+        let request = CapacityCheck {
+            servers: servers.to_vec(),
+        };
+        let call = Call::new(Method::POST, &["capacity", "metros"])
+            .body(&request)?
+            .idempotent();
+        let answer: CapacityCheck = self.json(&call).await?;
+        Ok(answer.servers)
+    }
+
+    /// Whether `metro` can take `quantity` more devices of `plan` right now.
+    pub async fn has_capacity(
+        &self,
+        metro: &str,
+        plan: &str,
+        quantity: u32,
+    ) -> Result<bool, MetalError> {
+        let asked = CapacityServer {
+            metro: metro.to_owned(),
+            plan: plan.to_owned(),
+            quantity,
+            available: None,
+        };
+        let answer = self.check_capacity(&[asked]).await?;
+        Ok(answer.iter().all(|line| line.available == Some(true)) && !answer.is_empty())
+    }
+
+    /// `GET /devices/{id}/events`, every page.
+    pub async fn device_events(&self, id: &str) -> Result<Vec<Event>, MetalError> {
+        let call = Call::new(Method::GET, &["devices", id, "events"]);
+        self.list_all::<EventList>(call).await
+    }
+
+    /// Fetches a list page by page number until `current_page >= last_page`. The `href`s in
+    /// `meta` are never followed: the API made them relative and inconsistent.
+    async fn list_all<L: Paged>(&self, call: Call) -> Result<Vec<L::Item>, MetalError> {
+        let mut items = Vec::new();
+        let mut page = 1;
+        loop {
+            let paged = call
+                .clone()
+                .query("per_page", self.per_page)
+                .query("page", page);
+            let (batch, meta) = self.json::<L>(&paged).await?.into_parts();
+            items.extend(batch);
+            match meta {
+                Some(meta) if meta.current_page < meta.last_page && page < meta.last_page => {
+                    page += 1;
+                }
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, call: &Call) -> Result<T, MetalError> {
+        let body = self.execute(call).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| MetalError::Decode(format!("{}: {e}", call.describe())))
+    }
+
+    /// Sends `call`, retrying as the policy allows, and returns the body of a 2xx answer.
+    async fn execute(&self, call: &Call) -> Result<Vec<u8>, MetalError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.send_once(call).await;
+            match self.wait_before_retry(call, attempt, &outcome) {
+                Some(wait) => {
+                    debug!(request = %call.describe(), attempt, ?wait, "Metal API: retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                None => return self.finish(outcome, attempt),
+            }
+        }
+    }
+
+    async fn send_once(&self, call: &Call) -> Result<Answer, reqwest::Error> {
+        let mut request = self
+            .http
+            .request(call.method.clone(), self.url(call))
+            .header("X-Auth-Token", self.auth_header())
+            .header(ACCEPT, "application/json");
+        if !call.query.is_empty() {
+            request = request.query(&call.query);
+        }
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let hint = matches!(status.as_u16(), 429 | 503)
+            .then(|| retry::server_hint(response.headers()))
+            .flatten();
+        let body = response.bytes().await?.to_vec();
+        debug!(request = %call.describe(), status = status.as_u16(), "Metal API answered");
+        Ok(Answer { status, hint, body })
+    }
+
+    /// The header value, marked sensitive so that HTTP-level debug output leaves it out.
+    fn auth_header(&self) -> HeaderValue {
+        match HeaderValue::from_str(self.token.expose()) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                value
+            }
+            // A token with control characters cannot be sent; an empty one gets a clean 401.
+            Err(_) => HeaderValue::from_static(""),
+        }
+    }
+
+    fn url(&self, call: &Call) -> Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(&call.segments);
+        }
+        url
+    }
+
+    /// How long to wait before sending `call` again, or `None` to stop here.
+    fn wait_before_retry(
+        &self,
+        call: &Call,
+        attempt: u32,
+        outcome: &Result<Answer, reqwest::Error>,
+    ) -> Option<Duration> {
+        if attempt >= self.retry.max_attempts {
+            return None;
+        }
+        match outcome {
+            Ok(answer) if retry::should_retry(answer.status, call.idempotent) => {
+                warn!(
+                    request = %call.describe(),
+                    status = answer.status.as_u16(),
+                    attempt,
+                    "Metal API: transient error"
+                );
+                Some(self.retry.delay(attempt, answer.hint))
+            }
+            Err(error) if call.idempotent => {
+                warn!(request = %call.describe(), attempt, "Metal API unreachable: {}", error.to_string());
+                Some(self.retry.delay(attempt, None))
+            }
+            _ => None,
+        }
+    }
+
+    fn finish(
+        &self,
+        outcome: Result<Answer, reqwest::Error>,
+        attempts: u32,
+    ) -> Result<Vec<u8>, MetalError> {
+        let answer = outcome.map_err(|e| MetalError::transport(e, attempts, &self.token))?;
+        if answer.status.is_success() {
+            return Ok(answer.body);
+        }
+        Err(MetalError::from_response(
+            answer.status,
+            &answer.body,
+            attempts,
+            &self.token,
+        ))
+    }
+}

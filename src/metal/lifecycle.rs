@@ -1,0 +1,251 @@
+//! The careful device lifecycle the provider relies on: create without leaking a
+//! half-created device, wait for `active` within a deadline, delete until really gone.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep_until, timeout_at};
+use tracing::{info, warn};
+
+use super::api::{Device, DeviceCreateInput, DeviceState};
+use super::client::MetalClient;
+use super::error::MetalError;
+
+/// How often the lifecycle helpers look at a device.
+///
+/// The first wait is long because provisioning takes minutes; after it the interval starts at
+/// `min_interval` and grows by half each time up to `max_interval` (Terraform: 10 s, then
+/// 3–10 s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollPolicy {
+    pub first_wait: Duration,
+    pub min_interval: Duration,
+    pub max_interval: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        Self {
+            first_wait: Duration::from_secs(10),
+            min_interval: Duration::from_secs(3),
+            max_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PollPolicy {
+    /// The successive waits between two looks.
+    fn waits(&self) -> impl Iterator<Item = Duration> {
+        let max = self.max_interval;
+        let growing = std::iter::successors(Some(self.min_interval), move |wait| {
+            Some(wait.mul_f64(1.5).min(max))
+        });
+        std::iter::once(self.first_wait).chain(growing)
+    }
+}
+
+impl MetalClient {
+    /// Creates a device, surviving the API's flaky 500s without leaking a device.
+    ///
+    /// A 5xx or a lost connection on create does not say whether the device exists. So after
+    /// one, the devices tagged `run_tag` are listed: a device with the same hostname is the
+    /// half-created one, and it is adopted; otherwise the create is sent again (up to the
+    /// retry policy's attempts). The input must have a hostname, unique within the run, and
+    /// `run_tag` is added to its tags when missing.
+    pub async fn create_device_safely(
+        &self,
+        input: &DeviceCreateInput,
+        run_tag: &str,
+    ) -> Result<Device, MetalError> {
+        let hostname = input.hostname.as_deref().ok_or_else(|| {
+            MetalError::InvalidInput(
+                "create_device_safely needs a hostname to recognise a half-created device".into(),
+            )
+        })?;
+        let mut input = input.clone();
+        if !input.tags.iter().any(|tag| tag == run_tag) {
+            input.tags.push(run_tag.to_owned());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self.create_device(&input).await {
+                Ok(device) => return Ok(device),
+                Err(error) if error.is_transient() => error,
+                Err(error) => return Err(error),
+            };
+            warn!(
+                hostname,
+                attempt, "create failed, looking for a half-created device: {error}"
+            );
+            if let Some(device) = self.find_half_created(run_tag, hostname).await? {
+                info!(hostname, id = %device.id, "adopting the device the failed create made");
+                return Ok(device);
+            }
+            if attempt >= self.retry.max_attempts {
+                return Err(error);
+            }
+            tokio::time::sleep(self.retry.delay(attempt, None)).await;
+        }
+    }
+
+    /// The oldest live device tagged `run_tag` that has `hostname`.
+    async fn find_half_created(
+        &self,
+        run_tag: &str,
+        hostname: &str,
+    ) -> Result<Option<Device>, MetalError> {
+        let mut matching: Vec<Device> = self
+            .list_devices(Some(run_tag))
+            .await?
+            .into_iter()
+            .filter(|device| device.hostname == hostname && !is_going(&device.state))
+            .collect();
+        matching.sort_by_key(|device| device.created_at);
+        if matching.len() > 1 {
+            warn!(
+                hostname,
+                count = matching.len(),
+                "several devices share this hostname and run tag; adopting the oldest, \
+                 the sweep by run tag removes the others"
+            );
+        }
+        Ok(matching.into_iter().next())
+    }
+
+    /// Polls the device until it is `active`, calling `on_progress` with each look.
+    ///
+    /// Fails with [`MetalError::DeviceFailed`] when it ends in `failed`, and with
+    /// [`MetalError::Deadline`] when `deadline` passes first. Either way the device still
+    /// exists: the caller deletes it.
+    pub async fn wait_active(
+        &self,
+        id: &str,
+        deadline: Instant,
+        mut on_progress: impl FnMut(&Device),
+    ) -> Result<Device, MetalError> {
+        let mut waits = self.poll.waits();
+        let mut last_state = String::from("unknown");
+        loop {
+            let Ok(result) = timeout_at(deadline, self.get_device(id)).await else {
+                return Err(deadline_passed(id, "active", last_state));
+            };
+            let device = result?;
+            on_progress(&device);
+            match device.state {
+                DeviceState::Active => return Ok(device),
+                DeviceState::Failed => return Err(MetalError::DeviceFailed { id: id.into() }),
+                _ => last_state = device.state.to_string(),
+            }
+            if !pause(waits.next(), deadline).await {
+                return Err(deadline_passed(id, "active", last_state));
+            }
+        }
+    }
+
+    /// Deletes the device and waits until the API no longer shows it.
+    ///
+    /// The API refuses to delete a device that is still provisioning (422); the delete is
+    /// repeated until it is accepted. Then the device is polled until it answers 404 or 403
+    /// (the answer for a failed device), or shows `deleted`. A device already gone counts as
+    /// deleted, so this is safe to repeat.
+    pub async fn delete_device_until_gone(
+        &self,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<(), MetalError> {
+        if self.delete_when_allowed(id, deadline).await? == Deletion::AlreadyGone {
+            return Ok(());
+        }
+        self.wait_gone(id, deadline).await
+    }
+
+    async fn delete_when_allowed(
+        &self,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<Deletion, MetalError> {
+        let mut waits = self.poll.waits();
+        loop {
+            let Ok(result) = timeout_at(deadline, self.delete_device(id)).await else {
+                return Err(deadline_passed(id, "deleted", "unknown".into()));
+            };
+            match result {
+                Ok(()) => return Ok(Deletion::Accepted),
+                Err(error) if error.means_gone() => return Ok(Deletion::AlreadyGone),
+                Err(error) if error.is_delete_while_provisioning() => {
+                    info!(id, "device still provisioning; the delete will be repeated");
+                }
+                Err(error) => return Err(error),
+            }
+            if !pause(waits.next(), deadline).await {
+                return Err(deadline_passed(id, "deleted", "provisioning".into()));
+            }
+        }
+    }
+
+    async fn wait_gone(&self, id: &str, deadline: Instant) -> Result<(), MetalError> {
+        let mut waits = self.poll.waits();
+        let mut last_state = String::from("unknown");
+        loop {
+            let Ok(result) = timeout_at(deadline, self.get_device(id)).await else {
+                return Err(deadline_passed(id, "deleted", last_state));
+            };
+            match result {
+                Ok(device) if device.state == DeviceState::Deleted => return Ok(()),
+                Ok(device) => last_state = device.state.to_string(),
+                Err(error) if error.means_gone() => return Ok(()),
+                Err(error) => return Err(error),
+            }
+            if !pause(waits.next(), deadline).await {
+                return Err(deadline_passed(id, "deleted", last_state));
+            }
+        }
+    }
+}
+
+/// What the API did with a delete request.
+#[derive(Debug, PartialEq)]
+enum Deletion {
+    Accepted,
+    AlreadyGone,
+}
+
+/// States from which a device never comes back.
+fn is_going(state: &DeviceState) -> bool {
+    matches!(state, DeviceState::Deprovisioning | DeviceState::Deleted)
+}
+
+/// Sleeps for `wait`, but not past `deadline`. False when the deadline has already passed.
+async fn pause(wait: Option<Duration>, deadline: Instant) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
+    }
+    let wait = wait.unwrap_or_default();
+    sleep_until((now + wait).min(deadline)).await;
+    true
+}
+
+fn deadline_passed(id: &str, goal: &'static str, last_state: String) -> MetalError {
+    MetalError::Deadline {
+        id: id.to_owned(),
+        goal,
+        last_state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_start_long_then_grow_from_min_to_max() {
+        let policy = PollPolicy {
+            first_wait: Duration::from_millis(100),
+            min_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(20),
+        };
+        let waits: Vec<u128> = policy.waits().take(5).map(|w| w.as_millis()).collect();
+        assert_eq!(waits, vec![100, 10, 15, 20, 20]);
+    }
+}
