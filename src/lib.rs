@@ -22,6 +22,7 @@ pub mod ids;
 pub mod lab;
 pub mod libvirt;
 pub mod metal;
+pub mod mux;
 pub mod provider;
 pub mod report;
 pub mod run;

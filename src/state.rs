@@ -88,6 +88,15 @@ impl RunDir {
         self.root.join("lab.json")
     }
 
+    /// The socket of the lab's connection holder (see [`crate::mux`]).
+    pub fn mux_socket(&self) -> PathBuf {
+        self.root.join("mux.sock")
+    }
+
+    pub fn mux_pid(&self) -> PathBuf {
+        self.root.join("mux.pid")
+    }
+
     /// The pinned SSH host key of a VM.
     pub fn host_key(&self, vm: &str) -> PathBuf {
         self.root.join("known_hosts").join(vm)

@@ -1,4 +1,5 @@
-//! `metalab exec`: a command in a VM of a running lab, over one native SSH connection.
+//! `metalab exec`: a command in a VM of a running lab, over one native SSH connection that a
+//! background holder keeps open between calls (see [`crate::mux`]).
 
 use std::io::Write;
 use std::time::Duration;
@@ -9,9 +10,9 @@ use super::Failure;
 use crate::exit::Status;
 use crate::ids::RunId;
 use crate::lab::LabState;
+use crate::mux;
 use crate::state::StateDir;
-use crate::transport::ssh::{HostKeyPolicy, SshSession};
-use crate::transport::{Command, Exit, OutputSink, Stream, Transport};
+use crate::transport::{OutputSink, Stream, sh_quote};
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -48,32 +49,43 @@ impl OutputSink for Passthrough {
 pub async fn exec(args: ExecArgs) -> Result<Status, Failure> {
     let state = StateDir::from_env();
     let lab = find_lab(&state, args.run.as_deref(), &args.vm)?;
-    let vm = lab.vm(&args.vm).expect("find_lab checked the VM");
-    let policy = HostKeyPolicy::PinFile(state.run(&lab.run_id).host_key(&vm.name));
-    let session = SshSession::connect(&vm.ssh, &policy, Duration::from_secs(30))
-        .await
-        .map_err(|e| Failure::new(Status::InfraError, e.to_string()))?;
-    let script = args
-        .command
-        .iter()
-        .map(|a| crate::transport::sh_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let cmd = Command::new(script, args.timeout).sudo(args.sudo);
-    let outcome = session
-        .exec(&cmd, &mut Passthrough)
-        .await
-        .map_err(|e| Failure::new(Status::InfraError, e.to_string()))?;
-    session.close().await;
-    if outcome.timed_out {
-        eprintln!("metalab: {}", outcome.describe());
-    }
-    // The remote exit code becomes ours, like ssh does.
-    let code = match outcome.exit {
-        Exit::Code(c) => c,
-        Exit::Signal(_) => 255,
+    let request = mux::Request {
+        vm: args.vm.clone(),
+        script: args
+            .command
+            .iter()
+            .map(|a| sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+        sudo: args.sudo,
+        timeout_secs: args.timeout.as_secs().max(1),
     };
-    std::process::exit(code);
+    let reply = mux::call(
+        &state.run(&lab.run_id),
+        &lab.run_id,
+        &request,
+        &mut Passthrough,
+    )
+    .await
+    .map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
+    match reply {
+        // The remote exit code becomes ours, as with ssh; a signal shows as 255.
+        mux::Reply::Exited(code) => std::process::exit(if code < 0 { 255 } else { code }),
+        mux::Reply::Failed(why) => Err(Failure::new(
+            Status::InfraError,
+            format!("{}: {why}", args.vm),
+        )),
+    }
+}
+
+/// `metalab mux-serve`: the connection holder that `exec` starts in the background.
+pub async fn serve(run: String) -> Result<Status, Failure> {
+    let run = RunId::parse(&run)
+        .ok_or_else(|| Failure::new(Status::BadInput, format!("`{run}` is not a run id")))?;
+    mux::serve(StateDir::from_env(), run)
+        .await
+        .map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
+    Ok(Status::Passed)
 }
 
 fn find_lab(state: &StateDir, run: Option<&str>, vm: &str) -> Result<LabState, Failure> {

@@ -72,6 +72,12 @@ enum Commands {
     Box(box_cmd::BoxCommand),
     /// List the suites, their VMs, tests and benchmarks.
     List,
+    /// Internal: holds a kept lab's SSH connections for `metalab exec`.
+    #[command(hide = true)]
+    MuxServe {
+        #[arg(long)]
+        run: String,
+    },
 }
 
 /// A command's failure: what to print, and the exit status.
@@ -125,6 +131,7 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Doctor => doctor::doctor(config).await,
         Commands::Box(cmd) => box_cmd::run(config, cmd).await,
         Commands::List => lab::list(config).await,
+        Commands::MuxServe { run } => exec::serve(run).await,
     }
 }
 

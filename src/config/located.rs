@@ -89,7 +89,13 @@ impl LocatedError {
 
 impl fmt::Display for LocatedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.path.display(), self.line, self.column)?;
+        write!(
+            f,
+            "{}:{}:{}: ",
+            shown_path(&self.path).display(),
+            self.line,
+            self.column
+        )?;
         if let Some(key) = &self.key {
             write!(f, "key `{key}`: ")?;
         }
@@ -112,6 +118,15 @@ impl fmt::Display for LocatedError {
 }
 
 impl std::error::Error for LocatedError {}
+
+/// The path relative to the current directory when it lies below it: what an editor or a CI log
+/// link expects.
+fn shown_path(path: &Path) -> &Path {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok())
+        .unwrap_or(path)
+}
 
 /// The dotted key a line belongs to: the table header above it plus the key on the line.
 fn key_at(text: &str, line_start: usize, line: &str) -> Option<String> {

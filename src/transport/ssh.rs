@@ -118,18 +118,73 @@ impl SshSession {
         }
     }
 
-    /// The remote command line: the script under `timeout`, as root if asked.
-    fn command_line(cmd: &Command) -> String {
-        let secs = cmd.timeout.as_secs().max(1);
-        let line = format!(
-            "timeout --kill-after={}s {secs}s bash -c {}",
-            KILL_GRACE.as_secs(),
-            sh_quote(&cmd.wrapped_script())
-        );
-        if cmd.sudo {
-            format!("sudo -n {line}")
+    /// The remote command line. Its first act reports the login shell's pid on stderr: sshd makes
+    /// that shell a session and process-group leader, so a timeout can kill the whole group
+    /// through a second channel. No extra process is spawned for a plain command, which matters
+    /// when every spawn inside a TCG guest costs tens of milliseconds.
+    fn command_line(&self, cmd: &Command) -> String {
+        let report = format!("printf '{PID_TAG}%s\\n' $$ >&2; ");
+        let plain = cmd.cwd.is_none() && cmd.env.is_empty();
+        match (self_sudo(cmd, &self.target), plain) {
+            (false, true) => format!("{report}{}", cmd.script),
+            (false, false) => format!("{report}exec bash -c {}", sh_quote(&cmd.wrapped_script())),
+            (true, _) => format!(
+                "{report}exec sudo -n bash -c {}",
+                sh_quote(&cmd.wrapped_script())
+            ),
+        }
+    }
+
+    /// Sends `signal` to the process group led by `pid`, through a channel of its own.
+    async fn signal_group(&self, pid: u32, signal: &str, sudo: bool) {
+        let kill = format!("kill -s {signal} -- -{pid} 2>/dev/null");
+        let line = if sudo {
+            format!("sudo -n {kill} || {kill}")
         } else {
-            line
+            kill
+        };
+        if let Ok(ch) = self.handle.channel_open_session().await {
+            let _ = ch.exec(true, line).await;
+            let mut ch = ch;
+            while ch.wait().await.is_some() {}
+        }
+    }
+}
+
+/// Whether to go through sudo: only when root is wanted and the login user is not root.
+fn self_sudo(cmd: &Command, target: &SshTarget) -> bool {
+    cmd.sudo && target.user != "root"
+}
+
+/// Marks the line on stderr that reports the remote shell's pid; removed from the output.
+const PID_TAG: &str = "metalab-pid:";
+
+/// Takes the pid report off the front of stderr, passing everything else through.
+#[derive(Default)]
+struct PidReport {
+    pid: Option<u32>,
+    head: Vec<u8>,
+    done: bool,
+}
+
+impl PidReport {
+    /// Returns the stderr bytes that belong to the command.
+    fn feed<'a>(&mut self, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if self.done {
+            return std::borrow::Cow::Borrowed(data);
+        }
+        self.head.extend_from_slice(data);
+        let Some(nl) = self.head.iter().position(|&b| b == b'\n') else {
+            return std::borrow::Cow::Borrowed(&[]);
+        };
+        self.done = true;
+        let line = String::from_utf8_lossy(&self.head[..nl]).into_owned();
+        match line.strip_prefix(PID_TAG) {
+            Some(pid) => {
+                self.pid = pid.trim().parse().ok();
+                std::borrow::Cow::Owned(self.head[nl + 1..].to_vec())
+            }
+            None => std::borrow::Cow::Owned(std::mem::take(&mut self.head)),
         }
     }
 }
@@ -148,7 +203,7 @@ impl Transport for SshSession {
             .await
             .map_err(|e| self.dropped(format!("cannot open a channel: {e}")))?;
         channel
-            .exec(true, Self::command_line(cmd))
+            .exec(true, self.command_line(cmd))
             .await
             .map_err(|e| self.dropped(format!("cannot start the command: {e}")))?;
         if let Some(data) = &cmd.stdin {
@@ -158,39 +213,53 @@ impl Transport for SshSession {
                 .map_err(|e| self.dropped(format!("cannot send stdin: {e}")))?;
         }
         let _ = channel.eof().await;
-        let limit = cmd.timeout + KILL_GRACE + NO_ANSWER_GRACE;
         let mut exit = None;
-        let read = async {
-            while let Some(msg) = channel.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => sink.output(Stream::Stdout, &data),
-                    ChannelMsg::ExtendedData { data, .. } => sink.output(Stream::Stderr, &data),
-                    ChannelMsg::ExitStatus { exit_status } => {
-                        exit = Some(Exit::Code(exit_status as i32))
+        let mut pid = PidReport::default();
+        let mut timed_out = false;
+        let deadline = tokio::time::sleep(cmd.timeout);
+        tokio::pin!(deadline);
+        let kill_at = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(kill_at);
+        let give_up = tokio::time::sleep(cmd.timeout + KILL_GRACE + NO_ANSWER_GRACE);
+        tokio::pin!(give_up);
+        loop {
+            tokio::select! {
+                msg = channel.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => sink.output(Stream::Stdout, &data),
+                    Some(ChannelMsg::ExtendedData { data, .. }) => {
+                        let rest = pid.feed(&data);
+                        if !rest.is_empty() {
+                            sink.output(Stream::Stderr, &rest);
+                        }
                     }
-                    ChannelMsg::ExitSignal { signal_name, .. } => {
-                        exit = Some(Exit::Signal(signal_text(&signal_name)))
+                    Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Exit::Code(exit_status as i32)),
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => exit = Some(Exit::Signal(signal_text(&signal_name))),
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = &mut deadline, if !timed_out => {
+                    timed_out = true;
+                    if let Some(p) = pid.pid {
+                        self.signal_group(p, "TERM", self_sudo(cmd, &self.target)).await;
                     }
-                    _ => {}
+                    kill_at.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
+                }
+                _ = &mut kill_at => {
+                    if let Some(p) = pid.pid {
+                        self.signal_group(p, "KILL", self_sudo(cmd, &self.target)).await;
+                    }
+                    kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
+                }
+                _ = &mut give_up => {
+                    return Err(self.dropped(format!("no answer {}s after the command's timeout", NO_ANSWER_GRACE.as_secs())));
                 }
             }
-        };
-        if tokio::time::timeout(limit, read).await.is_err() {
-            return Err(self.dropped(format!(
-                "no answer {}s after the command's timeout",
-                NO_ANSWER_GRACE.as_secs()
-            )));
         }
         let exit = exit.ok_or_else(|| self.dropped("the channel closed without an exit status"))?;
-        let duration = started.elapsed();
-        // `timeout` exits 124 after SIGTERM and 137 after SIGKILL; a command exiting 124 on its own
-        // before its deadline is not a timeout.
-        let timed_out =
-            matches!(exit, Exit::Code(124) | Exit::Code(137)) && duration >= cmd.timeout;
         Ok(Outcome {
             exit,
             timed_out,
-            duration,
+            duration: started.elapsed(),
         })
     }
 
@@ -290,5 +359,26 @@ fn check_pin(path: &Path, key: &PublicKey) -> bool {
             );
             std::fs::write(path, format!("{line}\n")).is_ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_report_is_taken_off_stderr_even_when_split() {
+        let mut r = PidReport::default();
+        assert!(r.feed(b"metalab-pi").is_empty());
+        assert_eq!(&*r.feed(b"d:4242\nfirst error\n"), b"first error\n");
+        assert_eq!(r.pid, Some(4242));
+        assert_eq!(&*r.feed(b"more"), b"more");
+    }
+
+    #[test]
+    fn stderr_without_a_pid_report_passes_through() {
+        let mut r = PidReport::default();
+        assert_eq!(&*r.feed(b"bash: warning\n"), b"bash: warning\n");
+        assert_eq!(r.pid, None);
     }
 }

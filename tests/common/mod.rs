@@ -1,0 +1,135 @@
+//! Helpers shared by the integration tests: a scratch lab built from the repository's own
+//! Vagrantfile and box recipe, the metalab binary, and checks against libvirt's real state.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+pub mod sshd;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A throw-away lab: metalab.toml, the repo's Vagrantfile and box recipe, and the given suites.
+pub struct ScratchLab {
+    pub dir: tempfile::TempDir,
+}
+
+impl ScratchLab {
+    /// `suites`: (suite name, suite.toml text, extra files (name, content)).
+    pub fn new(config: &str, suites: &[(&str, &str)]) -> ScratchLab {
+        let dir = tempfile::Builder::new()
+            .prefix("metalab-test-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::fs::write(dir.path().join("metalab.toml"), config).unwrap();
+        std::fs::copy(repo().join("Vagrantfile"), dir.path().join("Vagrantfile")).unwrap();
+        std::fs::create_dir_all(dir.path().join("boxes")).unwrap();
+        std::os::unix::fs::symlink(
+            repo().join("boxes/debian12"),
+            dir.path().join("boxes/debian12"),
+        )
+        .unwrap();
+        let suites_dir = dir.path().join("suites");
+        std::fs::create_dir_all(&suites_dir).unwrap();
+        for (name, toml) in suites {
+            std::fs::create_dir_all(suites_dir.join(name)).unwrap();
+            std::fs::write(suites_dir.join(name).join("suite.toml"), toml).unwrap();
+        }
+        ScratchLab { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// `metalab ARGS` in this lab, with plain (CI) output.
+    pub fn metalab(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_metalab"));
+        c.args(args).current_dir(self.path()).env("CI", "true");
+        c
+    }
+
+    /// The newest run's results.json.
+    pub fn results(&self) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(self.path().join("artifacts/latest/results.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn junit(&self) -> String {
+        std::fs::read_to_string(self.path().join("artifacts/latest/junit.xml")).unwrap()
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Tests that boot VMs take this lock: the host fits two VMs at a time, and one run may use both.
+pub fn vm_slot() -> MutexGuard<'static, ()> {
+    static SLOT: Mutex<()> = Mutex::new(());
+    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn virsh(args: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("virsh -q -c qemu:///system {args}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every libvirt domain, network and pool volume whose name carries `run_id`, plus every
+/// machine Vagrant's global index still knows in `lab_dir`.
+pub fn leftovers(run_id: &str, lab_dir: &Path) -> Vec<String> {
+    let mut left: Vec<String> = [
+        virsh("list --all --name"),
+        virsh("net-list --all --name"),
+        virsh("vol-list metalab"),
+    ]
+    .concat()
+    .lines()
+    .filter(|l| l.contains(run_id))
+    .map(|l| l.trim().to_string())
+    .collect();
+    let status = Command::new("vagrant")
+        .args(["global-status", "--prune"])
+        .env("VAGRANT_HOME", "/var/lib/metalab/vagrant.d")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let dir = lab_dir.display().to_string();
+    left.extend(
+        status
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("vagrant: {l}")),
+    );
+    left
+}
+
+/// The lab config every test uses: small VMs, short timeouts.
+pub const CONFIG: &str = r#"
+[vm]
+memory = 640
+
+[timeouts]
+up = "10m"
+test = "2m"
+"#;

@@ -1,0 +1,112 @@
+//! A real OpenSSH server on loopback, with a host key and a client key generated per test.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use metalab::transport::ssh::SshTarget;
+
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+fn keygen(path: &Path) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ssh-keygen failed");
+}
+
+impl Sshd {
+    /// Starts sshd on a free loopback port; `reuse` keeps the keys of an earlier server.
+    pub fn start() -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(&dir.path().join("host_key"));
+        keygen(&dir.path().join("client_key"));
+        std::fs::copy(
+            dir.path().join("client_key.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        Self::launch(dir, free_port())
+    }
+
+    /// Another server on the same port with a new host key: what a different machine answering
+    /// at a known address looks like.
+    pub fn impostor_on(port: u16, client_key_from: &Sshd) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(&dir.path().join("host_key"));
+        std::fs::copy(
+            client_key_from.dir.path().join("client_key.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        Self::launch(dir, port)
+    }
+
+    fn launch(dir: tempfile::TempDir, port: u16) -> Sshd {
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PidFile {d}/sshd.pid\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             UsePAM no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
+        );
+        std::fs::write(dir.path().join("sshd_config"), config).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.path().join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sshd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { child, port, dir }
+    }
+
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    /// The target as root on this server (the test runs as root).
+    pub fn target(&self) -> SshTarget {
+        self.target_on(self.port)
+    }
+
+    pub fn target_on(&self, port: u16) -> SshTarget {
+        SshTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+            identity_files: vec![self.client_key()],
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

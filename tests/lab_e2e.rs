@@ -1,0 +1,208 @@
+//! End to end with real VMs: `metalab run` on real Vagrant + libvirt + QEMU. Few and purposeful,
+//! because each one boots VMs: the bundled suites pass, a broken test fails the run, a signal
+//! stops the run, and a kept lab is reachable with `metalab exec`. After every one of them, no
+//! libvirt domain, network or volume of the run is left.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{CONFIG, ScratchLab, leftovers, repo, text, vm_slot};
+
+fn run_id_of(results: &serde_json::Value) -> String {
+    results["run_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_bundled_suites_pass_in_real_vms_and_nothing_is_left() {
+    let _slot = vm_slot();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_metalab"))
+        .arg("run")
+        .current_dir(repo())
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("artifacts/latest/results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(results["status"], "passed");
+    let tests: Vec<&serde_json::Value> = results["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["tests"].as_array().unwrap())
+        .collect();
+    assert!(tests.len() >= 10, "{tests:?}");
+    assert!(tests.iter().all(|t| t["outcome"] == "passed"));
+    let bench = &results["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "throughput")
+        .unwrap()["benchmarks"][0];
+    let samples = bench["metrics"][0]["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 5);
+    assert!(
+        samples.iter().all(|v| v.as_f64().unwrap() > 0.01),
+        "{samples:?}"
+    );
+    assert_eq!(results["box"]["sha256"].as_str().unwrap().len(), 64);
+    let junit = std::fs::read_to_string(repo().join("artifacts/latest/junit.xml")).unwrap();
+    assert!(
+        junit.contains(r#"<testcase name="denied-port-dropped" classname="policy""#),
+        "{junit}"
+    );
+    assert!(junit.contains(r#"<testcase name="up" classname="lifecycle""#));
+    assert!(junit.contains(r#"<testcase name="destroy" classname="lifecycle""#));
+    assert!(
+        shown.contains("metalab run") && shown.contains("PASSED (exit 0)"),
+        "{shown}"
+    );
+    assert_eq!(
+        leftovers(&run_id_of(&results), &repo()),
+        Vec::<String>::new()
+    );
+}
+
+const BROKEN: &str = r#"
+vms = ["node1"]
+
+[[test]]
+name = "passes"
+run = "ping -c 1 -W 2 127.0.0.1"
+expect = { output = " 0% packet loss" }
+
+[[test]]
+name = "broken"
+run = "ping -c 1 -W 1 10.255.255.1"
+expect = { output = " 0% packet loss" }
+
+[[test]]
+name = "hangs"
+run = "sleep 300"
+timeout = "3s"
+
+[[test]]
+name = "hang-was-killed"
+# The bracket keeps pgrep from matching this very command line.
+run = "sleep 1; if pgrep -af 'slee[p] 300'; then exit 1; fi"
+"#;
+
+#[test]
+fn a_broken_test_fails_the_run_and_the_vms_are_still_destroyed() {
+    let _slot = vm_slot();
+    let lab = ScratchLab::new(CONFIG, &[("broken", BROKEN)]);
+    let out = lab.metalab(&["run"]).output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let results = lab.results();
+    let outcome = |name: &str| {
+        results["suites"][0]["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()["outcome"]
+            .clone()
+    };
+    assert_eq!(outcome("passes"), "passed");
+    assert_eq!(outcome("broken"), "failed");
+    assert_eq!(outcome("hangs"), "timed_out");
+    assert_eq!(
+        outcome("hang-was-killed"),
+        "passed",
+        "the timed-out command survived its timeout"
+    );
+    let junit = lab.junit();
+    assert!(
+        junit.contains(r#"<failure message="expected exit 0, got exit 1"#),
+        "{junit}"
+    );
+    assert!(junit.contains(r#"type="timeout""#), "{junit}");
+    assert!(shown.contains("FAILED (exit 1)"), "{shown}");
+    assert_eq!(
+        leftovers(&run_id_of(&results), lab.path()),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn sigterm_during_a_test_destroys_the_vms_and_exits_143() {
+    let _slot = vm_slot();
+    let suite = "vms = [\"node1\"]\n[[test]]\nname = \"long\"\nrun = \"sleep 600\"\n";
+    let lab = ScratchLab::new(CONFIG, &[("slow", suite)]);
+    let mut child = lab
+        .metalab(&["run"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("test     slow/long started") {
+            break;
+        }
+    }
+    let signalled = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    eprintln!("SIGTERM to exit: {:.1}s", signalled.elapsed().as_secs_f64());
+    assert_eq!(status.code(), Some(143), "{}", seen.join("\n"));
+    let results = lab.results();
+    assert_eq!(results["status"], "terminated");
+    assert_eq!(
+        leftovers(&run_id_of(&results), lab.path()),
+        Vec::<String>::new()
+    );
+    assert!(signalled.elapsed() < Duration::from_secs(120));
+}
+
+#[test]
+fn a_kept_lab_is_reachable_with_exec_and_destroy_removes_it() {
+    let _slot = vm_slot();
+    let suite = "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"true\"\n";
+    let lab = ScratchLab::new(CONFIG, &[("one", suite)]);
+    let up = lab.metalab(&["up", "one"]).output().unwrap();
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let run_id = run_id_of(&lab.results());
+    let exec = |args: &[&str]| {
+        let mut full = vec!["exec", "--run", &run_id];
+        full.extend_from_slice(args);
+        lab.metalab(&full).output().unwrap()
+    };
+    let hostname = exec(&["node1", "--", "hostname"]);
+    let root = exec(&["--sudo", "node1", "--", "id", "-u"]);
+    let code = exec(&["node1", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let missing = exec(&["node2", "--", "true"]);
+    let destroy = lab
+        .metalab(&["destroy", "--run", &run_id])
+        .output()
+        .unwrap();
+    let left = leftovers(&run_id, lab.path());
+
+    assert_eq!(
+        String::from_utf8_lossy(&hostname.stdout).trim(),
+        "node1",
+        "{}",
+        text(&hostname)
+    );
+    assert_eq!(String::from_utf8_lossy(&root.stdout).trim(), "0");
+    assert_eq!(code.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&code.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&code.stderr), "err\n");
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert_eq!(destroy.status.code(), Some(0), "{}", text(&destroy));
+    assert_eq!(left, Vec::<String>::new());
+}
