@@ -41,6 +41,14 @@ impl RunId {
         IN_NAME.captures(name).map(|c| RunId(c[1].to_string()))
     }
 
+    /// When the run started, from the id itself.
+    pub fn started(&self) -> Option<chrono::DateTime<Utc>> {
+        let stamp = self.0.get(..15)?;
+        chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d-%H%M%S")
+            .ok()
+            .map(|t| t.and_utc())
+    }
+
     /// The prefix of every libvirt name of this run: `metalab-<id>-`.
     pub fn resource_prefix(&self) -> String {
         format!("metalab-{}-", self.0)
@@ -66,7 +74,9 @@ mod tests {
         let id = RunId::generate();
         let domain = format!("{}node1", id.resource_prefix());
         assert_eq!(RunId::from_resource_name(&domain), Some(id.clone()));
-        assert_eq!(RunId::parse(id.as_str()), Some(id));
+        assert_eq!(RunId::parse(id.as_str()), Some(id.clone()));
+        let age = Utc::now() - id.started().unwrap();
+        assert!(age.num_seconds().abs() < 5, "{age}");
     }
 
     #[test]

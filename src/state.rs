@@ -27,6 +27,11 @@ impl StateDir {
         StateDir { root }
     }
 
+    /// A state directory at an explicit place (tests, tools).
+    pub fn at(root: PathBuf) -> StateDir {
+        StateDir { root }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -86,6 +91,16 @@ impl RunDir {
     /// What `metalab exec` needs to reach the run's VMs: see [`crate::lab::LabState`].
     pub fn lab_state(&self) -> PathBuf {
         self.root.join("lab.json")
+    }
+
+    /// The run journal: see [`crate::journal`].
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("journal.jsonl")
+    }
+
+    /// Which process owns the run: see [`crate::journal::Owner`].
+    pub fn owner(&self) -> PathBuf {
+        self.root.join("owner.json")
     }
 
     /// The socket of the lab's connection holder (see [`crate::mux`]).

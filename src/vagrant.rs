@@ -13,7 +13,7 @@ use crate::transport::{
 };
 
 /// One Vagrant project on a host: the lab's Vagrantfile plus this run's state directory.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Project {
     /// The directory holding the Vagrantfile, on the host.
     pub dir: String,

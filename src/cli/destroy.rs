@@ -51,6 +51,7 @@ pub async fn destroy(args: DestroyArgs) -> Result<Status, Failure> {
             Ok(_) => {
                 let _ = std::fs::remove_file(state.run(&l.run_id).lab_state());
                 crate::mux::stop(&state.run(&l.run_id));
+                crate::reap::mark_done(&state, &l.run_id);
                 println!(
                     "destroyed {} ({})",
                     l.run_id,

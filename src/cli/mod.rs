@@ -5,6 +5,7 @@ mod destroy;
 mod doctor;
 mod exec;
 mod lab;
+mod reap;
 mod run;
 
 use std::path::PathBuf;
@@ -70,6 +71,13 @@ enum Commands {
     /// The base box.
     #[command(subcommand)]
     Box(box_cmd::BoxCommand),
+    /// Remove what earlier runs left behind: VMs of runs that died, kept VMs that expired.
+    ///
+    /// Finds leftovers from the run journals and from the real libvirt domains, networks and
+    /// volumes (every name carries its run id), then destroys them and prunes Vagrant's index.
+    /// Never touches a run whose metalab process still runs, or kept VMs before their expiry.
+    /// `metalab run` does this by itself before it starts.
+    Reap(reap::ReapArgs),
     /// List the suites, their VMs, tests and benchmarks.
     List,
     /// Internal: holds a kept lab's SSH connections for `metalab exec`.
@@ -130,6 +138,7 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Destroy(args) => destroy::destroy(args).await,
         Commands::Doctor => doctor::doctor(config).await,
         Commands::Box(cmd) => box_cmd::run(config, cmd).await,
+        Commands::Reap(args) => reap::reap(args).await,
         Commands::List => lab::list(config).await,
         Commands::MuxServe { run } => exec::serve(run).await,
     }

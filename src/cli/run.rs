@@ -1,6 +1,7 @@
 //! `metalab run` and `metalab up`: plan, wire the reporters to the event stream, run the engine.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 
@@ -14,7 +15,7 @@ use crate::report::record::RunRecord;
 use crate::report::terminal::Terminal;
 use crate::report::{self, Reporter};
 use crate::run::event::Events;
-use crate::run::{self, Plan};
+use crate::run::{self, Keep, Plan};
 use crate::signal::Shutdown;
 use crate::suite::{self, Suite};
 
@@ -25,19 +26,28 @@ pub struct RunArgs {
     /// Also write the JUnit XML here (it is always in artifacts/<run-id>/junit.xml).
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
+    /// Keep the VMs of a failed run for debugging with `metalab exec`, for DURATION (default
+    /// 2h); `metalab reap` removes them afterwards. Never done unless asked, and never after a
+    /// signal.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "2h", value_parser = humantime::parse_duration)]
+    keep_on_failure: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
     /// Bring up the VMs these suites need (default: all the Vagrantfile defines).
     suites: Vec<String>,
+    /// How long the VMs may live before `metalab reap` removes them.
+    #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = humantime::parse_duration)]
+    keep: Duration,
 }
 
 pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure> {
     let lab = lab::load(config).await?;
     let selected = select(&lab.suites, &args.suites)?;
     let vms = needed_vms(&lab.machines, &selected);
-    execute(lab, selected, vms, false, args.junit.into_iter().collect()).await
+    let keep = args.keep_on_failure.map_or(Keep::Never, Keep::OnFailure);
+    execute(lab, selected, vms, keep, args.junit.into_iter().collect()).await
 }
 
 pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> {
@@ -49,7 +59,7 @@ pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> 
         needed_vms(&lab.machines, &selected)
     };
     // The suites' files are copied into the VMs, but none of them runs.
-    execute(lab, Vec::new(), vms, true, Vec::new()).await
+    execute(lab, Vec::new(), vms, Keep::Always(args.keep), Vec::new()).await
 }
 
 fn select(all: &[Suite], names: &[String]) -> Result<Vec<Suite>, Failure> {
@@ -71,7 +81,7 @@ async fn execute(
     lab: lab::Lab,
     suites: Vec<Suite>,
     vms: Vec<String>,
-    keep: bool,
+    keep: Keep,
     junit: Vec<PathBuf>,
 ) -> Result<Status, Failure> {
     let shutdown = Shutdown::install().map_err(|e| {

@@ -30,6 +30,22 @@ pub struct Config {
     pub provider: ProviderKind,
     pub vm: VmDefaults,
     pub timeouts: Timeouts,
+    pub retries: Retries,
+}
+
+/// How often failures are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retries {
+    /// Infrastructure failures before any suite ran (a VM that does not boot, SSH that does not
+    /// answer): retried with fresh VMs this many times. Default 1.
+    pub infra: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries { infra: 1 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -113,6 +129,8 @@ struct RawConfig {
     vm: VmDefaults,
     #[serde(default)]
     timeouts: Timeouts,
+    #[serde(default)]
+    retries: Retries,
 }
 
 #[derive(Deserialize, Default)]
@@ -212,6 +230,7 @@ impl Config {
             provider: raw.provider.kind,
             vm: raw.vm,
             timeouts: raw.timeouts,
+            retries: raw.retries,
         })
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::record::{BenchRecord, PhaseRecord, RunRecord, TestOutcome, TestRecord};
 
@@ -45,15 +45,38 @@ fn lifecycle_suite(record: &RunRecord, run_dir: &Path) -> TestSuite {
             .into_iter()
             .map(|(k, v)| quick_junit::Property::new(k, v)),
     );
-    ts.add_test_cases(record.phases.iter().map(|p| phase_case(p, run_dir)));
+    // A phase that failed and was retried with fresh VMs shows once: its failed attempts become
+    // reruns of the last attempt (flaky when that one passed).
+    let mut earlier: Vec<&PhaseRecord> = Vec::new();
+    for (i, p) in record.phases.iter().enumerate() {
+        let retried_later = record.phases[i + 1..].iter().any(|q| q.phase == p.phase);
+        if retried_later && p.error.is_some() {
+            earlier.push(p);
+            continue;
+        }
+        let reruns: Vec<&PhaseRecord> = earlier
+            .iter()
+            .copied()
+            .filter(|e| e.phase == p.phase)
+            .collect();
+        earlier.retain(|e| e.phase != p.phase);
+        ts.add_test_case(phase_case(p, &reruns, run_dir));
+    }
     ts
 }
 
-fn phase_case(p: &PhaseRecord, run_dir: &Path) -> TestCase {
-    let status = match &p.error {
+fn phase_case(p: &PhaseRecord, reruns: &[&PhaseRecord], run_dir: &Path) -> TestCase {
+    let mut status = match &p.error {
         None => TestCaseStatus::success(),
         Some(e) => non_success(NonSuccessKind::Error, e, "infrastructure"),
     };
+    for r in reruns {
+        let mut rerun = TestRerun::new(NonSuccessKind::Error);
+        rerun
+            .set_time(r.duration)
+            .set_message(r.error.clone().unwrap_or_default());
+        status.add_rerun(rerun);
+    }
     let mut tc = TestCase::new(p.phase.name(), status);
     tc.set_classname("lifecycle").set_time(p.duration);
     if p.error.is_some()
@@ -66,8 +89,8 @@ fn phase_case(p: &PhaseRecord, run_dir: &Path) -> TestCase {
 
 fn test_case(t: &TestRecord, run_dir: &Path) -> TestCase {
     let message = t.message.clone().unwrap_or_default();
-    let status = match t.outcome {
-        TestOutcome::Passed => TestCaseStatus::success(),
+    let mut status = match t.outcome {
+        TestOutcome::Passed | TestOutcome::Flaky => TestCaseStatus::success(),
         TestOutcome::Failed => non_success(NonSuccessKind::Failure, &message, "failed"),
         TestOutcome::TimedOut => non_success(NonSuccessKind::Failure, &message, "timeout"),
         TestOutcome::Error => {
@@ -80,6 +103,15 @@ fn test_case(t: &TestRecord, run_dir: &Path) -> TestCase {
             s
         }
     };
+    // Failed attempts before the last become reruns: `flakyFailure` under a pass, so Jenkins
+    // and nextest-style tools count the test as flaky rather than as a clean pass.
+    for a in &t.failed_attempts {
+        let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+        rerun
+            .set_time(a.duration)
+            .set_message(a.message.clone().unwrap_or_default());
+        status.add_rerun(rerun);
+    }
     let mut tc = TestCase::new(t.name.clone(), status);
     tc.set_classname(t.suite.clone()).set_time(t.duration);
     if t.outcome != TestOutcome::Passed {

@@ -28,6 +28,10 @@ pub struct RunRecord {
     pub status: Status,
     #[serde(rename = "box")]
     pub box_info: Option<BoxInfo>,
+    /// What the numbers were measured on; benchmark samples from different conditions are
+    /// never compared silently.
+    #[serde(default)]
+    pub conditions: Option<Conditions>,
     pub vms: Vec<VmRecord>,
     pub phases: Vec<PhaseRecord>,
     pub suites: Vec<SuiteRecord>,
@@ -41,6 +45,28 @@ pub struct BoxInfo {
     pub version: String,
     pub sha256: String,
     pub recipe_hash: String,
+}
+
+/// The conditions of a run: host, VM shape, box, metalab and lab versions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Conditions {
+    pub host: HostFingerprint,
+    pub vm_cpus: u32,
+    pub vm_memory_mib: u32,
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    pub box_sha256: String,
+    pub metalab_version: String,
+    /// `git rev-parse HEAD` of the lab, with `-dirty` when the tree had changes.
+    pub lab_commit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostFingerprint {
+    pub hostname: String,
+    pub cpu_model: String,
+    pub cores: u32,
+    pub kernel: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +99,8 @@ pub struct SuiteRecord {
 #[serde(rename_all = "snake_case")]
 pub enum TestOutcome {
     Passed,
+    /// Failed, then passed on a retry: counted apart from clean passes.
+    Flaky,
     /// The command ran and did not meet its expectations.
     Failed,
     /// The command ran past its timeout and was killed: a test failure.
@@ -98,6 +126,18 @@ pub struct TestRecord {
     pub message: Option<String>,
     /// The test's log, relative to the run's artifacts directory.
     pub log: PathBuf,
+    /// Earlier attempts that failed, when the test has retries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_attempts: Vec<Attempt>,
+}
+
+/// One failed attempt of a retried test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    pub outcome: TestOutcome,
+    pub message: Option<String>,
+    #[serde(with = "secs")]
+    pub duration: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +160,9 @@ pub struct MetricSamples {
     #[serde(flatten)]
     pub spec: MetricSpec,
     pub samples: Vec<f64>,
+    /// n, median, mean, sd, min, max, a bootstrap 95% CI of the median, outliers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<crate::stats::Summary>,
 }
 
 impl RunRecord {
@@ -135,6 +178,7 @@ impl RunRecord {
             duration: Duration::ZERO,
             status: Status::Passed,
             box_info: None,
+            conditions: None,
             vms: Vec::new(),
             phases: Vec::new(),
             suites: Vec::new(),
@@ -157,6 +201,7 @@ impl RunRecord {
                 log: log.clone(),
             }),
             EventKind::BoxReady(info) => self.box_info = Some(info.clone()),
+            EventKind::Conditions(c) => self.conditions = Some(c.clone()),
             EventKind::VmReady { vm, address } => self.vms.push(VmRecord {
                 name: vm.clone(),
                 address: address.clone(),

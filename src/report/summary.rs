@@ -53,7 +53,7 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
         let passed = s
             .tests
             .iter()
-            .filter(|t| t.outcome == TestOutcome::Passed)
+            .filter(|t| matches!(t.outcome, TestOutcome::Passed | TestOutcome::Flaky))
             .count();
         let mut line = format!(
             "  suite     {:<14} {passed}/{} passed",
@@ -70,7 +70,12 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
     }
     let problems: Vec<_> = r
         .tests()
-        .filter(|t| !matches!(t.outcome, TestOutcome::Passed | TestOutcome::Skipped))
+        .filter(|t| {
+            !matches!(
+                t.outcome,
+                TestOutcome::Passed | TestOutcome::Flaky | TestOutcome::Skipped
+            )
+        })
         .collect();
     if !problems.is_empty() {
         let _ = writeln!(out, "\n  {}", bold.apply_to("Failures"));
@@ -85,6 +90,27 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
                 t.message.as_deref().unwrap_or("")
             );
             let _ = writeln!(out, "      log: {}", run_dir.join(&t.log).display());
+        }
+    }
+    let flaky: Vec<_> = r
+        .tests()
+        .filter(|t| t.outcome == TestOutcome::Flaky)
+        .collect();
+    if !flaky.is_empty() {
+        let _ = writeln!(out, "\n  {}", bold.apply_to("Flaky (passed on a retry)"));
+        for t in flaky {
+            let _ = writeln!(
+                out,
+                "  {} {}/{}: failed {} time(s) first: {}",
+                style(Style::new().yellow()).apply_to("~"),
+                t.suite,
+                t.name,
+                t.failed_attempts.len(),
+                t.failed_attempts
+                    .first()
+                    .and_then(|a| a.message.as_deref())
+                    .unwrap_or("")
+            );
         }
     }
     let skipped = r.count(TestOutcome::Skipped);

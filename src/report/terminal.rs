@@ -172,6 +172,19 @@ impl Reporter for Terminal {
                 event,
                 format!("box      {} {} (sha256 {})", b.name, b.version, b.sha256),
             ),
+            EventKind::Conditions(c) => self.line(
+                event,
+                format!(
+                    "host     {} ({} cores, {}), kernel {}; VMs {} vCPU, {} MiB, {}",
+                    c.host.hostname,
+                    c.host.cores,
+                    c.host.cpu_model,
+                    c.host.kernel,
+                    c.vm_cpus,
+                    c.vm_memory_mib,
+                    c.accel
+                ),
+            ),
             EventKind::VmReady { vm, address } => {
                 self.line(event, format!("vm       {vm} ready at {address}"))
             }
@@ -198,6 +211,7 @@ impl Reporter for Terminal {
                 self.stop(&format!("test {}/{}", t.suite, t.name));
                 let mark = match t.outcome {
                     TestOutcome::Passed => style("PASS").green().bold(),
+                    TestOutcome::Flaky => style("FLAKY").yellow().bold(),
                     TestOutcome::Failed => style("FAIL").red().bold(),
                     TestOutcome::TimedOut => style("TIME").red().bold(),
                     TestOutcome::Error => style("ERR ").red().bold(),

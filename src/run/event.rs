@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::Status;
 use crate::ids::RunId;
-use crate::report::record::{BenchRecord, BoxInfo, TestRecord};
+use crate::report::record::{BenchRecord, BoxInfo, Conditions, TestRecord};
 
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -74,6 +74,8 @@ pub enum EventKind {
         log: Option<PathBuf>,
     },
     BoxReady(BoxInfo),
+    /// What the run measures on, once the VMs' accelerator is known.
+    Conditions(Conditions),
     VmReady {
         vm: String,
         address: String,

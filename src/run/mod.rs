@@ -4,6 +4,7 @@
 //! anything is created, and runs whatever happens: success, failures, a lost VM, or a signal
 //! (the first starts an orderly teardown, a second a fast one by name).
 
+mod conditions;
 pub mod event;
 pub mod log;
 pub mod subnet;
@@ -20,6 +21,7 @@ use crate::boxes::{BuiltBox, Recipe};
 use crate::config::Config;
 use crate::exit::Status;
 use crate::ids::RunId;
+use crate::journal::{EntryId, Journal, Owner, Resource};
 use crate::lab::{LabState, VmState};
 use crate::provider::Host;
 use crate::signal::Shutdown;
@@ -42,23 +44,42 @@ pub struct Plan {
     pub suites: Vec<Suite>,
     /// The VMs the suites need, in the Vagrantfile's order.
     pub vms: Vec<String>,
-    /// Keep the VMs after the run (`metalab up`) instead of destroying them.
-    pub keep: bool,
+    /// Whether the VMs outlive the run.
+    pub keep: Keep,
+}
+
+/// What happens to the VMs at the end of a run. A signal always destroys them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Destroy them (the default, and what CI wants).
+    Never,
+    /// Keep them after a failed run, for `metalab exec`, until `reap` may remove them.
+    OnFailure(Duration),
+    /// Keep them (`metalab up`), until `reap` may remove them.
+    Always(Duration),
 }
 
 /// Why the work of a run stopped early.
 #[derive(Debug)]
 enum Stop {
-    /// The lab failed: a VM did not come up, a connection dropped.
-    Infra,
+    /// The lab failed: a VM did not come up, a connection dropped. `before_suites` failures are
+    /// retried with fresh VMs.
+    Infra { before_suites: bool },
     /// A signal asked for teardown.
     Signal(crate::signal::Sig),
+}
+
+/// A Vagrant project the run created, with its journal entry and subnet claim.
+struct Created {
+    project: Project,
+    claim: SubnetClaim,
+    entry: EntryId,
 }
 
 /// What was created, so teardown knows what to remove. Filled in *before* each create.
 #[derive(Default)]
 struct Resources {
-    project: Mutex<Option<(Project, SubnetClaim)>>,
+    created: Mutex<Option<Created>>,
     sessions: Mutex<Vec<Arc<SshSession>>>,
     lab: Mutex<Option<LabState>>,
 }
@@ -81,6 +102,8 @@ pub struct Engine<'a> {
     /// `artifacts/<run-id>/`.
     artifacts: PathBuf,
     res: Resources,
+    journal: Mutex<Journal>,
+    owner: Mutex<Owner>,
 }
 
 /// Runs the plan to the end, teardown included, and returns the run's status.
@@ -93,6 +116,28 @@ pub async fn run(
     host: Host,
 ) -> Status {
     let artifacts = config.artifacts_dir.join(plan.run_id.as_str());
+    let run_dir = state.run(&plan.run_id);
+    let owner = Owner::me();
+    let journal = match owner
+        .save(&run_dir)
+        .and_then(|_| Ok(Journal::open(&run_dir)?))
+    {
+        Ok(j) => j,
+        Err(e) => {
+            // Without a journal a crash could leak VMs unseen: refuse to create any.
+            events.emit(EventKind::Notice {
+                message: format!(
+                    "cannot write the run journal in {}: {e:#}",
+                    run_dir.root().display()
+                ),
+            });
+            events.emit(EventKind::RunFinished {
+                status: Status::InfraError,
+                duration: Duration::ZERO,
+            });
+            return Status::InfraError;
+        }
+    };
     let engine = Engine {
         config,
         state,
@@ -103,6 +148,8 @@ pub async fn run(
         host: host.transport,
         artifacts,
         res: Resources::default(),
+        journal: Mutex::new(journal),
+        owner: Mutex::new(owner),
     };
     engine.execute().await
 }
@@ -117,25 +164,46 @@ impl Engine<'_> {
             host: self.host_name.clone(),
             artifacts: self.artifacts.clone(),
         });
-        let outcome = {
-            let work = self.work();
-            tokio::select! {
-                r = work => r,
-                sig = self.shutdown.requested() => {
-                    self.events.emit(EventKind::Cancelling { signal: sig.name().into(), fast: false });
-                    Err(Stop::Signal(sig))
+        let announcer = tokio::spawn(announce_signals(self.shutdown.clone(), self.events.clone()));
+        let attempts = 1 + self.config.retries.infra;
+        let mut status = Status::Passed;
+        for attempt in 1..=attempts {
+            let outcome = {
+                let work = self.work();
+                tokio::select! {
+                    r = work => r,
+                    sig = self.shutdown.requested() => Err(Stop::Signal(sig)),
                 }
+            };
+            let retry = matches!(
+                outcome,
+                Err(Stop::Infra {
+                    before_suites: true
+                })
+            ) && attempt < attempts
+                && self.shutdown.signal().is_none();
+            status = match outcome {
+                Ok(s) => s,
+                Err(Stop::Infra { .. }) => Status::InfraError,
+                Err(Stop::Signal(sig)) => sig.status(),
+            };
+            let final_status = if retry { Status::Passed } else { status };
+            if let Err(e) = self.teardown(final_status).await {
+                self.events.emit(EventKind::Notice { message: e });
+                status = status.worst(Status::InfraError);
+                break;
             }
-        };
-        let mut status = match outcome {
-            Ok(s) => s,
-            Err(Stop::Infra) => Status::InfraError,
-            Err(Stop::Signal(sig)) => sig.status(),
-        };
-        if let Err(e) = self.teardown().await {
-            self.events.emit(EventKind::Notice { message: e });
-            status = status.worst(Status::InfraError);
+            if !retry {
+                break;
+            }
+            self.events.emit(EventKind::Notice {
+                message: format!(
+                    "infrastructure error before any suite ran: retrying with fresh VMs (attempt {}/{attempts})",
+                    attempt + 1
+                ),
+            });
         }
+        announcer.abort();
         if let Some(sig) = self.shutdown.signal() {
             status = sig.status();
         }
@@ -189,7 +257,10 @@ impl Engine<'_> {
             error: error.clone(),
             log: Some(rel_log),
         });
-        result.map_err(|_| Stop::Infra)
+        // Every phase that can fail a run comes before the suites.
+        result.map_err(|_| Stop::Infra {
+            before_suites: true,
+        })
     }
 
     fn progress(&self, phase: Phase, message: String) {
@@ -215,6 +286,15 @@ impl Engine<'_> {
                 "host setup failed ({}): {}",
                 outcome.describe(),
                 sink.last_line().unwrap_or_default()
+            );
+        }
+        // Leftovers of earlier runs that died (or whose kept VMs expired) go first.
+        let (_, reaped) =
+            crate::reap::locked_survey_and_reap(self.host.as_ref(), &self.state, false).await?;
+        for r in reaped {
+            self.progress(
+                Phase::Prepare,
+                format!("reaped run {}: {}", r.run_id, r.leftovers.describe()),
             );
         }
         Ok(())
@@ -257,6 +337,13 @@ impl Engine<'_> {
             .registered_dir(&self.state.vagrant_home())
             .join("vmlinuz");
         let accel = accel::resolve(self.config.vm.accel, &self.state, &kernel).await;
+        let fingerprint = conditions::host_fingerprint(self.host.as_ref()).await;
+        self.events.emit(EventKind::Conditions(conditions::gather(
+            fingerprint,
+            self.config,
+            accel::name(accel),
+            &built.info.sha256,
+        )));
         let claim = subnet::claim(self.host.as_ref(), &self.state, &self.plan.run_id).await?;
         let project = self.project(built, accel::name(accel), &claim.prefix);
         self.progress(
@@ -268,7 +355,20 @@ impl Engine<'_> {
                 accel::name(accel)
             ),
         );
-        *self.res.project.lock().expect("not poisoned") = Some((project.clone(), claim));
+        let entry =
+            self.journal
+                .lock()
+                .expect("not poisoned")
+                .record(Resource::VagrantProject {
+                    host: self.host_name.clone(),
+                    project: project.clone(),
+                    prefix: self.plan.run_id.resource_prefix(),
+                })?;
+        *self.res.created.lock().expect("not poisoned") = Some(Created {
+            project: project.clone(),
+            claim,
+            entry,
+        });
         let mut sink = LogSink::append(&log).on_line(|l| {
             if let Some((vm, msg)) = vagrant::progress_line(l) {
                 self.progress(Phase::Up, format!("{vm}: {msg}"));
@@ -344,11 +444,11 @@ impl Engine<'_> {
         let run_dir = self.state.run(&self.plan.run_id);
         let subnet = self
             .res
-            .project
+            .created
             .lock()
             .expect("not poisoned")
             .as_ref()
-            .map(|(_, c)| c.prefix.clone())
+            .map(|c| c.claim.prefix.clone())
             .unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut vms = Vec::new();
@@ -404,6 +504,20 @@ impl Engine<'_> {
         *self.res.lab.lock().expect("not poisoned") = Some(lab);
         Ok(vms)
     }
+}
+
+/// Says on the event stream when a signal arrives, whatever the engine is doing at that moment.
+async fn announce_signals(shutdown: Shutdown, events: Events) {
+    let sig = shutdown.requested().await;
+    events.emit(EventKind::Cancelling {
+        signal: sig.name().into(),
+        fast: false,
+    });
+    let sig = shutdown.fast().await;
+    events.emit(EventKind::Cancelling {
+        signal: sig.name().into(),
+        fast: true,
+    });
 }
 
 /// The VM's address inside the run's private subnet (`10.77.<n>.x`).

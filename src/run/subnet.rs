@@ -75,3 +75,15 @@ fn claim_is_live(path: &std::path::Path) -> bool {
         .and_then(|p| p.parse::<i32>().ok());
     pid.is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }
+
+/// Removes claims whose process is gone (a run killed before it could release its claim).
+pub fn remove_stale(state: &StateDir) {
+    let Ok(entries) = std::fs::read_dir(state.root().join("subnets")) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        if !claim_is_live(&e.path()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}

@@ -9,7 +9,7 @@ use super::event::EventKind;
 use super::log::LogSink;
 use super::{Engine, Stop, VM_LAB_DIR, Vm};
 use crate::exit::Status;
-use crate::report::record::{BenchRecord, MetricSamples, TestOutcome, TestRecord};
+use crate::report::record::{Attempt, BenchRecord, MetricSamples, TestOutcome, TestRecord};
 use crate::suite::{Benchmark, Expect, Step, Suite, Test};
 use crate::transport::{Command, Exit, Outcome, Transport, TransportError, files};
 
@@ -24,7 +24,9 @@ pub(super) async fn run_all(e: &Engine<'_>, vms: &[Vm]) -> Result<Status, Stop> 
                 for rest in &e.plan.suites[i + 1..] {
                     skip_suite(e, rest, &reason);
                 }
-                return Err(Stop::Infra);
+                return Err(Stop::Infra {
+                    before_suites: false,
+                });
             }
         }
     }
@@ -59,6 +61,7 @@ fn skipped(suite: &Suite, t: &Test, reason: &str) -> TestRecord {
         duration: Duration::ZERO,
         message: Some(format!("not run: {reason}")),
         log: PathBuf::new(),
+        failed_attempts: Vec::new(),
     }
 }
 
@@ -162,7 +165,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         for (i, t) in self.suite.tests.iter().enumerate() {
             let r = self.test(t).await;
             let lost = r.infra;
-            if r.outcome != TestOutcome::Passed {
+            if !matches!(r.outcome, TestOutcome::Passed | TestOutcome::Flaky) {
                 status = Status::TestsFailed;
             }
             let message = r.message.clone().unwrap_or_default();
@@ -282,6 +285,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         }
     }
 
+    /// Runs a test, and again up to `retries` times while it fails; a lost VM is not retried.
     async fn test(&self, t: &Test) -> TestRecord {
         self.e.events.emit(EventKind::TestStarted {
             suite: self.suite.name.clone(),
@@ -289,14 +293,39 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         });
         let (log, rel) = self.log(&t.name);
         let started = Instant::now();
-        let (outcome, message, infra) =
-            match self.exec(&t.step, self.e.config.timeouts.test, &log).await {
-                Ok((o, _, output)) => {
-                    let (outcome, message) = judge(&o, &output, &t.expect);
-                    (outcome, message, false)
-                }
-                Err(e) => (TestOutcome::Error, Some(e.to_string()), true),
-            };
+        let mut failed_attempts = Vec::new();
+        let (outcome, message, infra) = loop {
+            let attempt_started = Instant::now();
+            let (outcome, message, infra) =
+                match self.exec(&t.step, self.e.config.timeouts.test, &log).await {
+                    Ok((o, _, output)) => {
+                        let (outcome, message) = judge(&o, &output, &t.expect);
+                        (outcome, message, false)
+                    }
+                    Err(e) => (TestOutcome::Error, Some(e.to_string()), true),
+                };
+            let retry = outcome != TestOutcome::Passed
+                && !infra
+                && failed_attempts.len() < t.retries as usize;
+            if !retry {
+                let flaky = outcome == TestOutcome::Passed && !failed_attempts.is_empty();
+                break (
+                    if flaky { TestOutcome::Flaky } else { outcome },
+                    message,
+                    infra,
+                );
+            }
+            failed_attempts.push(Attempt {
+                outcome,
+                message,
+                duration: attempt_started.elapsed(),
+            });
+            LogSink::append(&log).note(&format!(
+                "# retrying: attempt {}/{}",
+                failed_attempts.len() + 1,
+                t.retries + 1
+            ));
+        };
         TestRecord {
             suite: self.suite.name.clone(),
             name: t.name.clone(),
@@ -307,6 +336,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
             duration: started.elapsed(),
             message,
             log: rel,
+            failed_attempts,
         }
     }
 
@@ -323,9 +353,14 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
             .map(|m| MetricSamples {
                 spec: m.spec.clone(),
                 samples: Vec::new(),
+                summary: None,
             })
             .collect();
-        let (error, infra) = match self.sample(b, &log, &mut metrics).await {
+        let sampled = self.sample(b, &log, &mut metrics).await;
+        for m in &mut metrics {
+            m.summary = crate::stats::Summary::of(&m.samples).ok();
+        }
+        let (error, infra) = match sampled {
             Ok(()) => (None, false),
             Err(SampleError::Run(e)) => (Some(e), false),
             Err(SampleError::Lost(e)) => (Some(e.to_string()), true),

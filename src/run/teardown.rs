@@ -8,10 +8,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use super::event::{EventKind, Phase};
 use super::log::LogSink;
-use super::{Engine, VM_LAB_DIR};
-use crate::lab;
+use super::{Engine, Keep, VM_LAB_DIR};
+use crate::exit::Status;
+use crate::lab::{self, LabState};
 use crate::transport::{Command, Transport};
 
 /// What each VM is asked for at the end of a run. Every command is allowed to fail: the VM may
@@ -23,46 +26,110 @@ for c in 'uname -a' 'uptime' 'ip -d addr' 'ip route' 'ip netns list' 'nft list r
 done";
 
 impl Engine<'_> {
-    /// Tears down what the run created. Returns an error when something could not be removed.
-    pub(super) async fn teardown(&self) -> Result<(), String> {
-        let Some((project, claim)) = self.res.project.lock().expect("not poisoned").take() else {
+    /// Tears down what the run created, unless the plan keeps it. Returns an error when
+    /// something could not be removed.
+    pub(super) async fn teardown(&self, status: Status) -> Result<(), String> {
+        let created = self.res.created.lock().expect("not poisoned").take();
+        let Some(created) = created else {
+            self.finish_owner(None);
             return Ok(());
         };
-        if self.plan.keep {
-            return self.keep(claim);
+        if let Some(until) = self.keep_until(status) {
+            return self.keep(created, until);
         }
         if self.shutdown.signal().is_none() {
-            let _ = self
-                .phase(Phase::Collect, "diagnostics from every VM", |log| {
-                    self.collect(log)
-                })
-                .await;
+            // A signal arriving meanwhile cuts the collection short: the VMs must go first.
+            let collect = self.phase(Phase::Collect, "diagnostics from every VM", |log| {
+                self.collect(log)
+            });
+            tokio::select! {
+                _ = collect => {}
+                _ = self.shutdown.requested() => {}
+            }
         }
+
         self.close_sessions().await;
+        let project = &created.project;
         let result = self
             .phase(
                 Phase::Destroy,
                 "vagrant destroy, then a sweep by name",
-                |log| async move { self.destroy(log, &project).await },
+                |log| async move { self.destroy(log, project).await },
             )
             .await;
         let _ = std::fs::remove_file(self.state.run(&self.plan.run_id).lab_state());
-        drop(claim);
-        result.map_err(|e| format!("teardown incomplete: {e:?}"))
+        if result.is_ok() {
+            let _ = self
+                .journal
+                .lock()
+                .expect("not poisoned")
+                .done(created.entry);
+            self.finish_owner(None);
+        }
+        result.map_err(|_| {
+            "teardown incomplete: see lifecycle/destroy.log; `metalab reap` retries it".to_string()
+        })
     }
 
-    /// For `metalab up`: leave the VMs, and say how to reach and remove them.
-    fn keep(&self, claim: super::SubnetClaim) -> Result<(), String> {
-        // The network now exists on the host, which reserves the subnet from here on.
-        drop(claim);
+    /// When the VMs may be removed, if the plan keeps them after this outcome.
+    fn keep_until(&self, status: Status) -> Option<DateTime<Utc>> {
+        if self.shutdown.signal().is_some() {
+            return None;
+        }
+        let keep = match self.plan.keep {
+            Keep::Never => None,
+            Keep::Always(d) => Some(d),
+            Keep::OnFailure(d) => (status != Status::Passed).then_some(d),
+        };
+        keep.map(|d| {
+            Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
+        })
+    }
+
+    /// Leaves the VMs up, records until when, and says how to get in and how to remove them.
+    fn keep(&self, created: super::Created, until: DateTime<Utc>) -> Result<(), String> {
+        // The run's network now exists on the host, which reserves the subnet from here on.
+        drop(created.claim);
+        let mut lab = self
+            .res
+            .lab
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .unwrap_or_else(|| LabState {
+                run_id: self.plan.run_id.clone(),
+                pid: std::process::id(),
+                host: self.host_name.clone(),
+                project: created.project.clone(),
+                subnet: String::new(),
+                vms: Vec::new(),
+                created: Utc::now(),
+                keep_until: None,
+            });
+        lab.keep_until = Some(until);
+        lab.save(&self.state)
+            .map_err(|e| format!("cannot record the kept lab: {e:#}"))?;
+        self.finish_owner(Some(until));
         let id = &self.plan.run_id;
-        let first = self.plan.vms.first().cloned().unwrap_or_default();
+        let first = lab.vms.first().map_or("<vm>", |v| v.name.as_str());
+        let local = until
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M %Z");
         self.events.emit(EventKind::Notice {
             message: format!(
-                "VMs kept. Get in: metalab exec --run {id} {first} -- <command>   Remove: metalab destroy --run {id}"
+                "VMs kept until {local}; then `metalab reap` removes them.\n    get in:     metalab exec --run {id} {first} -- <command>\n    remove now: metalab destroy --run {id}"
             ),
         });
         Ok(())
+    }
+
+    /// Marks the run as over in its owner record: reap may clean up after it from now on (or
+    /// after `keep_until`).
+    fn finish_owner(&self, keep_until: Option<DateTime<Utc>>) {
+        let mut owner = self.owner.lock().expect("not poisoned");
+        owner.finished = keep_until.is_none();
+        owner.keep_until = keep_until;
+        let _ = owner.save(&self.state.run(&self.plan.run_id));
     }
 
     async fn close_sessions(&self) {
@@ -108,11 +175,7 @@ impl Engine<'_> {
         let mut sink = LogSink::append(&log);
         let started = Instant::now();
         let fast = async {
-            let sig = self.shutdown.fast().await;
-            self.events.emit(EventKind::Cancelling {
-                signal: sig.name().into(),
-                fast: true,
-            });
+            self.shutdown.fast().await;
         };
         let done = lab::destroy(
             self.host.as_ref(),

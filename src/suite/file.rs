@@ -49,6 +49,8 @@ struct RawTest {
     timeout: Option<Duration>,
     #[serde(default)]
     expect: RawExpect,
+    #[serde(default)]
+    retries: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -266,6 +268,7 @@ impl<'a> Validator<'a> {
                         output: self.regex(t.expect.output)?,
                         no_output: self.regex(t.expect.no_output)?,
                     },
+                    retries: t.retries,
                 })
             })
             .collect()

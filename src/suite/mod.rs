@@ -47,6 +47,8 @@ pub struct Test {
     pub name: String,
     pub step: Step,
     pub expect: Expect,
+    /// Runs again after a failure this many times; a later pass is reported as flaky.
+    pub retries: u32,
 }
 
 /// What a test's command must do to pass.

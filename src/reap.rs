@@ -1,0 +1,276 @@
+//! `metalab reap`: finds what earlier runs left behind on a host and removes it.
+//!
+//! Candidates come from two places: the run journals in the state directory, and the real
+//! resources, whose names carry run ids (libvirt domains, networks, volumes). The real resources
+//! are the truth; a journal only adds what Vagrant knew (the project to `vagrant destroy`). A run
+//! whose owner process still lives, or whose kept VMs have not expired, is never touched.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::RunId;
+use crate::journal::{Journal, Owner, Resource};
+use crate::libvirt::{self, Leftovers};
+use crate::state::{FileLock, StateDir};
+use crate::transport::{Discard, Transport};
+
+/// A run with no record in this state directory is left alone while younger than this: it may
+/// belong to a metalab using another state directory.
+const UNKNOWN_RUN_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// What reap decided about one run.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub run_id: RunId,
+    pub verdict: Verdict,
+    /// The libvirt resources of the run on the host.
+    pub leftovers: Leftovers,
+    /// Vagrant projects the journal says were created and not torn down.
+    pub projects: Vec<crate::vagrant::Project>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its owner process is running.
+    Live { pid: u32 },
+    /// Kept on purpose until then.
+    Kept { until: DateTime<Utc> },
+    /// Unknown here and recent: perhaps another state directory's.
+    Recent,
+    /// Nobody owns it any more: remove it.
+    Reap { why: String },
+}
+
+impl Finding {
+    pub fn is_empty(&self) -> bool {
+        self.leftovers.is_empty() && self.projects.is_empty()
+    }
+}
+
+/// Looks at every run the state directory or the host knows about.
+pub async fn survey(
+    host: &dyn Transport,
+    state: &StateDir,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Finding>> {
+    let all = libvirt::find(host, "metalab-").await?;
+    let mut by_run: BTreeMap<RunId, Leftovers> = BTreeMap::new();
+    for (names, pick) in [
+        (&all.domains, 0usize),
+        (&all.networks, 1),
+        (&all.volumes, 2),
+    ] {
+        for name in names {
+            if let Some(id) = RunId::from_resource_name(name) {
+                let l = by_run.entry(id).or_default();
+                [&mut l.domains, &mut l.networks, &mut l.volumes][pick].push(name.clone());
+            }
+        }
+    }
+    for id in journaled_runs(state) {
+        by_run.entry(id).or_default();
+    }
+    Ok(by_run
+        .into_iter()
+        .map(|(run_id, leftovers)| {
+            let projects = pending_projects(state, &run_id);
+            let verdict = judge(state, &run_id, now);
+            Finding {
+                run_id,
+                verdict,
+                leftovers,
+                projects,
+            }
+        })
+        .filter(|f| !f.is_empty())
+        .collect())
+}
+
+/// Runs with a journal in the state directory.
+fn journaled_runs(state: &StateDir) -> Vec<RunId> {
+    let Ok(entries) = std::fs::read_dir(state.runs()) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| RunId::parse(&e.file_name().to_string_lossy()))
+        .collect()
+}
+
+fn pending_projects(state: &StateDir, run: &RunId) -> Vec<crate::vagrant::Project> {
+    Journal::pending(&state.run(run).journal())
+        .into_iter()
+        .filter_map(|(_, r)| match r {
+            Resource::VagrantProject { project, .. } => Some(project),
+            Resource::Subnet { .. } => None,
+        })
+        .collect()
+}
+
+fn judge(state: &StateDir, run: &RunId, now: DateTime<Utc>) -> Verdict {
+    match Owner::load(&state.run(run)) {
+        Some(o) if !o.finished && o.keep_until.is_none() && o.alive() => {
+            Verdict::Live { pid: o.pid }
+        }
+        Some(Owner {
+            keep_until: Some(until),
+            ..
+        }) if until > now => Verdict::Kept { until },
+        Some(Owner {
+            keep_until: Some(_),
+            ..
+        }) => Verdict::Reap {
+            why: "kept VMs expired".into(),
+        },
+        Some(o) if o.finished => Verdict::Reap {
+            why: "run finished, resources remain".into(),
+        },
+        Some(o) => Verdict::Reap {
+            why: format!("its process ({}) is gone", o.pid),
+        },
+        None => match run.started() {
+            Some(started) if now - started < UNKNOWN_RUN_GRACE => Verdict::Recent,
+            _ => Verdict::Reap {
+                why: "no owner on record, older than an hour".into(),
+            },
+        },
+    }
+}
+
+/// Removes what `survey` marked for reaping. Returns what each run had.
+pub async fn reap(
+    host: &dyn Transport,
+    state: &StateDir,
+    findings: &[Finding],
+) -> anyhow::Result<Vec<Finding>> {
+    let mut reaped = Vec::new();
+    for f in findings
+        .iter()
+        .filter(|f| matches!(f.verdict, Verdict::Reap { .. }))
+    {
+        for project in &f.projects {
+            // Lets Vagrant drop the machines from its index; the sweep below does the rest.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(120),
+                project.destroy(host, Duration::from_secs(110), &mut Discard),
+            )
+            .await;
+        }
+        let left = libvirt::sweep(host, &f.run_id.resource_prefix()).await?;
+        let run = state.run(&f.run_id);
+        crate::mux::stop(&run);
+        let _ = std::fs::remove_file(run.lab_state());
+        mark_done(state, &f.run_id);
+        reaped.push(Finding {
+            leftovers: left,
+            ..f.clone()
+        });
+    }
+    crate::run::subnet::remove_stale(state);
+    prune_vagrant_index(host, state).await;
+    Ok(reaped)
+}
+
+/// Closes a reaped run's journal and owner record, so later surveys skip it.
+pub fn mark_done(state: &StateDir, run: &RunId) {
+    let dir = state.run(run);
+    if let Ok(mut j) = Journal::open(&dir) {
+        for (id, _) in Journal::pending(&dir.journal()) {
+            let _ = j.done(id);
+        }
+    }
+    let mut owner = Owner::load(&dir).unwrap_or_else(Owner::me);
+    owner.finished = true;
+    owner.keep_until = None;
+    let _ = owner.save(&dir);
+}
+
+/// `vagrant global-status --prune` forgets machines that no longer exist.
+async fn prune_vagrant_index(host: &dyn Transport, state: &StateDir) {
+    let cmd =
+        crate::transport::Command::new("vagrant global-status --prune", Duration::from_secs(120))
+            .env("VAGRANT_HOME", state.vagrant_home().display().to_string())
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1");
+    let _ = host.exec(&cmd, &mut Discard).await;
+}
+
+/// Reaps under the host's reap lock, so two reapers (or two starting runs) never race.
+pub async fn locked_survey_and_reap(
+    host: &dyn Transport,
+    state: &StateDir,
+    dry_run: bool,
+) -> anyhow::Result<(Vec<Finding>, Vec<Finding>)> {
+    let _lock = FileLock::acquire(state.lock("reap")).await?;
+    let findings = survey(host, state, Utc::now()).await?;
+    let reaped = if dry_run {
+        Vec::new()
+    } else {
+        reap(host, state, &findings).await?
+    };
+    Ok((findings, reaped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (tempfile::TempDir, StateDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path().to_path_buf());
+        (dir, state)
+    }
+
+    fn with_owner(state: &StateDir, edit: impl FnOnce(&mut Owner)) -> RunId {
+        let id = RunId::generate();
+        let mut o = Owner::me();
+        edit(&mut o);
+        o.save(&state.run(&id)).unwrap();
+        id
+    }
+
+    #[test]
+    fn a_run_whose_process_lives_is_left_alone() {
+        let (_d, state) = state();
+        let id = with_owner(&state, |_| {});
+        assert!(matches!(
+            judge(&state, &id, Utc::now()),
+            Verdict::Live { .. }
+        ));
+    }
+
+    #[test]
+    fn a_dead_owner_or_a_finished_run_is_reaped() {
+        let (_d, state) = state();
+        let dead = with_owner(&state, |o| o.boot_id = "before a reboot".into());
+        let finished = with_owner(&state, |o| o.finished = true);
+        assert!(matches!(
+            judge(&state, &dead, Utc::now()),
+            Verdict::Reap { .. }
+        ));
+        assert!(matches!(
+            judge(&state, &finished, Utc::now()),
+            Verdict::Reap { .. }
+        ));
+    }
+
+    #[test]
+    fn kept_vms_are_reaped_only_after_their_expiry() {
+        let (_d, state) = state();
+        let until = Utc::now() + chrono::TimeDelta::hours(2);
+        let id = with_owner(&state, |o| o.keep_until = Some(until));
+        assert_eq!(judge(&state, &id, Utc::now()), Verdict::Kept { until });
+        let later = until + chrono::TimeDelta::minutes(1);
+        assert!(matches!(judge(&state, &id, later), Verdict::Reap { .. }));
+    }
+
+    #[test]
+    fn a_run_unknown_here_is_reaped_only_when_old() {
+        let (_d, state) = state();
+        let id = RunId::generate();
+        assert_eq!(judge(&state, &id, Utc::now()), Verdict::Recent);
+        let later = Utc::now() + chrono::TimeDelta::hours(2);
+        assert!(matches!(judge(&state, &id, later), Verdict::Reap { .. }));
+    }
+}
