@@ -4,7 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::boxes::Recipe;
-use crate::config::Config;
+use crate::config::{Accel, Config};
+use crate::host::Host;
 use crate::state::StateDir;
 use crate::transport::{Collect, Command, Transport};
 
@@ -53,7 +54,14 @@ fn check(name: &'static str, ok: bool, detail: String, fix: &str) -> Check {
 }
 
 /// Runs every check against `host`. `config` adds the checks that need the lab (the box).
-pub async fn run(host: &dyn Transport, state: &StateDir, config: Option<&Config>) -> Vec<Check> {
+/// Runs every check against `host`. `config` adds the checks that need the lab (the box, the
+/// accelerator probe, which boots the box's kernel).
+pub async fn run(host: &Host, state: &StateDir, config: Option<&Config>) -> Vec<Check> {
+    let accel = match config {
+        Some(c) => probe_accel(host, state, c).await,
+        None => None,
+    };
+    let host = host.transport.as_ref();
     let mut checks = Vec::new();
     let (ok, out) = sh(host, "vagrant --version").await;
     checks.push(check("vagrant", ok, first_line(&out), SETUP));
@@ -113,13 +121,20 @@ pub async fn run(host: &dyn Transport, state: &StateDir, config: Option<&Config>
         fix: (!ok || !stp_off).then(|| "virsh net-destroy vagrant-libvirt; virsh net-undefine vagrant-libvirt; scripts/setup-host".into()),
     });
     checks.push(kvm_check());
-    checks.push(accel_check(state));
+    checks.push(accel_check(accel));
     if let Some(config) = config {
         checks.push(box_check(state, &config.box_recipe));
         checks.push(memory_check(config));
     }
     checks.push(disk_check(state.root()));
     checks
+}
+
+/// Probes afresh, so a host whose KVM got fixed (or broke) is noticed.
+async fn probe_accel(host: &Host, state: &StateDir, config: &Config) -> Option<Accel> {
+    let built = Recipe::new(&config.box_recipe).cached(state).ok()??;
+    let kernel = built.registered_dir(&state.vagrant_home()).join("vmlinuz");
+    Some(crate::host::accel::resolve(host, Accel::Auto, &kernel.display().to_string(), true).await)
 }
 
 fn kvm_check() -> Check {
@@ -152,21 +167,18 @@ fn kvm_check() -> Check {
     }
 }
 
-fn accel_check(state: &StateDir) -> Check {
-    match crate::accel::cached(state) {
+fn accel_check(accel: Option<Accel>) -> Check {
+    match accel {
         Some(a) => Check {
             name: "accelerator",
             verdict: Verdict::Ok,
-            detail: format!(
-                "{} (probed by booting the box's kernel)",
-                crate::accel::name(a)
-            ),
+            detail: format!("{} (probed by booting the box's kernel under KVM)", crate::host::accel::name(a)),
             fix: None,
         },
         None => Check {
             name: "accelerator",
             verdict: Verdict::Warn,
-            detail: "not probed yet; the first run probes whether a KVM guest really boots".into(),
+            detail: "not probed: the box is not built yet; the first run probes whether a KVM guest really boots".into(),
             fix: None,
         },
     }

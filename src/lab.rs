@@ -14,9 +14,15 @@ use crate::vagrant::Project;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
     pub run_id: RunId,
+    /// The lane within the run ("" when the run has one).
+    #[serde(default)]
+    pub lane: String,
     /// The metalab process that owns the lab (gone once the run ended with the VMs kept).
     pub pid: u32,
     pub host: String,
+    /// How to reach the host, when the VMs are only reachable through it.
+    #[serde(default)]
+    pub jump: Option<crate::transport::ssh::SshAccess>,
     pub project: Project,
     /// First three octets of the run's private network.
     pub subnet: String,
@@ -36,7 +42,7 @@ pub struct VmState {
 
 impl LabState {
     pub fn save(&self, state: &StateDir) -> anyhow::Result<()> {
-        let path = state.run(&self.run_id).lab_state();
+        let path = state.run(&self.run_id).lab_state(&self.lane);
         crate::report::files::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 
@@ -52,10 +58,61 @@ impl LabState {
         let mut labs: Vec<LabState> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| RunId::parse(&e.file_name().to_string_lossy()))
-            .filter_map(|id| LabState::load(&state.run(&id).lab_state()).ok())
+            .flat_map(|id| state.run(&id).lab_states())
+            .filter_map(|path| LabState::load(&path).ok())
             .collect();
         labs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
         labs
+    }
+
+    /// The prefix of every libvirt name of this lab.
+    pub fn prefix(&self) -> String {
+        let run = self.run_id.resource_prefix();
+        if self.lane.is_empty() {
+            run
+        } else {
+            format!("{run}{}-", self.lane)
+        }
+    }
+
+    /// A transport to the lab's host: this machine, or an SSH session to the host.
+    pub async fn host_transport(
+        &self,
+    ) -> anyhow::Result<std::sync::Arc<dyn crate::transport::Transport>> {
+        Ok(match &self.jump {
+            None => std::sync::Arc::new(crate::transport::local::Local),
+            Some(a) => std::sync::Arc::new(
+                crate::transport::ssh::SshSession::connect(
+                    &a.target,
+                    &a.policy,
+                    std::time::Duration::from_secs(30),
+                )
+                .await?,
+            ),
+        })
+    }
+
+    /// Connects to one of the lab's VMs, through its host when the host is remote.
+    pub async fn connect_vm(
+        &self,
+        state: &StateDir,
+        vm: &VmState,
+    ) -> anyhow::Result<crate::transport::ssh::SshSession> {
+        use crate::transport::ssh::{HostKeyPolicy, SshSession};
+        let key = if self.lane.is_empty() {
+            vm.name.clone()
+        } else {
+            format!("{}-{}", self.lane, vm.name)
+        };
+        let policy = HostKeyPolicy::PinFile(state.run(&self.run_id).host_key(&key));
+        let timeout = std::time::Duration::from_secs(30);
+        Ok(match &self.jump {
+            None => SshSession::connect(&vm.ssh, &policy, timeout).await?,
+            Some(a) => {
+                let host = SshSession::connect(&a.target, &a.policy, timeout).await?;
+                host.connect_via(&vm.ssh, &policy, timeout).await?
+            }
+        })
     }
 
     pub fn vm(&self, name: &str) -> Option<&VmState> {
@@ -76,7 +133,7 @@ pub struct Destroyed {
 pub async fn destroy(
     host: &dyn crate::transport::Transport,
     project: &Project,
-    run_id: &RunId,
+    prefix: &str,
     timeout: std::time::Duration,
     sink: &mut dyn crate::transport::OutputSink,
     fast: impl std::future::Future<Output = ()>,
@@ -89,9 +146,8 @@ pub async fn destroy(
         },
         _ = fast => Some("vagrant destroy skipped: fast teardown".to_string()),
     };
-    let prefix = run_id.resource_prefix();
-    let swept = crate::libvirt::sweep(host, &prefix).await?;
-    let left = crate::libvirt::find(host, &prefix).await?;
+    let swept = crate::libvirt::sweep(host, prefix).await?;
+    let left = crate::libvirt::find(host, prefix).await?;
     if !left.is_empty() {
         anyhow::bail!("still present after teardown: {}", left.describe());
     }

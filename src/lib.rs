@@ -12,12 +12,12 @@
 // way out, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-pub mod accel;
 pub mod boxes;
 pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod exit;
+pub mod host;
 pub mod ids;
 pub mod journal;
 pub mod lab;

@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, mpsc};
 use crate::ids::RunId;
 use crate::lab::LabState;
 use crate::state::{RunDir, StateDir};
-use crate::transport::ssh::{HostKeyPolicy, SshSession};
+use crate::transport::ssh::SshSession;
 use crate::transport::{Command, Exit, OutputSink, Stream, Transport};
 
 const IDLE_EXIT: Duration = Duration::from_secs(600);
@@ -69,7 +69,7 @@ pub async fn serve(state: StateDir, run: RunId) -> anyhow::Result<()> {
                 tokio::spawn(handle(conn, state.clone(), run.clone(), sessions.clone()));
             }
             _ = &mut idle => break,
-            _ = lab_check.tick() => if !dir.lab_state().exists() { break },
+            _ = lab_check.tick() => if dir.lab_states().is_empty() { break },
         }
     }
     let _ = std::fs::remove_file(&socket);
@@ -142,18 +142,18 @@ async fn session_for(
     if let Some(s) = map.get(vm) {
         return Ok(s.clone());
     }
-    let lab =
-        LabState::load(&state.run(run).lab_state()).map_err(|e| format!("the lab is gone: {e}"))?;
-    let target = lab
-        .vm(vm)
-        .ok_or_else(|| format!("the lab has no VM `{vm}`"))?
-        .ssh
-        .clone();
-    let policy = HostKeyPolicy::PinFile(state.run(run).host_key(vm));
+    let lab = state
+        .run(run)
+        .lab_states()
+        .iter()
+        .filter_map(|p| LabState::load(p).ok())
+        .find(|l| l.vm(vm).is_some())
+        .ok_or_else(|| format!("the lab has no VM `{vm}` (any more)"))?;
+    let vm_state = lab.vm(vm).expect("found by this VM").clone();
     let session = Arc::new(
-        SshSession::connect(&target, &policy, Duration::from_secs(30))
+        lab.connect_vm(state, &vm_state)
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| format!("{e:#}"))?,
     );
     map.insert(vm.to_string(), session.clone());
     Ok(session)

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::host::Host;
 use crate::ids::RunId;
 use crate::journal::{Journal, Owner, Resource};
 use crate::libvirt::{self, Leftovers};
 use crate::state::{FileLock, StateDir};
-use crate::transport::{Discard, Transport};
+use crate::transport::Discard;
 
 /// A run with no record in this state directory is left alone while younger than this: it may
 /// belong to a metalab using another state directory.
@@ -51,11 +52,11 @@ impl Finding {
 
 /// Looks at every run the state directory or the host knows about.
 pub async fn survey(
-    host: &dyn Transport,
+    host: &Host,
     state: &StateDir,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Finding>> {
-    let all = libvirt::find(host, "metalab-").await?;
+    let all = libvirt::find(host.transport.as_ref(), "metalab-").await?;
     let mut by_run: BTreeMap<RunId, Leftovers> = BTreeMap::new();
     for (names, pick) in [
         (&all.domains, 0usize),
@@ -75,7 +76,7 @@ pub async fn survey(
     Ok(by_run
         .into_iter()
         .map(|(run_id, leftovers)| {
-            let projects = pending_projects(state, &run_id);
+            let projects = pending_projects(state, &run_id, &host.name);
             let verdict = judge(state, &run_id, now);
             Finding {
                 run_id,
@@ -99,11 +100,15 @@ fn journaled_runs(state: &StateDir) -> Vec<RunId> {
         .collect()
 }
 
-fn pending_projects(state: &StateDir, run: &RunId) -> Vec<crate::vagrant::Project> {
+/// Vagrant projects on `host` that the run's journal says were created and not torn down.
+fn pending_projects(state: &StateDir, run: &RunId, host: &str) -> Vec<crate::vagrant::Project> {
     Journal::pending(&state.run(run).journal())
         .into_iter()
         .filter_map(|(_, r)| match r {
-            Resource::VagrantProject { project, .. } => Some(project),
+            Resource::VagrantProject {
+                project, host: h, ..
+            } if h == host => Some(project),
+            Resource::VagrantProject { .. } => None,
             Resource::Subnet { .. } => None,
         })
         .collect()
@@ -141,10 +146,11 @@ fn judge(state: &StateDir, run: &RunId, now: DateTime<Utc>) -> Verdict {
 
 /// Removes what `survey` marked for reaping. Returns what each run had.
 pub async fn reap(
-    host: &dyn Transport,
+    host: &Host,
     state: &StateDir,
     findings: &[Finding],
 ) -> anyhow::Result<Vec<Finding>> {
+    let t = host.transport.as_ref();
     let mut reaped = Vec::new();
     for f in findings
         .iter()
@@ -154,22 +160,23 @@ pub async fn reap(
             // Lets Vagrant drop the machines from its index; the sweep below does the rest.
             let _ = tokio::time::timeout(
                 Duration::from_secs(120),
-                project.destroy(host, Duration::from_secs(110), &mut Discard),
+                project.destroy(t, Duration::from_secs(110), &mut Discard),
             )
             .await;
         }
-        let left = libvirt::sweep(host, &f.run_id.resource_prefix()).await?;
+        let left = libvirt::sweep(t, &f.run_id.resource_prefix()).await?;
         let run = state.run(&f.run_id);
         crate::mux::stop(&run);
-        let _ = std::fs::remove_file(run.lab_state());
+        for lab in run.lab_states() {
+            let _ = std::fs::remove_file(lab);
+        }
         mark_done(state, &f.run_id);
         reaped.push(Finding {
             leftovers: left,
             ..f.clone()
         });
     }
-    crate::run::subnet::remove_stale(state);
-    prune_vagrant_index(host, state).await;
+    prune_vagrant_index(host).await;
     Ok(reaped)
 }
 
@@ -188,17 +195,18 @@ pub fn mark_done(state: &StateDir, run: &RunId) {
 }
 
 /// `vagrant global-status --prune` forgets machines that no longer exist.
-async fn prune_vagrant_index(host: &dyn Transport, state: &StateDir) {
+async fn prune_vagrant_index(host: &Host) {
     let cmd =
         crate::transport::Command::new("vagrant global-status --prune", Duration::from_secs(120))
-            .env("VAGRANT_HOME", state.vagrant_home().display().to_string())
-            .env("VAGRANT_CHECKPOINT_DISABLE", "1");
-    let _ = host.exec(&cmd, &mut Discard).await;
+            .env("VAGRANT_HOME", host.vagrant_home())
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+            .sudo(true);
+    let _ = host.transport.exec(&cmd, &mut Discard).await;
 }
 
 /// Reaps under the host's reap lock, so two reapers (or two starting runs) never race.
 pub async fn locked_survey_and_reap(
-    host: &dyn Transport,
+    host: &Host,
     state: &StateDir,
     dry_run: bool,
 ) -> anyhow::Result<(Vec<Finding>, Vec<Finding>)> {

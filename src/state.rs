@@ -88,9 +88,31 @@ impl RunDir {
         self.root.join("vagrant")
     }
 
-    /// What `metalab exec` needs to reach the run's VMs: see [`crate::lab::LabState`].
-    pub fn lab_state(&self) -> PathBuf {
-        self.root.join("lab.json")
+    /// What `metalab exec` needs to reach a lane's VMs: see [`crate::lab::LabState`].
+    pub fn lab_state(&self, lane: &str) -> PathBuf {
+        if lane.is_empty() {
+            self.root.join("lab.json")
+        } else {
+            self.root.join(format!("lab-{lane}.json"))
+        }
+    }
+
+    /// Every lab record of the run, one per lane.
+    pub fn lab_states(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                let n = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                n.starts_with("lab") && n.ends_with(".json")
+            })
+            .collect()
     }
 
     /// The run journal: see [`crate::journal`].

@@ -202,3 +202,109 @@ async fn a_dropped_connection_is_an_infrastructure_error() {
     cutter.await.unwrap();
     assert!(matches!(err, TransportError::Dropped { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn known_hosts_refuses_an_unknown_host_unless_trusting_on_first_use() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    let strict = HostKeyPolicy::KnownHosts {
+        path: known.clone(),
+        trust_first_use: false,
+    };
+    let err = SshSession::connect(&sshd.target(), &strict, Duration::from_secs(10))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("is not in"), "{err}");
+
+    let tofu = HostKeyPolicy::KnownHosts {
+        path: known.clone(),
+        trust_first_use: true,
+    };
+    SshSession::connect(&sshd.target(), &tofu, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .close()
+        .await;
+    assert!(
+        std::fs::read_to_string(&known)
+            .unwrap()
+            .contains(&format!("[127.0.0.1]:{}", sshd.port))
+    );
+    // Now known: strict accepts it.
+    SshSession::connect(&sshd.target(), &strict, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .close()
+        .await;
+
+    // Another machine at the same address is refused, even when trusting on first use.
+    let port = sshd.port;
+    let keys = Sshd::start();
+    drop(sshd);
+    let impostor = Sshd::impostor_on(port, &keys);
+    let err = SshSession::connect(
+        &keys.target_on(impostor.port),
+        &tofu,
+        Duration::from_secs(10),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("HOST KEY CHANGED"), "{err}");
+}
+
+#[tokio::test]
+async fn a_session_jumps_through_a_host_to_reach_another_server() {
+    let host = Sshd::start();
+    let inner = Sshd::start();
+    let pins = tempfile::tempdir().unwrap();
+    let via = connect(&host, &pins).await;
+    let inner_target = {
+        let mut t = inner.target();
+        t.identity_files = vec![inner.client_key()];
+        t
+    };
+    let policy = HostKeyPolicy::PinFile(pins.path().join("inner-pin"));
+    let s = via
+        .connect_via(&inner_target, &policy, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut out = Collect::default();
+    let cmd = Command::new(
+        format!(
+            "echo through; test -f {}/host_key && echo inner",
+            inner.dir.path().display()
+        ),
+        Duration::from_secs(10),
+    );
+    s.exec(&cmd, &mut out).await.unwrap();
+    assert_eq!(out.stdout_text(), "through\ninner\n");
+}
+
+#[tokio::test]
+async fn a_local_port_forwards_to_a_service_behind_the_server() {
+    let sshd = Sshd::start();
+    let pins = tempfile::tempdir().unwrap();
+    let s = Arc::new(connect(&sshd, &pins).await);
+    // A service only the server side is meant to reach: an echo server on loopback.
+    let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service_port = service.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut c, _) = service.accept().await.unwrap();
+        let (mut r, mut w) = c.split();
+        tokio::io::copy(&mut r, &mut w).await.unwrap();
+    });
+    let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local_port = local.local_addr().unwrap().port();
+    tokio::spawn(s.clone().forward(local, "127.0.0.1".into(), service_port));
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local_port))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"ping through the tunnel").await.unwrap();
+    let mut buf = [0u8; 23];
+    conn.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping through the tunnel");
+}

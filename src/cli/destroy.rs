@@ -9,7 +9,6 @@ use crate::exit::Status;
 use crate::ids::RunId;
 use crate::lab::{self, LabState};
 use crate::state::StateDir;
-use crate::transport::local::Local;
 
 #[derive(Args, Debug)]
 pub struct DestroyArgs {
@@ -37,31 +36,16 @@ pub async fn destroy(args: DestroyArgs) -> Result<Status, Failure> {
     }
     let mut status = Status::Passed;
     for l in labs {
-        let mut sink = crate::transport::Discard;
-        match lab::destroy(
-            &Local,
-            &l.project,
-            &l.run_id,
-            Duration::from_secs(300),
-            &mut sink,
-            std::future::pending(),
-        )
-        .await
-        {
-            Ok(_) => {
-                let _ = std::fs::remove_file(state.run(&l.run_id).lab_state());
-                crate::mux::stop(&state.run(&l.run_id));
-                crate::reap::mark_done(&state, &l.run_id);
-                println!(
-                    "destroyed {} ({})",
-                    l.run_id,
-                    l.vms
-                        .iter()
-                        .map(|v| v.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
+        match destroy_one(&state, &l).await {
+            Ok(()) => println!(
+                "destroyed {} ({})",
+                l.run_id,
+                l.vms
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Err(e) => {
                 eprintln!("metalab: error: {}: {e:#}", l.run_id);
                 status = Status::InfraError;
@@ -69,4 +53,25 @@ pub async fn destroy(args: DestroyArgs) -> Result<Status, Failure> {
         }
     }
     Ok(status)
+}
+
+async fn destroy_one(state: &StateDir, l: &LabState) -> anyhow::Result<()> {
+    let host = l.host_transport().await?;
+    let mut sink = crate::transport::Discard;
+    lab::destroy(
+        host.as_ref(),
+        &l.project,
+        &l.prefix(),
+        Duration::from_secs(300),
+        &mut sink,
+        std::future::pending(),
+    )
+    .await?;
+    let run = state.run(&l.run_id);
+    let _ = std::fs::remove_file(run.lab_state(&l.lane));
+    if run.lab_states().is_empty() {
+        crate::mux::stop(&run);
+        crate::reap::mark_done(state, &l.run_id);
+    }
+    Ok(())
 }

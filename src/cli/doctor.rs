@@ -8,8 +8,8 @@ use super::Failure;
 use crate::config::Config;
 use crate::doctor::{self, Verdict};
 use crate::exit::Status;
+use crate::provider::local::LocalProvider;
 use crate::state::StateDir;
-use crate::transport::local::Local;
 
 pub async fn doctor(config_path: Option<&Path>) -> Result<Status, Failure> {
     let state = StateDir::from_env();
@@ -21,10 +21,11 @@ pub async fn doctor(config_path: Option<&Path>) -> Result<Status, Failure> {
             .and_then(|d| Config::discover(&d).ok()),
     }
     .and_then(|p| Config::load(&p).ok());
-    if let Some(c) = &config {
-        refresh_accel(&state, c).await;
+    let host = LocalProvider {
+        state: state.clone(),
     }
-    let checks = doctor::run(&Local, &state, config.as_ref()).await;
+    .host();
+    let checks = doctor::run(&host, &state, config.as_ref()).await;
     let mut status = Status::Passed;
     for c in &checks {
         let mark = match c.verdict {
@@ -46,15 +47,4 @@ pub async fn doctor(config_path: Option<&Path>) -> Result<Status, Failure> {
         );
     }
     Ok(status)
-}
-
-/// Doctor re-probes the accelerator, so a host whose KVM got fixed is noticed.
-async fn refresh_accel(state: &StateDir, config: &Config) {
-    let recipe = crate::boxes::Recipe::new(&config.box_recipe);
-    if let Ok(Some(b)) = recipe.cached(state) {
-        let kernel = b.registered_dir(&state.vagrant_home()).join("vmlinuz");
-        if kernel.is_file() {
-            crate::accel::probe_and_cache(state, &kernel).await;
-        }
-    }
 }

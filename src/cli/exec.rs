@@ -88,7 +88,7 @@ pub async fn serve(run: String) -> Result<Status, Failure> {
     Ok(Status::Passed)
 }
 
-fn find_lab(state: &StateDir, run: Option<&str>, vm: &str) -> Result<LabState, Failure> {
+pub(super) fn find_lab(state: &StateDir, run: Option<&str>, vm: &str) -> Result<LabState, Failure> {
     let labs = LabState::all(state);
     let wanted = match run {
         Some(r) => Some(RunId::parse(r).ok_or_else(|| {

@@ -4,6 +4,7 @@ mod box_cmd;
 mod destroy;
 mod doctor;
 mod exec;
+mod forward;
 mod lab;
 mod reap;
 mod run;
@@ -60,6 +61,10 @@ enum Commands {
     ///   metalab exec node1 -- ip -br addr
     ///   metalab exec --run 20261122-200501-3fa2 --sudo node2 -- nft list ruleset
     Exec(exec::ExecArgs),
+    /// Forward a local port to a port inside a VM of a running lab, like `ssh -L`.
+    ///
+    /// Example: metalab forward node1 8080:80   then open http://127.0.0.1:8080
+    Forward(forward::ForwardArgs),
     /// Destroy the VMs of a kept lab (from `metalab up`).
     Destroy(destroy::DestroyArgs),
     /// Check this host's prerequisites and say how to fix what is missing.
@@ -135,10 +140,11 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Run(args) => run::run(config, args).await,
         Commands::Up(args) => run::up(config, args).await,
         Commands::Exec(args) => exec::exec(args).await,
+        Commands::Forward(args) => forward::forward(args).await,
         Commands::Destroy(args) => destroy::destroy(args).await,
         Commands::Doctor => doctor::doctor(config).await,
         Commands::Box(cmd) => box_cmd::run(config, cmd).await,
-        Commands::Reap(args) => reap::reap(args).await,
+        Commands::Reap(args) => reap::reap(config, args).await,
         Commands::List => lab::list(config).await,
         Commands::MuxServe { run } => exec::serve(run).await,
     }

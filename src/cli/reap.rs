@@ -1,12 +1,20 @@
 //! `metalab reap`.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
 use clap::Args;
 
 use super::Failure;
+use crate::config::Config;
 use crate::exit::Status;
-use crate::reap::{self, Verdict};
+use crate::host::Host;
+use crate::provider::local::LocalProvider;
+use crate::provider::ssh;
+use crate::reap::{self, Finding, Verdict};
 use crate::state::StateDir;
-use crate::transport::local::Local;
+use crate::transport::ssh::SshSession;
 
 #[derive(Args, Debug)]
 pub struct ReapArgs {
@@ -15,16 +23,63 @@ pub struct ReapArgs {
     dry_run: bool,
 }
 
-pub async fn reap(args: ReapArgs) -> Result<Status, Failure> {
+pub async fn reap(config: Option<&Path>, args: ReapArgs) -> Result<Status, Failure> {
     let state = StateDir::from_env();
-    let (findings, reaped) = reap::locked_survey_and_reap(&Local, &state, args.dry_run)
-        .await
-        .map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
-    if findings.is_empty() {
-        println!("nothing left behind by earlier runs");
-        return Ok(Status::Passed);
+    let mut status = Status::Passed;
+    for host in hosts(config, &state).await {
+        let host = match host {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("metalab: error: {e:#}");
+                status = Status::InfraError;
+                continue;
+            }
+        };
+        match reap::locked_survey_and_reap(&host, &state, args.dry_run).await {
+            Ok((findings, reaped)) => report(&host.name, &findings, &reaped, args.dry_run),
+            Err(e) => {
+                eprintln!("metalab: error: {}: {e:#}", host.name);
+                status = Status::InfraError;
+            }
+        }
     }
-    for f in &findings {
+    Ok(status)
+}
+
+/// This machine, plus every inventory host when the lab (if there is one here) uses the ssh
+/// provider.
+async fn hosts(config: Option<&Path>, state: &StateDir) -> Vec<anyhow::Result<Host>> {
+    let mut hosts = vec![Ok(LocalProvider {
+        state: state.clone(),
+    }
+    .host())];
+    let path = config
+        .map(Path::to_path_buf)
+        .or_else(|| Config::discover(&std::env::current_dir().ok()?).ok());
+    let Some(config) = path.and_then(|p| Config::load(&p).ok()) else {
+        return hosts;
+    };
+    for h in &config.ssh_hosts {
+        let connect =
+            SshSession::connect(&ssh::target(h), &ssh::policy(h), Duration::from_secs(30)).await;
+        hosts.push(connect.map_err(Into::into).map(|session| Host {
+            name: h.display_name(),
+            transport: Arc::new(session),
+            home: h.home.clone(),
+            lab_dir: None,
+            jump: None,
+        }));
+    }
+    hosts
+}
+
+fn report(host: &str, findings: &[Finding], reaped: &[Finding], dry_run: bool) {
+    if findings.is_empty() {
+        println!("{host}: nothing left behind by earlier runs");
+        return;
+    }
+    println!("{host}:");
+    for f in findings {
         let what = if f.leftovers.is_empty() {
             format!("{} Vagrant project(s) on record", f.projects.len())
         } else {
@@ -34,13 +89,12 @@ pub async fn reap(args: ReapArgs) -> Result<Status, Failure> {
             Verdict::Live { pid } => format!("left alone: running (pid {pid})"),
             Verdict::Kept { until } => format!("left alone: kept until {until}"),
             Verdict::Recent => "left alone: not on record here and under an hour old".to_string(),
-            Verdict::Reap { why } if args.dry_run => format!("would remove ({why})"),
+            Verdict::Reap { why } if dry_run => format!("would remove ({why})"),
             Verdict::Reap { why } => format!("removed ({why})"),
         };
-        println!("{}  {verdict}\n    {what}", f.run_id);
+        println!("  {}  {verdict}\n      {what}", f.run_id);
     }
-    if !args.dry_run {
+    if !dry_run {
         println!("{} run(s) reaped", reaped.len());
     }
-    Ok(Status::Passed)
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Failure, lab};
+use crate::config::ProviderKind;
 use crate::exit::Status;
 use crate::ids::RunId;
-use crate::provider::Provider;
-use crate::provider::local::LocalProvider;
 use crate::report::files::ResultFiles;
 use crate::report::record::RunRecord;
 use crate::report::terminal::Terminal;
@@ -91,12 +90,9 @@ async fn execute(
         )
     })?;
     let run_id = RunId::generate();
-    let host = LocalProvider
-        .acquire(&run_id)
-        .await
-        .map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
+    let provider = crate::provider::from_config(&lab.config, &lab.state);
     let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
-    let record = RunRecord::new(run_id.clone(), host.name.clone(), chrono::Utc::now());
+    let record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
     let reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(Terminal::new(record.clone(), run_dir.clone())),
         Box::new(ResultFiles::new(run_dir, record, junit)),
@@ -104,16 +100,24 @@ async fn execute(
     let (events, rx) = Events::channel();
     let reporting = tokio::spawn(report::drive(rx, reporters));
     let plan = Plan {
-        run_id: run_id.clone(),
+        run_id,
         suites,
         vms,
         keep,
+        lanes: match lab.config.provider {
+            ProviderKind::Local => 1,
+            ProviderKind::Ssh => lab.config.ssh_hosts.len(),
+        },
     };
-    let status = run::run(&lab.config, lab.state, plan, events, shutdown, host).await;
+    let status = run::run(
+        &lab.config,
+        lab.state,
+        plan,
+        events,
+        shutdown,
+        provider.as_ref(),
+    )
+    .await;
     let _ = reporting.await;
-    if let Err(e) = LocalProvider.release(&run_id).await {
-        eprintln!("metalab: error: releasing the host: {e:#}");
-        return Ok(status.worst(Status::InfraError));
-    }
     Ok(status)
 }

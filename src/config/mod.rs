@@ -28,6 +28,8 @@ pub struct Config {
     pub artifacts_dir: PathBuf,
     pub box_recipe: PathBuf,
     pub provider: ProviderKind,
+    /// The inventory of the `ssh` provider, paths resolved.
+    pub ssh_hosts: Vec<SshHostConfig>,
     pub vm: VmDefaults,
     pub timeouts: Timeouts,
     pub retries: Retries,
@@ -53,6 +55,47 @@ impl Default for Retries {
 pub enum ProviderKind {
     /// This machine.
     Local,
+    /// Machines of an SSH inventory (`[[provider.hosts]]`).
+    Ssh,
+}
+
+/// One machine of an SSH inventory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshHostConfig {
+    /// For messages and reports; default: the address.
+    pub name: Option<String>,
+    pub address: String,
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    /// The private key to log in with (relative to the lab root, or `~/`).
+    pub identity: PathBuf,
+    /// The OpenSSH known_hosts file the host's key must be in. Default `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// Add a host that is not in `known_hosts` yet on first contact (never a changed key).
+    #[serde(default)]
+    pub trust_first_use: bool,
+    /// metalab's state directory on the host. Default `/var/lib/metalab`.
+    #[serde(default = "default_remote_home")]
+    pub home: String,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_ssh_user() -> String {
+    "root".into()
+}
+fn default_remote_home() -> String {
+    crate::state::DEFAULT_HOME.into()
+}
+
+impl SshHostConfig {
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.address.clone())
+    }
 }
 
 /// `kvm` where it works, `tcg` (software emulation) otherwise; `auto` probes once per host.
@@ -146,13 +189,16 @@ struct RawLab {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
-    kind: ProviderKind,
+    kind: Spanned<ProviderKind>,
+    #[serde(default)]
+    hosts: Vec<SshHostConfig>,
 }
 
 impl Default for RawProvider {
     fn default() -> Self {
         RawProvider {
-            kind: ProviderKind::Local,
+            kind: Spanned::new(0..0, ProviderKind::Local),
+            hosts: Vec::new(),
         }
     }
 }
@@ -220,6 +266,7 @@ impl Config {
                 .as_ref()
                 .map_or(Path::new("artifacts"), |s| s.get_ref()),
         );
+        let ssh_hosts = ssh_hosts(&file, &root, &raw.provider)?;
         Ok(Config {
             path: path.to_path_buf(),
             root,
@@ -227,7 +274,8 @@ impl Config {
             suites_dir,
             artifacts_dir,
             box_recipe,
-            provider: raw.provider.kind,
+            provider: *raw.provider.kind.get_ref(),
+            ssh_hosts,
             vm: raw.vm,
             timeouts: raw.timeouts,
             retries: raw.retries,
@@ -277,4 +325,37 @@ fn at_least<'de, const MIN: u32, D: serde::Deserializer<'de>>(d: D) -> Result<u3
         )));
     }
     Ok(n)
+}
+
+/// The `ssh` provider needs an inventory; paths in it are resolved like every other path.
+fn ssh_hosts(
+    file: &SourceFile,
+    root: &Path,
+    p: &RawProvider,
+) -> Result<Vec<SshHostConfig>, LocatedError> {
+    if *p.kind.get_ref() == ProviderKind::Ssh && p.hosts.is_empty() {
+        return Err(file
+            .error_at(p.kind.span(), "the ssh provider needs at least one host")
+            .with_key("provider.kind")
+            .with_hint("add [[provider.hosts]] with address, user and identity"));
+    }
+    Ok(p.hosts
+        .iter()
+        .map(|h| SshHostConfig {
+            identity: expand(root, &h.identity),
+            known_hosts: h.known_hosts.as_ref().map(|k| expand(root, k)),
+            ..h.clone()
+        })
+        .collect())
+}
+
+/// `~/x` → the home directory; relative → under the lab root.
+fn expand(root: &Path, p: &Path) -> PathBuf {
+    match p.strip_prefix("~") {
+        Ok(rest) => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        Err(_) => root.join(p),
+    }
 }

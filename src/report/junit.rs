@@ -49,7 +49,9 @@ fn lifecycle_suite(record: &RunRecord, run_dir: &Path) -> TestSuite {
     // reruns of the last attempt (flaky when that one passed).
     let mut earlier: Vec<&PhaseRecord> = Vec::new();
     for (i, p) in record.phases.iter().enumerate() {
-        let retried_later = record.phases[i + 1..].iter().any(|q| q.phase == p.phase);
+        let retried_later = record.phases[i + 1..]
+            .iter()
+            .any(|q| q.phase == p.phase && q.scope == p.scope);
         if retried_later && p.error.is_some() {
             earlier.push(p);
             continue;
@@ -57,9 +59,9 @@ fn lifecycle_suite(record: &RunRecord, run_dir: &Path) -> TestSuite {
         let reruns: Vec<&PhaseRecord> = earlier
             .iter()
             .copied()
-            .filter(|e| e.phase == p.phase)
+            .filter(|e| e.phase == p.phase && e.scope == p.scope)
             .collect();
-        earlier.retain(|e| e.phase != p.phase);
+        earlier.retain(|e| e.phase != p.phase || e.scope != p.scope);
         ts.add_test_case(phase_case(p, &reruns, run_dir));
     }
     ts
@@ -77,7 +79,12 @@ fn phase_case(p: &PhaseRecord, reruns: &[&PhaseRecord], run_dir: &Path) -> TestC
             .set_message(r.error.clone().unwrap_or_default());
         status.add_rerun(rerun);
     }
-    let mut tc = TestCase::new(p.phase.name(), status);
+    let name = if p.scope.is_empty() {
+        p.phase.name().to_string()
+    } else {
+        format!("{}[{}]", p.phase.name(), p.scope)
+    };
+    let mut tc = TestCase::new(name, status);
     tc.set_classname("lifecycle").set_time(p.duration);
     if p.error.is_some()
         && let Some(log) = &p.log

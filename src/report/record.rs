@@ -72,12 +72,18 @@ pub struct HostFingerprint {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VmRecord {
     pub name: String,
+    /// The lane ("" when the run has one).
+    #[serde(default)]
+    pub scope: String,
     pub address: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseRecord {
     pub phase: Phase,
+    /// The host or lane ("" when the run has one).
+    #[serde(default)]
+    pub scope: String,
     #[serde(with = "secs")]
     pub duration: Duration,
     pub error: Option<String>,
@@ -191,19 +197,22 @@ impl RunRecord {
         match &event.kind {
             EventKind::PhaseFinished {
                 phase,
+                scope,
                 duration,
                 error,
                 log,
             } => self.phases.push(PhaseRecord {
                 phase: *phase,
+                scope: scope.clone(),
                 duration: *duration,
                 error: error.clone(),
                 log: log.clone(),
             }),
             EventKind::BoxReady(info) => self.box_info = Some(info.clone()),
             EventKind::Conditions(c) => self.conditions = Some(c.clone()),
-            EventKind::VmReady { vm, address } => self.vms.push(VmRecord {
+            EventKind::VmReady { vm, scope, address } => self.vms.push(VmRecord {
                 name: vm.clone(),
+                scope: scope.clone(),
                 address: address.clone(),
             }),
             EventKind::SuiteStarted { suite, .. } => self.suites.push(SuiteRecord {

@@ -127,41 +127,51 @@ impl Reporter for Terminal {
                     artifacts.display()
                 ),
             ),
-            EventKind::PhaseStarted { phase, detail } => {
-                let text = format!("{:<8} {detail}", phase.name());
+            EventKind::PhaseStarted {
+                phase,
+                scope,
+                detail,
+            } => {
+                let label = label(phase.name(), scope);
+                let text = format!("{label:<8} {detail}");
                 if self.live.is_some() {
-                    self.spin(phase.name(), text);
+                    self.spin(&label, text);
                 } else {
                     self.line(event, text);
                 }
             }
-            EventKind::PhaseProgress { phase, message } => {
-                let text = format!("{:<8} {message}", phase.name());
+            EventKind::PhaseProgress {
+                phase,
+                scope,
+                message,
+            } => {
+                let label = label(phase.name(), scope);
+                let text = format!("{label:<8} {message}");
                 match message.split_once(": ") {
                     Some((vm, _)) if self.live.is_some() => {
-                        self.spin(&format!("{} {vm}", phase.name()), text)
+                        self.spin(&format!("{label} {vm}"), text)
                     }
-                    _ if self.live.is_some() => self.spin(phase.name(), text),
+                    _ if self.live.is_some() => self.spin(&label, text),
                     _ => self.line(event, text),
                 }
             }
             EventKind::PhaseFinished {
                 phase,
+                scope,
                 duration,
                 error,
                 ..
             } => {
-                self.stop_prefix(phase.name());
+                let label = label(phase.name(), scope);
+                self.stop_prefix(&label);
                 let text = match error {
                     None => format!(
-                        "{:<8} {} in {}",
-                        phase.name(),
+                        "{label:<8} {} in {}",
                         style("done").green(),
                         human(*duration)
                     ),
                     Some(e) => format!(
-                        "{:<8} {} after {}: {e}",
-                        phase.name(),
+                        "{label:<8} {} after {}: {e}",
                         style("FAILED").red().bold(),
                         human(*duration)
                     ),
@@ -185,9 +195,10 @@ impl Reporter for Terminal {
                     c.accel
                 ),
             ),
-            EventKind::VmReady { vm, address } => {
-                self.line(event, format!("vm       {vm} ready at {address}"))
-            }
+            EventKind::VmReady { vm, scope, address } => self.line(
+                event,
+                format!("{:<8} {vm} ready at {address}", label("vm", scope)),
+            ),
             EventKind::SuiteStarted {
                 suite,
                 tests,
@@ -307,5 +318,14 @@ impl Reporter for Terminal {
                 let _ = std::io::stdout().flush();
             }
         }
+    }
+}
+
+/// A phase's name, with the host or lane it ran for when a run has several: `up[l2]`.
+fn label(name: &str, scope: &str) -> String {
+    if scope.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}[{scope}]")
     }
 }

@@ -59,15 +59,19 @@ pub enum EventKind {
     },
     PhaseStarted {
         phase: Phase,
+        /// The host or lane, when a run has several; "" otherwise.
+        scope: String,
         detail: String,
     },
     /// A line of progress inside a phase, e.g. "node1: booting".
     PhaseProgress {
         phase: Phase,
+        scope: String,
         message: String,
     },
     PhaseFinished {
         phase: Phase,
+        scope: String,
         duration: Duration,
         error: Option<String>,
         /// The phase's log, relative to the run's artifacts directory.
@@ -78,6 +82,7 @@ pub enum EventKind {
     Conditions(Conditions),
     VmReady {
         vm: String,
+        scope: String,
         address: String,
     },
     SuiteStarted {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::event::EventKind;
+use super::lane::{Lane, Vm};
 use super::log::LogSink;
-use super::{Engine, Stop, VM_LAB_DIR, Vm};
+use super::{Stop, VM_LAB_DIR};
 use crate::exit::Status;
 use crate::report::record::{Attempt, BenchRecord, MetricSamples, TestOutcome, TestRecord};
 use crate::suite::{Benchmark, Expect, Step, Suite, Test};
@@ -15,13 +16,13 @@ use crate::transport::{Command, Exit, Outcome, Transport, TransportError, files}
 
 /// Runs every planned suite, one after the other. A lost VM stops the run (infrastructure); the
 /// tests not run are reported as skipped.
-pub(super) async fn run_all(e: &Engine<'_>, vms: &[Vm]) -> Result<Status, Stop> {
+pub(super) async fn run_all(e: &Lane<'_>, vms: &[Vm]) -> Result<Status, Stop> {
     let mut status = Status::Passed;
-    for (i, suite) in e.plan.suites.iter().enumerate() {
+    for (i, suite) in e.suites.iter().enumerate() {
         match SuiteRun::new(e, suite, vms).run().await {
             Ok(s) => status = status.worst(s),
             Err(reason) => {
-                for rest in &e.plan.suites[i + 1..] {
+                for rest in &e.suites[i + 1..] {
                     skip_suite(e, rest, &reason);
                 }
                 return Err(Stop::Infra {
@@ -33,17 +34,18 @@ pub(super) async fn run_all(e: &Engine<'_>, vms: &[Vm]) -> Result<Status, Stop> 
     Ok(status)
 }
 
-fn skip_suite(e: &Engine<'_>, suite: &Suite, reason: &str) {
-    e.events.emit(EventKind::SuiteStarted {
+fn skip_suite(e: &Lane<'_>, suite: &Suite, reason: &str) {
+    e.ctx.events.emit(EventKind::SuiteStarted {
         suite: suite.name.clone(),
         tests: suite.tests.len(),
         benchmarks: suite.benchmarks.len(),
     });
     for t in &suite.tests {
-        e.events
+        e.ctx
+            .events
             .emit(EventKind::TestFinished(skipped(suite, t, reason)));
     }
-    e.events.emit(EventKind::SuiteFinished {
+    e.ctx.events.emit(EventKind::SuiteFinished {
         suite: suite.name.clone(),
         duration: Duration::ZERO,
         error: Some(format!("not run: {reason}")),
@@ -67,7 +69,7 @@ fn skipped(suite: &Suite, t: &Test, reason: &str) -> TestRecord {
 
 /// One suite's run.
 struct SuiteRun<'e, 'a> {
-    e: &'e Engine<'a>,
+    e: &'e Lane<'a>,
     suite: &'e Suite,
     vms: &'e [Vm],
     env: Vec<(String, String)>,
@@ -77,9 +79,9 @@ struct SuiteRun<'e, 'a> {
 type StepResult = Result<(Outcome, String, String), TransportError>;
 
 impl<'e, 'a> SuiteRun<'e, 'a> {
-    fn new(e: &'e Engine<'a>, suite: &'e Suite, vms: &'e [Vm]) -> Self {
+    fn new(e: &'e Lane<'a>, suite: &'e Suite, vms: &'e [Vm]) -> Self {
         let mut env = vec![
-            ("METALAB_RUN_ID".to_string(), e.plan.run_id.to_string()),
+            ("METALAB_RUN_ID".to_string(), e.ctx.run_id.to_string()),
             ("METALAB_SUITE".to_string(), suite.name.clone()),
             ("METALAB_ARTIFACTS".to_string(), remote_artifacts(suite)),
             (
@@ -107,7 +109,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
 
     fn log(&self, file: &str) -> (PathBuf, PathBuf) {
         let rel = PathBuf::from(&self.suite.name).join(format!("{file}.log"));
-        (self.e.artifacts.join(&rel), rel)
+        (self.e.ctx.artifacts.join(&rel), rel)
     }
 
     /// Runs one step in its VM, logging to `log`. Returns the outcome, stdout and all output.
@@ -126,7 +128,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
 
     async fn run(&self) -> Result<Status, String> {
         let s = self.suite;
-        self.e.events.emit(EventKind::SuiteStarted {
+        self.e.ctx.events.emit(EventKind::SuiteStarted {
             suite: s.name.clone(),
             tests: s.tests.len(),
             benchmarks: s.benchmarks.len(),
@@ -139,7 +141,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
             Ok((_, e)) => e.clone(),
             Err(e) => Some(e.clone()),
         };
-        self.e.events.emit(EventKind::SuiteFinished {
+        self.e.ctx.events.emit(EventKind::SuiteFinished {
             suite: s.name.clone(),
             duration: started.elapsed(),
             error,
@@ -153,7 +155,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         self.prepare_vms().await?;
         if let Some(why) = self.setup().await? {
             for t in &self.suite.tests {
-                self.e.events.emit(EventKind::TestFinished(skipped(
+                self.e.ctx.events.emit(EventKind::TestFinished(skipped(
                     self.suite,
                     t,
                     "setup failed",
@@ -169,10 +171,11 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                 status = Status::TestsFailed;
             }
             let message = r.message.clone().unwrap_or_default();
-            self.e.events.emit(EventKind::TestFinished(r));
+            self.e.ctx.events.emit(EventKind::TestFinished(r));
             if lost {
                 for rest in &self.suite.tests[i + 1..] {
                     self.e
+                        .ctx
                         .events
                         .emit(EventKind::TestFinished(skipped(self.suite, rest, &message)));
                 }
@@ -185,7 +188,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                 status = Status::TestsFailed;
             }
             let lost = r.infra.then(|| r.error.clone().unwrap_or_default());
-            self.e.events.emit(EventKind::BenchmarkFinished(r));
+            self.e.ctx.events.emit(EventKind::BenchmarkFinished(r));
             if let Some(message) = lost {
                 return Err(message);
             }
@@ -216,7 +219,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         let (log, _) = self.log("setup");
         for (i, step) in self.suite.setup.iter().enumerate() {
             let (outcome, _, output) = self
-                .exec(step, self.e.config.timeouts.setup, &log)
+                .exec(step, self.e.ctx.config.timeouts.setup, &log)
                 .await
                 .map_err(|e| e.to_string())?;
             if !outcome.success() {
@@ -242,9 +245,12 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
     async fn teardown(&self) {
         let (log, rel) = self.log("teardown");
         for step in &self.suite.teardown {
-            match self.exec(step, self.e.config.timeouts.setup, &log).await {
+            match self
+                .exec(step, self.e.ctx.config.timeouts.setup, &log)
+                .await
+            {
                 Ok((o, _, _)) if o.success() => {}
-                Ok((o, _, _)) => self.e.events.emit(EventKind::Notice {
+                Ok((o, _, _)) => self.e.ctx.events.emit(EventKind::Notice {
                     message: format!(
                         "{}: a teardown step failed ({}); see {}",
                         self.suite.name,
@@ -259,7 +265,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
 
     /// Copies `METALAB_ARTIFACTS` and the declared artifacts out of the VMs, best effort.
     async fn collect(&self) {
-        let local = self.e.artifacts.join(&self.suite.name);
+        let local = self.e.ctx.artifacts.join(&self.suite.name);
         let t = Duration::from_secs(120);
         for name in &self.suite.vms {
             let vm = self.vm(name).session.as_ref();
@@ -275,7 +281,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         for a in &self.suite.artifacts {
             let vm = self.vm(&a.vm).session.as_ref();
             if let Err(e) = files::get_path(vm, &a.path, &local.join(&a.vm), true, t).await {
-                self.e.events.emit(EventKind::Notice {
+                self.e.ctx.events.emit(EventKind::Notice {
                     message: format!(
                         "{}: cannot collect {} from {}: {e}",
                         self.suite.name, a.path, a.vm
@@ -287,7 +293,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
 
     /// Runs a test, and again up to `retries` times while it fails; a lost VM is not retried.
     async fn test(&self, t: &Test) -> TestRecord {
-        self.e.events.emit(EventKind::TestStarted {
+        self.e.ctx.events.emit(EventKind::TestStarted {
             suite: self.suite.name.clone(),
             test: t.name.clone(),
         });
@@ -296,14 +302,16 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         let mut failed_attempts = Vec::new();
         let (outcome, message, infra) = loop {
             let attempt_started = Instant::now();
-            let (outcome, message, infra) =
-                match self.exec(&t.step, self.e.config.timeouts.test, &log).await {
-                    Ok((o, _, output)) => {
-                        let (outcome, message) = judge(&o, &output, &t.expect);
-                        (outcome, message, false)
-                    }
-                    Err(e) => (TestOutcome::Error, Some(e.to_string()), true),
-                };
+            let (outcome, message, infra) = match self
+                .exec(&t.step, self.e.ctx.config.timeouts.test, &log)
+                .await
+            {
+                Ok((o, _, output)) => {
+                    let (outcome, message) = judge(&o, &output, &t.expect);
+                    (outcome, message, false)
+                }
+                Err(e) => (TestOutcome::Error, Some(e.to_string()), true),
+            };
             let retry = outcome != TestOutcome::Passed
                 && !infra
                 && failed_attempts.len() < t.retries as usize;
@@ -341,7 +349,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
     }
 
     async fn benchmark(&self, b: &Benchmark) -> BenchRecord {
-        self.e.events.emit(EventKind::TestStarted {
+        self.e.ctx.events.emit(EventKind::TestStarted {
             suite: self.suite.name.clone(),
             test: b.name.clone(),
         });
@@ -388,7 +396,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         let total = b.warmup + b.repeats;
         for i in 0..total {
             let (outcome, stdout, output) = self
-                .exec(&b.step, self.e.config.timeouts.test, log)
+                .exec(&b.step, self.e.ctx.config.timeouts.test, log)
                 .await
                 .map_err(SampleError::Lost)?;
             if !outcome.success() {
@@ -417,7 +425,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                     ))
                 })?;
                 samples.samples.push(value);
-                self.e.events.emit(EventKind::BenchSample {
+                self.e.ctx.events.emit(EventKind::BenchSample {
                     suite: self.suite.name.clone(),
                     benchmark: b.name.clone(),
                     metric: m.spec.name.clone(),

@@ -1,9 +1,9 @@
-//! Teardown: collect what the VMs can still tell, then destroy them and sweep by name.
+//! A lane's teardown: collect what the VMs can still tell, then destroy them and sweep by name.
 //!
 //! `vagrant destroy` goes first because it also tidies Vagrant's own state; the sweep by the
-//! run's name prefix then removes whatever Vagrant did not know about (a domain half-created when
-//! `up` was killed) and proves that nothing of the run is left. A second signal skips straight
-//! to the sweep.
+//! lane's name prefix then removes whatever Vagrant did not know about (a domain half-created
+//! when `up` was killed) and proves that nothing of the lane is left. A second signal skips
+//! straight to the sweep.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::event::{EventKind, Phase};
+use super::lane::{Created, Lane};
 use super::log::LogSink;
-use super::{Engine, Keep, VM_LAB_DIR};
+use super::{Keep, VM_LAB_DIR};
 use crate::exit::Status;
+use crate::host::subnet;
 use crate::lab::{self, LabState};
 use crate::transport::{Command, Transport};
 
@@ -25,58 +27,64 @@ for c in 'uname -a' 'uptime' 'ip -d addr' 'ip route' 'ip netns list' 'nft list r
   echo \"===== $c\"; timeout 20 $c 2>&1
 done";
 
-impl Engine<'_> {
-    /// Tears down what the run created, unless the plan keeps it. Returns an error when
+impl Lane<'_> {
+    /// Tears down what the lane created, unless the plan keeps it. Returns an error when
     /// something could not be removed.
     pub(super) async fn teardown(&self, status: Status) -> Result<(), String> {
         let created = self.res.created.lock().expect("not poisoned").take();
         let Some(created) = created else {
-            self.finish_owner(None);
             return Ok(());
         };
         if let Some(until) = self.keep_until(status) {
-            return self.keep(created, until);
+            return self.keep(created, until).await;
         }
-        if self.shutdown.signal().is_none() {
+        let scope = self.scope();
+        if self.ctx.shutdown.signal().is_none() {
             // A signal arriving meanwhile cuts the collection short: the VMs must go first.
-            let collect = self.phase(Phase::Collect, "diagnostics from every VM", |log| {
-                self.collect(log)
-            });
+            let collect =
+                self.ctx
+                    .phase(Phase::Collect, &scope, "diagnostics from every VM", |log| {
+                        self.collect(log)
+                    });
             tokio::select! {
                 _ = collect => {}
-                _ = self.shutdown.requested() => {}
+                _ = self.ctx.shutdown.requested() => {}
             }
         }
-
         self.close_sessions().await;
         let project = &created.project;
         let result = self
+            .ctx
             .phase(
                 Phase::Destroy,
+                &scope,
                 "vagrant destroy, then a sweep by name",
                 |log| async move { self.destroy(log, project).await },
             )
             .await;
-        let _ = std::fs::remove_file(self.state.run(&self.plan.run_id).lab_state());
-        if result.is_ok() {
-            let _ = self
-                .journal
-                .lock()
-                .expect("not poisoned")
-                .done(created.entry);
-            self.finish_owner(None);
+        let _ = std::fs::remove_file(self.ctx.state.run(&self.ctx.run_id).lab_state(&self.name));
+        subnet::release(&self.ready.host, &created.claim).await;
+        if result.is_err() {
+            return Err(
+                "teardown incomplete: see lifecycle/destroy.log; `metalab reap` retries it"
+                    .to_string(),
+            );
         }
-        result.map_err(|_| {
-            "teardown incomplete: see lifecycle/destroy.log; `metalab reap` retries it".to_string()
-        })
+        let _ = self
+            .ctx
+            .journal
+            .lock()
+            .expect("not poisoned")
+            .done(created.entry);
+        Ok(())
     }
 
     /// When the VMs may be removed, if the plan keeps them after this outcome.
     fn keep_until(&self, status: Status) -> Option<DateTime<Utc>> {
-        if self.shutdown.signal().is_some() {
+        if self.ctx.shutdown.signal().is_some() {
             return None;
         }
-        let keep = match self.plan.keep {
+        let keep = match self.ctx.keep {
             Keep::Never => None,
             Keep::Always(d) => Some(d),
             Keep::OnFailure(d) => (status != Status::Passed).then_some(d),
@@ -87,9 +95,10 @@ impl Engine<'_> {
     }
 
     /// Leaves the VMs up, records until when, and says how to get in and how to remove them.
-    fn keep(&self, created: super::Created, until: DateTime<Utc>) -> Result<(), String> {
-        // The run's network now exists on the host, which reserves the subnet from here on.
-        drop(created.claim);
+    async fn keep(&self, created: Created, until: DateTime<Utc>) -> Result<(), String> {
+        // The lane's network now exists on the host, which reserves the subnet from here on.
+        subnet::release(&self.ready.host, &created.claim).await;
+        let host = &self.ready.host;
         let mut lab = self
             .res
             .lab
@@ -97,39 +106,32 @@ impl Engine<'_> {
             .expect("not poisoned")
             .clone()
             .unwrap_or_else(|| LabState {
-                run_id: self.plan.run_id.clone(),
+                run_id: self.ctx.run_id.clone(),
+                lane: self.name.clone(),
                 pid: std::process::id(),
-                host: self.host_name.clone(),
+                host: host.name.clone(),
+                jump: host.jump.as_ref().map(|j| j.access()),
                 project: created.project.clone(),
-                subnet: String::new(),
+                subnet: created.claim.prefix.clone(),
                 vms: Vec::new(),
                 created: Utc::now(),
                 keep_until: None,
             });
         lab.keep_until = Some(until);
-        lab.save(&self.state)
+        lab.save(&self.ctx.state)
             .map_err(|e| format!("cannot record the kept lab: {e:#}"))?;
-        self.finish_owner(Some(until));
-        let id = &self.plan.run_id;
+        self.ctx.finish_owner(Some(until));
+        let id = &self.ctx.run_id;
         let first = lab.vms.first().map_or("<vm>", |v| v.name.as_str());
         let local = until
             .with_timezone(&chrono::Local)
             .format("%Y-%m-%d %H:%M %Z");
-        self.events.emit(EventKind::Notice {
+        self.ctx.events.emit(EventKind::Notice {
             message: format!(
                 "VMs kept until {local}; then `metalab reap` removes them.\n    get in:     metalab exec --run {id} {first} -- <command>\n    remove now: metalab destroy --run {id}"
             ),
         });
         Ok(())
-    }
-
-    /// Marks the run as over in its owner record: reap may clean up after it from now on (or
-    /// after `keep_until`).
-    fn finish_owner(&self, keep_until: Option<DateTime<Utc>>) {
-        let mut owner = self.owner.lock().expect("not poisoned");
-        owner.finished = keep_until.is_none();
-        owner.keep_until = keep_until;
-        let _ = owner.save(&self.state.run(&self.plan.run_id));
     }
 
     async fn close_sessions(&self) {
@@ -149,24 +151,27 @@ impl Engine<'_> {
         let sessions: Vec<_> = self.res.sessions.lock().expect("not poisoned").clone();
         let lab = self.res.lab.lock().expect("not poisoned").clone();
         let Some(lab) = lab else { return Ok(()) };
-        let jobs = lab
-            .vms
-            .iter()
-            .zip(sessions.iter())
-            .map(|(vm, session)| async move {
-                let mut sink =
-                    LogSink::append(&self.artifacts.join("vms").join(format!("{}.log", vm.name)));
+        let dir = if self.name.is_empty() {
+            self.ctx.artifacts.join("vms")
+        } else {
+            self.ctx.artifacts.join("vms").join(&self.name)
+        };
+        let jobs = lab.vms.iter().zip(sessions.iter()).map(|(vm, session)| {
+            let dir = dir.clone();
+            async move {
+                let mut sink = LogSink::append(&dir.join(format!("{}.log", vm.name)));
                 let cmd = Command::new(DIAGNOSTICS, Duration::from_secs(60)).sudo(true);
                 let _ = session.exec(&cmd, &mut sink).await;
                 let _ = crate::transport::files::get_path(
                     session.as_ref(),
                     &format!("{VM_LAB_DIR}/artifacts"),
-                    &self.artifacts.join("vms").join(&vm.name),
+                    &dir.join(&vm.name),
                     true,
                     Duration::from_secs(60),
                 )
                 .await;
-            });
+            }
+        });
         futures::future::join_all(jobs).await;
         Ok(())
     }
@@ -175,33 +180,32 @@ impl Engine<'_> {
         let mut sink = LogSink::append(&log);
         let started = Instant::now();
         let fast = async {
-            self.shutdown.fast().await;
+            self.ctx.shutdown.fast().await;
         };
+        let transport = self.ready.host.transport.as_ref();
         let done = lab::destroy(
-            self.host.as_ref(),
+            transport,
             project,
-            &self.plan.run_id,
-            self.config.timeouts.destroy,
+            &self.prefix(),
+            self.ctx.config.timeouts.destroy,
             &mut sink,
             fast,
         )
         .await?;
         if let Some(p) = done.vagrant_problem {
-            self.progress(Phase::Destroy, p);
+            self.progress_destroy(p);
         }
         if !done.swept.is_empty() {
-            self.progress(
-                Phase::Destroy,
-                format!("swept by name: {}", done.swept.describe()),
-            );
+            self.progress_destroy(format!("swept by name: {}", done.swept.describe()));
         }
-        self.progress(
-            Phase::Destroy,
-            format!(
-                "nothing of the run is left ({:.1}s)",
-                started.elapsed().as_secs_f64()
-            ),
-        );
+        self.progress_destroy(format!(
+            "nothing of the run is left ({:.1}s)",
+            started.elapsed().as_secs_f64()
+        ));
         Ok(())
+    }
+
+    fn progress_destroy(&self, message: String) {
+        self.ctx.progress(Phase::Destroy, &self.scope(), message);
     }
 }

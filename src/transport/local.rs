@@ -8,7 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::{Command, Exit, KILL_GRACE, Outcome, OutputSink, Stream, Transport, TransportError};
@@ -37,10 +37,11 @@ impl Transport for Local {
         let started = Instant::now();
         let mut child = spawn(cmd)?;
         let mut guard = GroupGuard(child.id().map(|id| Pid::from_raw(id as i32)));
-        if let Some(mut stdin) = child.stdin.take() {
-            let data = cmd.stdin.clone().unwrap_or_default();
+        if let (Some(mut stdin), Some(source)) = (child.stdin.take(), cmd.stdin.clone()) {
             tokio::spawn(async move {
-                let _ = stdin.write_all(&data).await;
+                if let Ok(mut reader) = source.reader().await {
+                    let _ = tokio::io::copy(&mut reader, &mut stdin).await;
+                }
             });
         }
         let (tx, mut rx) = mpsc::channel(64);

@@ -7,6 +7,7 @@
 
 pub mod files;
 pub mod local;
+pub mod reconnect;
 pub mod ssh;
 
 use std::time::Duration;
@@ -64,7 +65,7 @@ pub struct Command {
     pub script: String,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
-    pub stdin: Option<Vec<u8>>,
+    pub stdin: Option<Stdin>,
     /// After this long the command's process group gets SIGTERM, and SIGKILL 10 s later.
     pub timeout: Duration,
     /// Run as root through `sudo -n` (test VMs and hosts where the user is not root).
@@ -99,7 +100,13 @@ impl Command {
     }
 
     pub fn stdin(mut self, data: Vec<u8>) -> Command {
-        self.stdin = Some(data);
+        self.stdin = Some(Stdin::Bytes(data));
+        self
+    }
+
+    /// Streams a file into the command's stdin, without loading it into memory (boxes).
+    pub fn stdin_file(mut self, path: impl Into<std::path::PathBuf>) -> Command {
+        self.stdin = Some(Stdin::File(path.into()));
         self
     }
 
@@ -120,6 +127,23 @@ impl Command {
         }
         s.push_str(&self.script);
         s
+    }
+}
+
+/// What a command reads on stdin.
+#[derive(Debug, Clone)]
+pub enum Stdin {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
+impl Stdin {
+    /// A reader over the data, for a transport to copy from.
+    pub async fn reader(&self) -> std::io::Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>> {
+        Ok(match self {
+            Stdin::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+            Stdin::File(p) => Box::new(tokio::fs::File::open(p).await?),
+        })
     }
 }
 

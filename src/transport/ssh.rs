@@ -35,17 +35,49 @@ impl SshTarget {
 }
 
 /// How the server's host key is checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HostKeyPolicy {
     /// Trust the key seen first and record it in this file; refuse any other key afterwards.
     /// Right for fresh VMs, whose keys are generated at their first boot.
     PinFile(PathBuf),
+    /// The key must be in this OpenSSH `known_hosts` file. With `trust_first_use`, a host not in
+    /// the file yet is added to it on first contact; a changed key is always refused.
+    KnownHosts {
+        path: PathBuf,
+        trust_first_use: bool,
+    },
+}
+
+/// Everything needed to open a session again later (e.g. `metalab exec` jumping through a
+/// remote host).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SshAccess {
+    pub target: SshTarget,
+    pub policy: HostKeyPolicy,
 }
 
 /// An open SSH connection; cheap to share between tasks.
 pub struct SshSession {
     target: SshTarget,
+    policy: HostKeyPolicy,
     handle: Handle<HostKeyCheck>,
+}
+
+/// A remote command kept running by [`SshSession::hold`].
+pub struct Held {
+    channel: russh::Channel<client::Msg>,
+}
+
+impl Held {
+    /// Closes the command's stdin, which ends it, and waits briefly for it to go.
+    pub async fn release(mut self) {
+        let _ = self.channel.eof().await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.channel.wait().await.is_some() {}
+        })
+        .await;
+    }
 }
 
 /// How long a remote command may stay silent past its own timeout before the connection is
@@ -59,40 +91,110 @@ impl SshSession {
         policy: &HostKeyPolicy,
         timeout: Duration,
     ) -> Result<SshSession, TransportError> {
-        let fail = |reason: String| TransportError::Connect {
-            target: target.describe(),
-            reason,
-        };
+        let fail = |reason: String| connect_error(target, reason);
+        let addr = (target.host.as_str(), target.port);
+        let socket = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| fail(format!("no TCP connection within {}s", timeout.as_secs())))?
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = socket.set_nodelay(true);
+        Self::handshake(target, policy, timeout, socket).await
+    }
+
+    /// Connects to `target` through this session's server (a `direct-tcpip` channel), as
+    /// `ssh -J` does: for VMs whose addresses only their host can reach.
+    pub async fn connect_via(
+        &self,
+        target: &SshTarget,
+        policy: &HostKeyPolicy,
+        timeout: Duration,
+    ) -> Result<SshSession, TransportError> {
+        let channel = tokio::time::timeout(
+            timeout,
+            self.handle.channel_open_direct_tcpip(
+                target.host.clone(),
+                u32::from(target.port),
+                "127.0.0.1",
+                0,
+            ),
+        )
+        .await
+        .map_err(|_| {
+            connect_error(
+                target,
+                format!(
+                    "no tunnel through {} within {}s",
+                    self.target.describe(),
+                    timeout.as_secs()
+                ),
+            )
+        })?
+        .map_err(|e| {
+            connect_error(
+                target,
+                format!("no tunnel through {}: {e}", self.target.describe()),
+            )
+        })?;
+        Self::handshake(target, policy, timeout, channel.into_stream()).await
+    }
+
+    /// The SSH handshake, host-key check and authentication over an established stream.
+    async fn handshake<S>(
+        target: &SshTarget,
+        policy: &HostKeyPolicy,
+        timeout: Duration,
+        stream: S,
+    ) -> Result<SshSession, TransportError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let fail = |reason: String| connect_error(target, reason);
         let config = Arc::new(client::Config {
             keepalive_interval: Some(Duration::from_secs(10)),
             keepalive_max: 3,
             nodelay: true,
             ..Default::default()
         });
+        let refusal = Arc::new(std::sync::Mutex::new(None));
         let check = HostKeyCheck {
             policy: policy.clone(),
+            host: target.host.clone(),
+            port: target.port,
+            refusal: refusal.clone(),
         };
-        let addr = (target.host.as_str(), target.port);
-        let mut handle = tokio::time::timeout(timeout, client::connect(config, addr, check))
-            .await
-            .map_err(|_| fail(format!("no SSH handshake within {}s", timeout.as_secs())))?
-            .map_err(|e| fail(connect_reason(&e, policy)))?;
+        let mut handle =
+            tokio::time::timeout(timeout, client::connect_stream(config, stream, check))
+                .await
+                .map_err(|_| fail(format!("no SSH handshake within {}s", timeout.as_secs())))?
+                .map_err(|e| {
+                    let why = refusal.lock().expect("not poisoned").take();
+                    fail(why.unwrap_or_else(|| e.to_string()))
+                })?;
         authenticate(&mut handle, target).await.map_err(fail)?;
         Ok(SshSession {
             target: target.clone(),
+            policy: policy.clone(),
             handle,
         })
     }
 
-    /// Connects, retrying until `deadline` while the server is not up yet (a booting VM).
+    /// Connects (directly, or through `via`), retrying until `deadline` while the server is not
+    /// up yet (a booting VM).
     pub async fn connect_until(
         target: &SshTarget,
         policy: &HostKeyPolicy,
         deadline: Instant,
+        via: Option<&SshSession>,
     ) -> Result<SshSession, TransportError> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match Self::connect(target, policy, left.min(Duration::from_secs(20))).await {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(20));
+            let attempt = match via {
+                Some(jump) => jump.connect_via(target, policy, left).await,
+                None => Self::connect(target, policy, left).await,
+            };
+            match attempt {
                 Ok(s) => return Ok(s),
                 Err(e)
                     if Instant::now() + Duration::from_secs(1) >= deadline || is_permanent(&e) =>
@@ -101,6 +203,89 @@ impl SshSession {
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
+        }
+    }
+
+    /// Forwards every connection accepted on `listener` to `host:port` as seen from the server
+    /// (`ssh -L`), until the listener fails or the session ends.
+    pub async fn forward(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        host: String,
+        port: u16,
+    ) -> Result<(), TransportError> {
+        loop {
+            let (mut local, peer) = listener
+                .accept()
+                .await
+                .map_err(|e| self.dropped(format!("cannot accept on the forwarded port: {e}")))?;
+            let channel = self
+                .handle
+                .channel_open_direct_tcpip(
+                    host.clone(),
+                    u32::from(port),
+                    peer.ip().to_string(),
+                    u32::from(peer.port()),
+                )
+                .await
+                .map_err(|e| self.dropped(format!("cannot open a tunnel to {host}:{port}: {e}")))?;
+            tokio::spawn(async move {
+                let mut remote = channel.into_stream();
+                let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+            });
+        }
+    }
+
+    /// True once the connection has ended (dropped, or closed).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// How to open this session again.
+    pub fn access(&self) -> SshAccess {
+        SshAccess {
+            target: self.target.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
+    /// Starts `script` and waits until it prints `ready` on stdout, leaving it running until
+    /// [`Held::release`] or until the connection ends (which ends it too). Returns `None` when
+    /// the script ends before it is ready, e.g. a lock that is taken.
+    pub async fn hold(
+        &self,
+        script: &str,
+        ready: &str,
+        timeout: Duration,
+    ) -> Result<Option<Held>, TransportError> {
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.dropped(format!("cannot open a channel: {e}")))?;
+        channel
+            .exec(true, script)
+            .await
+            .map_err(|e| self.dropped(format!("cannot start the command: {e}")))?;
+        let mut seen = Vec::new();
+        let wait = async {
+            while let Some(msg) = channel.wait().await {
+                if let ChannelMsg::Data { data } = msg {
+                    seen.extend_from_slice(&data);
+                    if String::from_utf8_lossy(&seen).contains(ready) {
+                        return true;
+                    }
+                }
+            }
+            false
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(true) => Ok(Some(Held { channel })),
+            Ok(false) => Ok(None),
+            Err(_) => Err(self.dropped(format!(
+                "`{script}` was not ready within {}s",
+                timeout.as_secs()
+            ))),
         }
     }
 
@@ -206,9 +391,13 @@ impl Transport for SshSession {
             .exec(true, self.command_line(cmd))
             .await
             .map_err(|e| self.dropped(format!("cannot start the command: {e}")))?;
-        if let Some(data) = &cmd.stdin {
+        if let Some(source) = &cmd.stdin {
+            let data = source
+                .reader()
+                .await
+                .map_err(|e| self.dropped(format!("cannot read stdin: {e}")))?;
             channel
-                .data(&data[..])
+                .data(data)
                 .await
                 .map_err(|e| self.dropped(format!("cannot send stdin: {e}")))?;
         }
@@ -297,19 +486,16 @@ async fn authenticate(handle: &mut Handle<HostKeyCheck>, target: &SshTarget) -> 
     ))
 }
 
-/// A host-key mismatch or a refused key will not fix itself by retrying.
+/// A host-key problem or a refused key will not fix itself by retrying.
 fn is_permanent(e: &TransportError) -> bool {
     let text = e.to_string();
-    text.contains("host key") || text.contains("no key was accepted")
+    text.contains("host key") || text.contains("HOST KEY") || text.contains("no key was accepted")
 }
 
-fn connect_reason(e: &russh::Error, policy: &HostKeyPolicy) -> String {
-    match (e, policy) {
-        (russh::Error::UnknownKey, HostKeyPolicy::PinFile(path)) => format!(
-            "the server's host key differs from the one pinned in {} (a different machine answers at this address)",
-            path.display()
-        ),
-        _ => e.to_string(),
+fn connect_error(target: &SshTarget, reason: String) -> TransportError {
+    TransportError::Connect {
+        target: target.describe(),
+        reason,
     }
 }
 
@@ -320,9 +506,13 @@ fn signal_text(sig: &russh::Sig) -> String {
     }
 }
 
-/// The client side's host-key check, run by russh during the handshake.
+/// The client side's host-key check, run by russh during the handshake. A refusal's reason is
+/// left in `refusal`, because russh itself only reports "unknown key".
 struct HostKeyCheck {
     policy: HostKeyPolicy,
+    host: String,
+    port: u16,
+    refusal: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl client::Handler for HostKeyCheck {
@@ -333,21 +523,63 @@ impl client::Handler for HostKeyCheck {
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            *self.refusal.lock().expect("not poisoned") =
+                Some("host certificates are not supported".into());
             return Ok(false);
         };
-        match &self.policy {
-            HostKeyPolicy::PinFile(path) => Ok(check_pin(path, key)),
+        let verdict = match &self.policy {
+            HostKeyPolicy::PinFile(path) => check_pin(path, key),
+            HostKeyPolicy::KnownHosts {
+                path,
+                trust_first_use,
+            } => check_known_hosts(path, *trust_first_use, &self.host, self.port, key),
+        };
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                *self.refusal.lock().expect("not poisoned") = Some(why);
+                Ok(false)
+            }
         }
     }
 }
 
-/// True when `key` is the pinned key, or when nothing was pinned yet (and pins it now).
-fn check_pin(path: &Path, key: &PublicKey) -> bool {
-    let Ok(line) = key.to_openssh() else {
-        return false;
-    };
+fn check_known_hosts(
+    path: &Path,
+    trust_first_use: bool,
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> Result<(), String> {
+    let fingerprint = key.fingerprint(HashAlg::Sha256);
+    match russh::keys::check_known_hosts_path(host, port, key, path) {
+        Ok(true) => Ok(()),
+        Ok(false) if trust_first_use => {
+            russh::keys::known_hosts::learn_known_hosts_path(host, port, key, path)
+                .map_err(|e| format!("cannot record the host key in {}: {e}", path.display()))
+        }
+        Ok(false) => Err(format!(
+            "host key {fingerprint} is not in {}; add it (ssh-keyscan -p {port} {host} >> {}) or set `known_hosts = \"trust-first-use\"` for this host",
+            path.display(),
+            path.display()
+        )),
+        Err(russh::keys::Error::KeyChanged { line }) => Err(format!(
+            "HOST KEY CHANGED: {host} now presents {fingerprint}, which differs from {}:{line}; refusing to connect",
+            path.display()
+        )),
+        Err(e) => Err(format!("cannot check {}: {e}", path.display())),
+    }
+}
+
+/// Accepts the pinned key, or pins `key` when nothing was pinned yet.
+fn check_pin(path: &Path, key: &PublicKey) -> Result<(), String> {
+    let line = key.to_openssh().map_err(|e| e.to_string())?;
     match std::fs::read_to_string(path) {
-        Ok(pinned) => pinned.trim() == line.trim(),
+        Ok(pinned) if pinned.trim() == line.trim() => Ok(()),
+        Ok(_) => Err(format!(
+            "the server's host key differs from the one pinned in {} (a different machine answers at this address)",
+            path.display()
+        )),
         Err(_) => {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
@@ -357,7 +589,8 @@ fn check_pin(path: &Path, key: &PublicKey) -> bool {
                 key.fingerprint(HashAlg::Sha256),
                 path.display()
             );
-            std::fs::write(path, format!("{line}\n")).is_ok()
+            std::fs::write(path, format!("{line}\n"))
+                .map_err(|e| format!("cannot pin the host key in {}: {e}", path.display()))
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
+pub mod relay;
 pub mod sshd;
 
 /// The repository root.
@@ -108,19 +109,22 @@ pub fn leftovers(run_id: &str, lab_dir: &Path) -> Vec<String> {
     .filter(|l| l.contains(run_id))
     .map(|l| l.trim().to_string())
     .collect();
-    let status = Command::new("vagrant")
-        .args(["global-status", "--prune"])
-        .env("VAGRANT_HOME", "/var/lib/metalab/vagrant.d")
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout).into_owned();
-    let dir = lab_dir.display().to_string();
-    left.extend(
-        status
-            .lines()
-            .filter(|l| l.contains(&dir))
-            .map(|l| format!("vagrant: {l}")),
-    );
+    // Vagrant's index of both the local state directory and the "remote" one of the SSH tests.
+    for home in ["/var/lib/metalab", "/var/lib/metalab-remote"] {
+        let status = Command::new("vagrant")
+            .args(["global-status", "--prune"])
+            .env("VAGRANT_HOME", format!("{home}/vagrant.d"))
+            .output()
+            .unwrap();
+        let status = String::from_utf8_lossy(&status.stdout).into_owned();
+        let dir = lab_dir.display().to_string();
+        left.extend(
+            status
+                .lines()
+                .filter(|l| l.contains(&dir))
+                .map(|l| format!("vagrant: {l}")),
+        );
+    }
     left
 }
 

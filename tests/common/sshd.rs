@@ -77,6 +77,15 @@ impl Sshd {
         Sshd { child, port, dir }
     }
 
+    /// A known_hosts file that lists this server under `[127.0.0.1]:<port>`.
+    pub fn known_hosts(&self, port: u16) -> PathBuf {
+        let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        let path = self.dir.path().join(format!("known_hosts-{port}"));
+        std::fs::write(&path, format!("[127.0.0.1]:{port} {}\n", key.join(" "))).unwrap();
+        path
+    }
+
     pub fn client_key(&self) -> PathBuf {
         self.dir.path().join("client_key")
     }

@@ -1,0 +1,162 @@
+//! Installing a built box on a host: shipped only when the host lacks that exact sha256, and
+//! registered with the host's Vagrant once per version.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::Host;
+use crate::boxes::BuiltBox;
+use crate::transport::{Collect, Command, OutputSink, sh_quote};
+
+/// What installing the box took.
+pub struct Installed {
+    /// The box's kernel on the host, for the accelerator probe.
+    pub kernel: String,
+    /// Bytes sent to the host (0 when it had the box).
+    pub shipped: u64,
+    /// Whether `vagrant box add` ran.
+    pub registered: bool,
+}
+
+/// Makes sure the host's Vagrant has the box.
+pub async fn install(
+    host: &Host,
+    built: &BuiltBox,
+    sink: &mut dyn OutputSink,
+) -> anyhow::Result<Installed> {
+    let slug = built.info.name.replace('/', "-VAGRANTSLASH-");
+    let registered_dir = format!(
+        "{}/boxes/{slug}/{}/libvirt",
+        host.vagrant_home(),
+        built.info.version
+    );
+    let kernel = format!("{registered_dir}/vmlinuz");
+    if test(host, &format!("{registered_dir}/metadata.json")).await? {
+        return Ok(Installed {
+            kernel,
+            shipped: 0,
+            registered: false,
+        });
+    }
+    let (box_path, shipped) = if host.is_local() {
+        (built.path.display().to_string(), 0)
+    } else {
+        ship(host, built).await?
+    };
+    register(host, built, &box_path, sink).await?;
+    Ok(Installed {
+        kernel,
+        shipped,
+        registered: true,
+    })
+}
+
+async fn test(host: &Host, path: &str) -> anyhow::Result<bool> {
+    let cmd = Command::new(
+        format!("test -f {}", sh_quote(path)),
+        Duration::from_secs(30),
+    )
+    .sudo(true);
+    Ok(host
+        .transport
+        .exec(&cmd, &mut Collect::default())
+        .await?
+        .success())
+}
+
+/// Copies the box to the host unless a copy with the same sha256 is already there.
+async fn ship(host: &Host, built: &BuiltBox) -> anyhow::Result<(String, u64)> {
+    let dir = built
+        .path
+        .parent()
+        .and_then(|d| d.file_name())
+        .map_or("box".into(), |n| n.to_string_lossy().into_owned());
+    let remote = format!("{}/boxes/{dir}/box.box", host.home);
+    let sum_file = format!("{remote}.sha256");
+    let mut out = Collect::default();
+    let read_sum = Command::new(
+        format!("cat {} 2>/dev/null || true", sh_quote(&sum_file)),
+        Duration::from_secs(30),
+    )
+    .sudo(true);
+    host.transport.exec(&read_sum, &mut out).await?;
+    if out.stdout_text().trim() == built.info.sha256 {
+        return Ok((remote, 0));
+    }
+    let size = std::fs::metadata(&built.path)?.len();
+    let q = sh_quote(&remote);
+    let script = format!(
+        "set -e; mkdir -p \"$(dirname {q})\"; cat > {q}.partial; \
+         sum=$(sha256sum {q}.partial | cut -d' ' -f1); \
+         if [ \"$sum\" != {sha} ]; then echo \"sha256 mismatch after transfer: $sum\" >&2; rm -f {q}.partial; exit 1; fi; \
+         mv {q}.partial {q}; echo {sha} > {sum_q}",
+        sha = sh_quote(&built.info.sha256),
+        sum_q = sh_quote(&sum_file)
+    );
+    let mut out = Collect::default();
+    let cmd = Command::new(script, Duration::from_secs(3600))
+        .stdin_file(&built.path)
+        .sudo(true);
+    let outcome = host.transport.exec(&cmd, &mut out).await?;
+    if !outcome.success() {
+        bail!(
+            "shipping the box to {} failed ({}): {}",
+            host.name,
+            outcome.describe(),
+            out.stderr_text().trim()
+        );
+    }
+    Ok((remote, size))
+}
+
+/// `vagrant box add` through a catalog, so the box gets its version and Vagrant checks the
+/// sha256. Serialised per host: Vagrant's box store is not safe for concurrent adds.
+async fn register(
+    host: &Host,
+    built: &BuiltBox,
+    box_path: &str,
+    sink: &mut dyn OutputSink,
+) -> anyhow::Result<()> {
+    let catalog = serde_json::json!({
+        "name": built.info.name,
+        "versions": [{
+            "version": built.info.version,
+            "providers": [{
+                "name": "libvirt",
+                "url": format!("file://{box_path}"),
+                "checksum_type": "sha256",
+                "checksum": built.info.sha256,
+            }]
+        }]
+    });
+    let catalog_path = format!("{box_path}.catalog.json");
+    let script = format!(
+        "set -e; mkdir -p {locks}; exec 9>{locks}/box-add.lock; flock 9; \
+         cat > {cat}; \
+         if [ -f {done} ]; then exit 0; fi; \
+         vagrant box add --no-color {cat}",
+        locks = sh_quote(&format!("{}/locks", host.home)),
+        cat = sh_quote(&catalog_path),
+        done = sh_quote(&format!(
+            "{}/boxes/{}/{}/libvirt/metadata.json",
+            host.vagrant_home(),
+            built.info.name.replace('/', "-VAGRANTSLASH-"),
+            built.info.version
+        )),
+    );
+    let cmd = Command::new(script, Duration::from_secs(900))
+        .stdin(serde_json::to_vec_pretty(&catalog)?)
+        .env("VAGRANT_HOME", host.vagrant_home())
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .sudo(true);
+    let outcome = host.transport.exec(&cmd, sink).await?;
+    if !outcome.success() {
+        bail!(
+            "vagrant box add on {} failed ({})",
+            host.name,
+            outcome.describe()
+        );
+    }
+    Ok(())
+}

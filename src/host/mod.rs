@@ -1,0 +1,49 @@
+//! A lab host: the machine whose libvirt runs the VMs, and the state metalab keeps there.
+//!
+//! Everything done on a host goes through its transport, as shell commands, so the local machine
+//! and a machine over SSH take the very same path. The runner's own state (journals, results,
+//! pinned VM keys) stays on the runner; see [`crate::state`].
+
+pub mod accel;
+pub mod boxes;
+pub mod lock;
+pub mod subnet;
+pub mod sync;
+
+use std::sync::Arc;
+
+use crate::ids::RunId;
+use crate::transport::Transport;
+use crate::transport::ssh::SshSession;
+
+/// A machine the lab runs on.
+#[derive(Clone)]
+pub struct Host {
+    /// For messages and reports: "local", "lab3".
+    pub name: String,
+    pub transport: Arc<dyn Transport>,
+    /// metalab's state directory on the host: boxes, Vagrant's home, each run's Vagrant state.
+    pub home: String,
+    /// Where the lab's files are on the host. `None`: the host is this machine, and the lab is
+    /// used where it is.
+    pub lab_dir: Option<String>,
+    /// The session to jump through to reach this host's VMs; `None` when they are reachable
+    /// directly (the local host).
+    pub jump: Option<Arc<SshSession>>,
+}
+
+impl Host {
+    /// Vagrant's home on the host; boxes are registered there.
+    pub fn vagrant_home(&self) -> String {
+        format!("{}/vagrant.d", self.home)
+    }
+
+    /// A run's `VAGRANT_DOTFILE_PATH` on the host.
+    pub fn vagrant_dotfile(&self, run: &RunId, lane: &str) -> String {
+        format!("{}/runs/{run}/{lane}/vagrant", self.home)
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.lab_dir.is_none()
+    }
+}

@@ -1,0 +1,137 @@
+//! The lab on a "remote" host over SSH: a real OpenSSH server on loopback stands for the remote
+//! machine, with its own host key, a client key made by the test, and its own metalab state
+//! directory, so the box is shipped and the lab synced as to any remote host. The VMs are
+//! reached by jumping through that connection.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+use common::relay::Relay;
+use common::sshd::Sshd;
+use common::{ScratchLab, leftovers, repo, text, vm_slot};
+
+/// The remote host's metalab state directory: not the local one, so nothing is shared by
+/// accident.
+const REMOTE_HOME: &str = "/var/lib/metalab-remote";
+
+fn ssh_config(port: u16, sshd: &Sshd, known_hosts: &Path) -> String {
+    format!(
+        r#"
+[vm]
+memory = 640
+
+[provider]
+kind = "ssh"
+
+[[provider.hosts]]
+name = "loopback"
+address = "127.0.0.1"
+port = {port}
+user = "root"
+identity = "{}"
+known_hosts = "{}"
+home = "{REMOTE_HOME}"
+"#,
+        sshd.client_key().display(),
+        known_hosts.display()
+    )
+}
+
+/// A lab whose suites are the repository's own.
+fn lab_with_bundled_suites(config: &str) -> ScratchLab {
+    let lab = ScratchLab::new(config, &[]);
+    std::fs::remove_dir(lab.path().join("suites")).unwrap();
+    std::os::unix::fs::symlink(repo().join("suites"), lab.path().join("suites")).unwrap();
+    lab
+}
+
+#[test]
+fn the_bundled_suites_run_on_a_remote_host_through_ssh_and_nothing_is_left() {
+    let _slot = vm_slot();
+    let sshd = Sshd::start();
+    let known = sshd.known_hosts(sshd.port);
+    let lab = lab_with_bundled_suites(&ssh_config(sshd.port, &sshd, &known));
+    let out = lab.metalab(&["run"]).output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let results = lab.results();
+    assert_eq!(results["host"], "ssh: loopback");
+    let tests: Vec<&serde_json::Value> = results["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["tests"].as_array().unwrap())
+        .collect();
+    assert!(
+        tests.len() >= 10 && tests.iter().all(|t| t["outcome"] == "passed"),
+        "{tests:?}"
+    );
+    assert!(
+        lab.path()
+            .join("artifacts/latest/policy/denied-port-dropped.log")
+            .is_file()
+    );
+    assert!(
+        shown.contains("lab synced to /var/lib/metalab-remote/labs/"),
+        "{shown}"
+    );
+    let run_id = results["run_id"].as_str().unwrap();
+    assert_eq!(
+        leftovers(run_id, Path::new(REMOTE_HOME)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_host_key_that_does_not_match_known_hosts_is_refused() {
+    let sshd = Sshd::start();
+    let other = Sshd::start();
+    // known_hosts lists another server's key for this address.
+    let wrong = other.known_hosts(sshd.port);
+    let lab = lab_with_bundled_suites(&ssh_config(sshd.port, &sshd, &wrong));
+    let out = lab.metalab(&["run"]).output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    assert!(shown.contains("HOST KEY CHANGED"), "{shown}");
+    assert!(!shown.contains("vagrant up"), "a VM was started: {shown}");
+}
+
+#[test]
+fn a_dropped_connection_mid_test_is_an_infrastructure_error_and_the_vms_still_go() {
+    let _slot = vm_slot();
+    let sshd = Sshd::start();
+    let relay = Relay::start(sshd.port);
+    let known = sshd.known_hosts(relay.port);
+    let suite = "vms = [\"node1\"]\n[[test]]\nname = \"long\"\nrun = \"sleep 120\"\n";
+    let lab = ScratchLab::new(&ssh_config(relay.port, &sshd, &known), &[("hold", suite)]);
+    let mut child = lab
+        .metalab(&["run"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("test     hold/long started") {
+            relay.cut();
+        }
+    }
+    let status = child.wait().unwrap();
+    let shown = seen.join("\n");
+    assert_eq!(status.code(), Some(3), "{shown}");
+    let results = lab.results();
+    let test = &results["suites"][0]["tests"][0];
+    assert_eq!(test["outcome"], "error", "{test}");
+    assert_eq!(test["infra"], true);
+    let run_id = results["run_id"].as_str().unwrap();
+    assert_eq!(
+        leftovers(run_id, lab.path()),
+        Vec::<String>::new(),
+        "{shown}"
+    );
+}
