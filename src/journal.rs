@@ -25,6 +25,18 @@ pub enum Resource {
     },
     /// A claim on the run's private subnet.
     Subnet { prefix: String },
+    /// A Metal device, by hostname (its id is known only after the create answers).
+    MetalDevice {
+        api_url: String,
+        project: String,
+        hostname: String,
+    },
+    /// The run's SSH key in a Metal project.
+    MetalKey {
+        api_url: String,
+        project: String,
+        label: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -108,13 +108,15 @@ fn pending_projects(state: &StateDir, run: &RunId, host: &str) -> Vec<crate::vag
             Resource::VagrantProject {
                 project, host: h, ..
             } if h == host => Some(project),
-            Resource::VagrantProject { .. } => None,
+            Resource::VagrantProject { .. }
+            | Resource::MetalDevice { .. }
+            | Resource::MetalKey { .. } => None,
             Resource::Subnet { .. } => None,
         })
         .collect()
 }
 
-fn judge(state: &StateDir, run: &RunId, now: DateTime<Utc>) -> Verdict {
+pub fn judge(state: &StateDir, run: &RunId, now: DateTime<Utc>) -> Verdict {
     match Owner::load(&state.run(run)) {
         Some(o) if !o.finished && o.keep_until.is_none() && o.alive() => {
             Verdict::Live { pid: o.pid }

@@ -5,6 +5,7 @@ mod destroy;
 mod doctor;
 mod exec;
 mod forward;
+mod hosts;
 mod lab;
 mod reap;
 mod run;
@@ -83,6 +84,10 @@ enum Commands {
     /// Never touches a run whose metalab process still runs, or kept VMs before their expiry.
     /// `metalab run` does this by itself before it starts.
     Reap(reap::ReapArgs),
+    /// List the Metal project's metalab devices: hostname, state, age, run id, expiry.
+    ///
+    /// Needs [provider.metal] in metalab.toml and the API token in the environment.
+    Hosts,
     /// List the suites, their VMs, tests and benchmarks.
     List,
     /// Internal: holds a kept lab's SSH connections for `metalab exec`.
@@ -145,6 +150,7 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Doctor => doctor::doctor(config).await,
         Commands::Box(cmd) => box_cmd::run(config, cmd).await,
         Commands::Reap(args) => reap::reap(config, args).await,
+        Commands::Hosts => hosts::hosts(config).await,
         Commands::List => lab::list(config).await,
         Commands::MuxServe { run } => exec::serve(run).await,
     }

@@ -43,7 +43,50 @@ pub async fn reap(config: Option<&Path>, args: ReapArgs) -> Result<Status, Failu
             }
         }
     }
+    if let Some(m) = load(config).and_then(|c| c.metal) {
+        status = status.worst(reap_metal(&m, &state, args.dry_run).await);
+    }
     Ok(status)
+}
+
+fn load(config: Option<&Path>) -> Option<Config> {
+    let path = config
+        .map(Path::to_path_buf)
+        .or_else(|| Config::discover(&std::env::current_dir().ok()?).ok());
+    path.and_then(|p| Config::load(&p).ok())
+}
+
+/// The Metal half: metalab devices and keys of the project whose run is over or past its TTL.
+async fn reap_metal(m: &crate::config::MetalConfig, state: &StateDir, dry_run: bool) -> Status {
+    let found = async {
+        let client = crate::provider::metal::client(m, crate::provider::metal::token(m)?)?;
+        crate::provider::metal::reap(&client, state, m.ttl, dry_run).await
+    };
+    match found.await {
+        Ok(found) => {
+            println!("metal project {}:", m.project);
+            if found.is_empty() {
+                println!("  no metalab devices or keys");
+            }
+            for f in found {
+                let verdict = match (&f.verdict, f.removed) {
+                    (_, true) => "removed".to_string(),
+                    (Verdict::Reap { why }, false) => format!("would remove ({why})"),
+                    (Verdict::Live { pid }, _) => format!("left alone: running (pid {pid})"),
+                    (Verdict::Kept { until }, _) => format!("left alone: kept until {until}"),
+                    (Verdict::Recent, _) => {
+                        "left alone (locked, or a run not known here within its TTL)".to_string()
+                    }
+                };
+                println!("  {}  {verdict}", f.what);
+            }
+            Status::Passed
+        }
+        Err(e) => {
+            eprintln!("metalab: error: metal: {e:#}");
+            Status::InfraError
+        }
+    }
 }
 
 /// This machine, plus every inventory host when the lab (if there is one here) uses the ssh

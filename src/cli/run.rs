@@ -6,7 +6,6 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Failure, lab};
-use crate::config::ProviderKind;
 use crate::exit::Status;
 use crate::ids::RunId;
 use crate::report::files::ResultFiles;
@@ -90,7 +89,14 @@ async fn execute(
         )
     })?;
     let run_id = RunId::generate();
-    let provider = crate::provider::from_config(&lab.config, &lab.state);
+    let provider = crate::provider::from_config(&lab.config, &lab.state).map_err(|e| {
+        let status = if e.downcast_ref::<crate::provider::InputError>().is_some() {
+            Status::BadInput
+        } else {
+            Status::InfraError
+        };
+        Failure::new(status, format!("{e:#}"))
+    })?;
     let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
     let record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
     let reporters: Vec<Box<dyn Reporter>> = vec![
@@ -104,10 +110,7 @@ async fn execute(
         suites,
         vms,
         keep,
-        lanes: match lab.config.provider {
-            ProviderKind::Local => 1,
-            ProviderKind::Ssh => lab.config.ssh_hosts.len(),
-        },
+        lanes: provider.lanes(),
     };
     let status = run::run(
         &lab.config,

@@ -30,6 +30,8 @@ pub struct Config {
     pub provider: ProviderKind,
     /// The inventory of the `ssh` provider, paths resolved.
     pub ssh_hosts: Vec<SshHostConfig>,
+    /// The settings of the `metal` provider.
+    pub metal: Option<MetalConfig>,
     pub vm: VmDefaults,
     pub timeouts: Timeouts,
     pub retries: Retries,
@@ -57,6 +59,72 @@ pub enum ProviderKind {
     Local,
     /// Machines of an SSH inventory (`[[provider.hosts]]`).
     Ssh,
+    /// Bare-metal devices made for the run through the Packet / Equinix Metal API v1
+    /// (`[provider.metal]`).
+    Metal,
+}
+
+/// The `metal` provider: devices created per run, deleted after it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetalConfig {
+    pub project: String,
+    pub plan: String,
+    /// Tried in order when one has no capacity; `"any"` lets the API choose.
+    #[serde(default = "default_metros")]
+    pub metros: Vec<String>,
+    pub operating_system: String,
+    /// How many devices to create (the suites are spread over them). Default 1.
+    #[serde(default = "one")]
+    pub devices: usize,
+    /// Each device gets `termination_time = now + ttl`: the platform deletes it even if metalab
+    /// dies. Default 3h.
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Extra tags; `metalab` and `run:<run-id>` are always set.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    #[serde(default = "default_ssh_port")]
+    pub ssh_port: u16,
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    /// The environment variable holding the API token. Default `METAL_AUTH_TOKEN` (with
+    /// `PACKET_AUTH_TOKEN` accepted). The token itself never goes in a file.
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+    /// How long a device may take to become active. Default 30m.
+    #[serde(default = "default_provision_timeout", with = "humantime_serde")]
+    pub provision_timeout: Duration,
+    /// How often a provisioning device is looked at. Default 10s.
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll: Duration,
+    /// metalab's state directory on the devices. Default `/var/lib/metalab`.
+    #[serde(default = "default_remote_home")]
+    pub home: String,
+}
+
+fn default_metros() -> Vec<String> {
+    vec!["any".into()]
+}
+fn one() -> usize {
+    1
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(3 * 3600)
+}
+fn default_api_url() -> String {
+    crate::metal::DEFAULT_BASE_URL.into()
+}
+fn default_token_env() -> String {
+    "METAL_AUTH_TOKEN".into()
+}
+fn default_provision_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// One machine of an SSH inventory.
@@ -192,6 +260,15 @@ struct RawProvider {
     kind: Spanned<ProviderKind>,
     #[serde(default)]
     hosts: Vec<SshHostConfig>,
+    metal: Option<RawMetal>,
+}
+
+/// `[provider.metal]` as written: a token here is refused with its location.
+#[derive(Deserialize)]
+struct RawMetal {
+    token: Option<Spanned<toml::Value>>,
+    #[serde(flatten)]
+    _rest: toml::Table,
 }
 
 impl Default for RawProvider {
@@ -199,6 +276,7 @@ impl Default for RawProvider {
         RawProvider {
             kind: Spanned::new(0..0, ProviderKind::Local),
             hosts: Vec::new(),
+            metal: None,
         }
     }
 }
@@ -267,6 +345,7 @@ impl Config {
                 .map_or(Path::new("artifacts"), |s| s.get_ref()),
         );
         let ssh_hosts = ssh_hosts(&file, &root, &raw.provider)?;
+        let metal = metal(&file, &raw.provider)?;
         Ok(Config {
             path: path.to_path_buf(),
             root,
@@ -276,6 +355,7 @@ impl Config {
             box_recipe,
             provider: *raw.provider.kind.get_ref(),
             ssh_hosts,
+            metal,
             vm: raw.vm,
             timeouts: raw.timeouts,
             retries: raw.retries,
@@ -358,4 +438,38 @@ fn expand(root: &Path, p: &Path) -> PathBuf {
             .join(rest),
         Err(_) => root.join(p),
     }
+}
+
+/// `[provider.metal]`, required by the metal provider. A token in the file is refused: it would
+/// end up in version control, logs and archives.
+fn metal(file: &SourceFile, p: &RawProvider) -> Result<Option<MetalConfig>, LocatedError> {
+    let Some(raw) = &p.metal else {
+        if *p.kind.get_ref() == ProviderKind::Metal {
+            return Err(file
+                .error_at(
+                    p.kind.span(),
+                    "the metal provider needs a [provider.metal] table",
+                )
+                .with_key("provider.kind")
+                .with_hint("set project, plan, operating_system (and metros)"));
+        }
+        return Ok(None);
+    };
+    if let Some(token) = &raw.token {
+        return Err(file
+            .error_at(token.span(), "the API token must not be written in a file")
+            .with_key("provider.metal.token")
+            .with_hint("remove it, and set METAL_AUTH_TOKEN (or the variable `token_env` names) in the environment"));
+    }
+    // Deserialized again from the text, so that errors keep their place in the file.
+    #[derive(Deserialize)]
+    struct Outer {
+        provider: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        metal: MetalConfig,
+    }
+    let outer: Outer = toml::from_str(&file.text).map_err(|e| file.toml_error(&e))?;
+    Ok(Some(outer.provider.metal))
 }

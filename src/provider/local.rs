@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Host, Provider};
+use super::{Host, Provider, RunHooks};
 use crate::ids::RunId;
 use crate::state::StateDir;
 use crate::transport::local::Local;
@@ -31,11 +31,16 @@ impl Provider for LocalProvider {
         "local".to_string()
     }
 
-    async fn acquire(&self, _run: &RunId, _wanted: usize) -> anyhow::Result<Vec<Host>> {
+    async fn acquire(
+        &self,
+        _run: &RunId,
+        _wanted: usize,
+        _hooks: &dyn RunHooks,
+    ) -> anyhow::Result<Vec<Host>> {
         Ok(vec![self.host()])
     }
 
-    async fn release(&self, _run: &RunId) -> anyhow::Result<()> {
+    async fn release(&self, _run: &RunId, _hooks: &dyn RunHooks) -> anyhow::Result<()> {
         Ok(())
     }
 }

@@ -2,12 +2,29 @@
 //! everything after that (prepare, Vagrant, suites) is the same pipeline for every provider.
 
 pub mod local;
+pub mod metal;
 pub mod ssh;
 
 use async_trait::async_trait;
 
 pub use crate::host::Host;
 use crate::ids::RunId;
+use crate::journal::{EntryId, Resource};
+
+/// What a provider may do to the run while it works: journal what it creates, before it does,
+/// and report progress.
+pub trait RunHooks: Send + Sync {
+    /// Records a resource in the run journal before it is created, durably.
+    fn journal(&self, resource: Resource) -> anyhow::Result<EntryId>;
+    /// Marks a journaled resource as removed.
+    fn journal_done(&self, entry: EntryId);
+    fn progress(&self, message: String);
+}
+
+/// A problem with what the user gave (config, credentials): exit code 2, not 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
 
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -15,25 +32,50 @@ pub trait Provider: Send + Sync {
     fn describe(&self) -> String;
 
     /// Gets up to `wanted` hosts for the run (at least one, or an error). Whatever it creates is
-    /// released by [`Provider::release`], which the engine calls whatever happens.
-    async fn acquire(&self, run: &RunId, wanted: usize) -> anyhow::Result<Vec<Host>>;
+    /// journaled first, and released by [`Provider::release`], which the engine calls whatever
+    /// happens, also after a failed or interrupted acquire.
+    async fn acquire(
+        &self,
+        run: &RunId,
+        wanted: usize,
+        hooks: &dyn RunHooks,
+    ) -> anyhow::Result<Vec<Host>>;
 
     /// Gives the hosts back. Idempotent: releasing what is already gone succeeds.
-    async fn release(&self, run: &RunId) -> anyhow::Result<()>;
+    async fn release(&self, run: &RunId, hooks: &dyn RunHooks) -> anyhow::Result<()>;
+
+    /// How many hosts the provider would like to spread the suites over.
+    fn lanes(&self) -> usize {
+        1
+    }
 }
 
 /// The provider the config names.
 pub fn from_config(
     config: &crate::config::Config,
     state: &crate::state::StateDir,
-) -> Box<dyn Provider> {
-    match config.provider {
-        crate::config::ProviderKind::Local => Box::new(local::LocalProvider {
+) -> anyhow::Result<Box<dyn Provider>> {
+    use crate::config::ProviderKind;
+    Ok(match config.provider {
+        ProviderKind::Local => Box::new(local::LocalProvider {
             state: state.clone(),
         }),
-        crate::config::ProviderKind::Ssh => Box::new(ssh::SshProvider::new(
+        ProviderKind::Ssh => Box::new(ssh::SshProvider::new(
             config.ssh_hosts.clone(),
             &config.root,
         )),
-    }
+        ProviderKind::Metal => {
+            let metal = config
+                .metal
+                .clone()
+                .ok_or_else(|| InputError("the metal provider needs [provider.metal]".into()))?;
+            let token = metal::token(&metal)?;
+            Box::new(metal::MetalProvider::new(
+                metal,
+                token,
+                &config.root,
+                state.clone(),
+            )?)
+        }
+    })
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use super::{Host, Provider};
+use super::{Host, Provider, RunHooks};
 use crate::config::SshHostConfig;
 use crate::host::lock;
 use crate::ids::RunId;
@@ -62,7 +62,12 @@ impl Provider for SshProvider {
 
     /// Takes the first free hosts of the inventory, waiting while all are busy. A host that
     /// cannot be reached or whose key does not match is skipped, and said why.
-    async fn acquire(&self, _run: &RunId, wanted: usize) -> anyhow::Result<Vec<Host>> {
+    async fn acquire(
+        &self,
+        _run: &RunId,
+        wanted: usize,
+        hooks: &dyn RunHooks,
+    ) -> anyhow::Result<Vec<Host>> {
         let started = Instant::now();
         loop {
             let mut got = Vec::new();
@@ -79,6 +84,9 @@ impl Provider for SshProvider {
                     Err(e) => problems.push(format!("{}: {e:#}", h.display_name())),
                 }
             }
+            for p in &problems {
+                hooks.progress(p.clone());
+            }
             if !got.is_empty() {
                 return Ok(got);
             }
@@ -90,7 +98,11 @@ impl Provider for SshProvider {
         }
     }
 
-    async fn release(&self, _run: &RunId) -> anyhow::Result<()> {
+    fn lanes(&self) -> usize {
+        self.hosts.len()
+    }
+
+    async fn release(&self, _run: &RunId, _hooks: &dyn RunHooks) -> anyhow::Result<()> {
         let held: Vec<_> = self.held.lock().await.drain(..).collect();
         for (lock, session) in held {
             lock.release().await;
@@ -123,7 +135,7 @@ pub fn policy(h: &SshHostConfig) -> HostKeyPolicy {
 }
 
 /// `<dir name>-<hash>`: stable for a lab checkout, distinct for two checkouts of one repo.
-fn lab_name(root: &std::path::Path) -> String {
+pub fn lab_name(root: &std::path::Path) -> String {
     let base: String = root
         .file_name()
         .map_or("lab".into(), |n| n.to_string_lossy().into_owned())

@@ -21,6 +21,8 @@ pub struct Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Get hosts from the provider: this machine, inventory hosts, or new Metal devices.
+    Acquire,
     /// Get the host ready: packages, daemons, storage pool, networks.
     Prepare,
     /// Build (or find in the cache) and register the base box.
@@ -33,11 +35,15 @@ pub enum Phase {
     Collect,
     /// `vagrant destroy`, then a sweep by name of anything of the run still there.
     Destroy,
+    /// Give the hosts back: unlock inventory hosts, delete Metal devices and the run's key.
+    Release,
 }
 
 impl Phase {
     pub fn name(self) -> &'static str {
         match self {
+            Phase::Acquire => "acquire",
+            Phase::Release => "release",
             Phase::Prepare => "prepare",
             Phase::Box => "box",
             Phase::Up => "up",

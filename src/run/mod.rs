@@ -22,8 +22,8 @@ use crate::config::Config;
 use crate::exit::Status;
 use crate::host::Host;
 use crate::ids::RunId;
-use crate::journal::{Journal, Owner};
-use crate::provider::Provider;
+use crate::journal::{EntryId, Journal, Owner, Resource};
+use crate::provider::{InputError, Provider, RunHooks};
 use crate::signal::Shutdown;
 use crate::state::StateDir;
 use crate::suite::Suite;
@@ -135,10 +135,12 @@ pub async fn run(
     });
     let announcer = tokio::spawn(announce_signals(ctx.shutdown.clone(), ctx.events.clone()));
     let mut status = ctx.run_on_hosts(&plan, provider).await;
-    if let Err(e) = provider.release(&plan.run_id).await {
-        ctx.events.emit(EventKind::Notice {
-            message: format!("releasing the hosts failed: {e:#}; `metalab reap` retries it"),
-        });
+    let release = |_| provider.release(&plan.run_id, &ctx);
+    if ctx
+        .phase_raw(Phase::Release, "", &provider.describe(), release)
+        .await
+        .is_err()
+    {
         status = status.worst(Status::InfraError);
     }
     announcer.abort();
@@ -156,14 +158,14 @@ pub async fn run(
 impl RunCtx<'_> {
     /// Acquires the hosts, prepares each, and runs the lanes on them.
     async fn run_on_hosts(&self, plan: &Plan, provider: &dyn Provider) -> Status {
-        let acquire = provider.acquire(&self.run_id, plan.lanes.max(1));
+        let acquire = |_| provider.acquire(&self.run_id, plan.lanes.max(1), self);
+        let what = provider.describe();
         let hosts: Vec<Host> = tokio::select! {
-            r = acquire => match r {
+            r = self.phase_raw(Phase::Acquire, "", &what, acquire) => match r {
                 Ok(h) => h,
-                Err(e) => {
-                    self.events.emit(EventKind::Notice { message: format!("no host for the run: {e:#}") });
-                    return Status::InfraError;
-                }
+                // Credentials or settings the user must fix are bad input, not the lab failing.
+                Err(e) if e.downcast_ref::<InputError>().is_some() => return Status::BadInput,
+                Err(_) => return Status::InfraError,
             },
             sig = self.shutdown.requested() => return sig.status(),
         };
@@ -209,6 +211,26 @@ impl RunCtx<'_> {
         F: FnOnce(PathBuf) -> Fut,
         Fut: Future<Output = anyhow::Result<T>> + 's,
     {
+        // Every phase that can fail a run comes before the suites.
+        self.phase_raw(phase, scope, detail, f)
+            .await
+            .map_err(|_| Stop::Infra {
+                before_suites: true,
+            })
+    }
+
+    /// [`RunCtx::phase`], keeping the error for the caller to classify.
+    async fn phase_raw<'s, T, F, Fut>(
+        &'s self,
+        phase: Phase,
+        scope: &str,
+        detail: &str,
+        f: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: Future<Output = anyhow::Result<T>> + 's,
+    {
         self.events.emit(EventKind::PhaseStarted {
             phase,
             scope: scope.to_string(),
@@ -229,10 +251,7 @@ impl RunCtx<'_> {
             error: result.as_ref().err().map(|e| format!("{e:#}")),
             log: Some(rel_log),
         });
-        // Every phase that can fail a run comes before the suites.
-        result.map_err(|_| Stop::Infra {
-            before_suites: true,
-        })
+        result
     }
 
     fn progress(&self, phase: Phase, scope: &str, message: String) {
@@ -252,6 +271,29 @@ impl RunCtx<'_> {
         }
         owner.finished = owner.keep_until.is_none();
         let _ = owner.save(&self.state.run(&self.run_id));
+    }
+}
+
+impl RunHooks for RunCtx<'_> {
+    fn journal(&self, resource: Resource) -> anyhow::Result<EntryId> {
+        Ok(self
+            .journal
+            .lock()
+            .expect("not poisoned")
+            .record(resource)?)
+    }
+
+    fn journal_done(&self, entry: EntryId) {
+        let _ = self.journal.lock().expect("not poisoned").done(entry);
+    }
+
+    fn progress(&self, message: String) {
+        // Providers report on the acquire and release phases, whichever is under way.
+        self.events.emit(EventKind::PhaseProgress {
+            phase: Phase::Acquire,
+            scope: String::new(),
+            message,
+        });
     }
 }
 

@@ -11,6 +11,8 @@ pub struct Sshd {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// The AuthorizedKeysCommand script of a Metal "device", removed with the server.
+    keys_command: Option<PathBuf>,
 }
 
 fn keygen(path: &Path) {
@@ -50,13 +52,51 @@ impl Sshd {
         Self::launch(dir, port)
     }
 
+    /// A server that, like a fresh Metal device, lets in every key registered with the project
+    /// of the Metal API server at `admin_url` (read through its `/_admin/state`).
+    pub fn metal_device(admin_url: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(&dir.path().join("host_key"));
+        keygen(&dir.path().join("client_key"));
+        std::fs::copy(
+            dir.path().join("client_key.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        // sshd runs the command only from a root-owned path nobody else can write to.
+        let bin = Path::new("/usr/local/lib/metalab-test");
+        std::fs::create_dir_all(bin).unwrap();
+        let port = free_port();
+        let script = bin.join(format!("metal-keys-{port}"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n/usr/bin/curl -sf {admin_url}/state | /usr/bin/jq -r '.ssh_keys[] | select(.deleted_at == null) | .key.key'\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let extra = format!(
+            "AuthorizedKeysCommand {} %u\nAuthorizedKeysCommandUser root\n",
+            script.display()
+        );
+        let mut sshd = Self::launch_with(dir, port, &extra);
+        sshd.keys_command = Some(script);
+        sshd
+    }
+
     fn launch(dir: tempfile::TempDir, port: u16) -> Sshd {
+        Self::launch_with(dir, port, "")
+    }
+
+    fn launch_with(dir: tempfile::TempDir, port: u16, extra: &str) -> Sshd {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let d = dir.path().display();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile {d}/sshd.pid\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             UsePAM no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
+             UsePAM no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n{extra}"
         );
         std::fs::write(dir.path().join("sshd_config"), config).unwrap();
         let child = Command::new("/usr/sbin/sshd")
@@ -74,7 +114,12 @@ impl Sshd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Sshd { child, port, dir }
+        Sshd {
+            child,
+            port,
+            dir,
+            keys_command: None,
+        }
     }
 
     /// A known_hosts file that lists this server under `[127.0.0.1]:<port>`.
@@ -109,6 +154,9 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(script) = &self.keys_command {
+            let _ = std::fs::remove_file(script);
+        }
     }
 }
 
