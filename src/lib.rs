@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod exit;
+pub mod gate;
 pub mod history;
 pub mod ids;
 pub mod journal;
