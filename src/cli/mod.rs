@@ -1,11 +1,15 @@
-//! The command line: `metalab run`, `up`, `exec`, `destroy`, `doctor`, `box build`, `list`.
+//! The command line: `metalab run`, `up`, `exec`, `destroy`, `doctor`, `box build`, `list`,
+//! `history`, `bench compare`, `report`.
 
+mod bench;
 mod box_cmd;
 mod destroy;
 mod doctor;
 mod exec;
+mod history;
 mod lab;
 mod reap;
+mod report_cmd;
 mod run;
 
 use std::path::PathBuf;
@@ -23,7 +27,7 @@ use crate::exit::Status;
 ///
 /// Exit codes: 0 all passed · 1 test failures · 2 bad input (config, suite file, arguments) ·
 /// 3 infrastructure error (a VM did not come up, SSH failed, prerequisites missing) ·
-/// 130 interrupted (SIGINT/SIGHUP) · 143 terminated (SIGTERM), both after cleanup.
+/// 4 a benchmark regressed (`bench compare`, `run --baseline`) · 130 interrupted (SIGINT/SIGHUP) · 143 terminated (SIGTERM), both after cleanup.
 #[derive(Parser, Debug)]
 #[command(name = "metalab", version, max_term_width = 100)]
 pub struct Cli {
@@ -80,6 +84,16 @@ enum Commands {
     Reap(reap::ReapArgs),
     /// List the suites, their VMs, tests and benchmarks.
     List,
+    /// The benchmark history: every run's results, in SQLite (list, show, export, import).
+    ///
+    /// Without a subcommand, lists the newest runs. Every `metalab run` adds itself at its end.
+    History(history::HistoryArgs),
+    /// Benchmarks: the regression gate.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Rebuild a run's HTML report (artifacts/<run-id>/report/index.html) and the runs' index
+    /// (artifacts/index.html).
+    Report(report_cmd::ReportArgs),
     /// Internal: holds a kept lab's SSH connections for `metalab exec`.
     #[command(hide = true)]
     MuxServe {
@@ -140,6 +154,9 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Box(cmd) => box_cmd::run(config, cmd).await,
         Commands::Reap(args) => reap::reap(args).await,
         Commands::List => lab::list(config).await,
+        Commands::History(args) => history::history(config, args).await,
+        Commands::Bench(cmd) => bench::run(config, cmd).await,
+        Commands::Report(args) => report_cmd::report(config, args).await,
         Commands::MuxServe { run } => exec::serve(run).await,
     }
 }
