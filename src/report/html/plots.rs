@@ -12,7 +12,10 @@ const FONT: &str = "sans-serif";
 
 const INK: RGBColor = RGBColor(0x24, 0x29, 0x2f);
 const THIS_RUN: RGBColor = RGBColor(0x09, 0x69, 0xda);
-const BASELINE: RGBColor = RGBColor(0x8c, 0x95, 0x9f);
+/// The baseline's band and median line.
+const BASELINE: RGBColor = RGBColor(0x57, 0x60, 0x6a);
+/// The runs the baseline was taken from, and the rest.
+const BASELINE_RUN: RGBColor = RGBColor(0x42, 0x4a, 0x53);
 const OTHER: RGBColor = RGBColor(0xaf, 0xb8, 0xc1);
 const CHANGE: RGBColor = RGBColor(0xbc, 0x4c, 0x00);
 
@@ -41,7 +44,17 @@ fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
         return 0.0..1.0;
     }
     let span = (hi - lo).max(hi.abs().max(1e-9) * 0.05);
-    (lo - span * 0.12)..(hi + span * 0.6)
+    (lo - span * 0.12)..(hi + span * 0.75)
+}
+
+/// An axis tick without trailing zeros: `2.2`, not `2.200`.
+fn tick(v: f64) -> String {
+    let text = format_value(v);
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 fn y_label(m: &MetricVerdict) -> String {
@@ -73,10 +86,10 @@ fn draw_samples(root: &Area<'_>, m: &MetricVerdict) -> Plot {
     let n = m.current.len() as f64;
     let extra = band.iter().flat_map(|b| [b.low, b.high]);
     let mut chart = ChartBuilder::on(root)
-        .caption("Samples in this run", (FONT, 17).into_font().color(&INK))
+        .caption("Samples in this run", (FONT, 19).into_font().color(&INK))
         .margin(14)
-        .x_label_area_size(42)
-        .y_label_area_size(64)
+        .x_label_area_size(46)
+        .y_label_area_size(72)
         .build_cartesian_2d(
             0.5..n + 0.5,
             y_range(m.current.iter().copied().chain(extra)),
@@ -86,23 +99,25 @@ fn draw_samples(root: &Area<'_>, m: &MetricVerdict) -> Plot {
         .disable_x_mesh()
         .x_labels(m.current.len().min(20))
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format_value(*y))
+        .y_label_formatter(&|y| tick(*y))
         .x_desc("sample (in the order measured)")
         .y_desc(y_label(m))
-        .axis_desc_style((FONT, 14).into_font().color(&INK))
-        .label_style((FONT, 12).into_font().color(&INK))
-        .light_line_style(OTHER.mix(0.25))
+        .axis_desc_style((FONT, 16).into_font().color(&INK))
+        .label_style((FONT, 15).into_font().color(&INK))
+        .max_light_lines(1)
+        .light_line_style(OTHER.mix(0.15))
+        .bold_line_style(OTHER.mix(0.45))
         .draw()?;
     let (x0, x1) = (0.5, n + 0.5);
     if let Some(b) = &band {
         chart
             .draw_series([Rectangle::new(
                 [(x0, b.low), (x1, b.high)],
-                BASELINE.mix(0.22).filled(),
+                BASELINE.mix(0.18).filled(),
             )])?
             .label("baseline, middle 50%")
             .legend(|(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 16, y + 5)], BASELINE.mix(0.22).filled())
+                Rectangle::new([(x, y - 5), (x + 16, y + 5)], BASELINE.mix(0.18).filled())
             });
         chart
             .draw_series(DashedLineSeries::new(
@@ -161,34 +176,36 @@ fn draw_history(root: &Area<'_>, m: &MetricVerdict) -> Plot {
     let mut chart = ChartBuilder::on(root)
         .caption(
             "History (this run's conditions)",
-            (FONT, 17).into_font().color(&INK),
+            (FONT, 19).into_font().color(&INK),
         )
         .margin(14)
-        .x_label_area_size(42)
-        .y_label_area_size(64)
+        .x_label_area_size(46)
+        .y_label_area_size(72)
         .build_cartesian_2d(-0.5..n - 0.5, y_range(values.chain(extra)))?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(points.len().clamp(2, 6))
         .x_label_formatter(&label_of)
-        .y_label_formatter(&|y| format_value(*y))
+        .y_label_formatter(&|y| tick(*y))
         .x_desc("run start (UTC), oldest to newest")
         .y_desc(format!("median {}", y_label(m)))
-        .axis_desc_style((FONT, 14).into_font().color(&INK))
-        .label_style((FONT, 12).into_font().color(&INK))
-        .light_line_style(OTHER.mix(0.25))
+        .axis_desc_style((FONT, 16).into_font().color(&INK))
+        .label_style((FONT, 15).into_font().color(&INK))
+        .max_light_lines(1)
+        .light_line_style(OTHER.mix(0.15))
+        .bold_line_style(OTHER.mix(0.45))
         .draw()?;
     let (x0, x1) = (-0.5, n - 0.5);
     if let Some(b) = &band {
         chart
             .draw_series([Rectangle::new(
                 [(x0, b.low), (x1, b.high)],
-                BASELINE.mix(0.22).filled(),
+                BASELINE.mix(0.18).filled(),
             )])?
             .label("baseline, middle 50%")
             .legend(|(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 16, y + 5)], BASELINE.mix(0.22).filled())
+                Rectangle::new([(x, y - 5), (x + 16, y + 5)], BASELINE.mix(0.18).filled())
             });
     }
     let (lo, hi) = (chart.y_range().start, chart.y_range().end);
@@ -212,16 +229,23 @@ fn draw_history(root: &Area<'_>, m: &MetricVerdict) -> Plot {
             colour(p).stroke_width(1),
         )
     }))?;
+    let dots = |in_baseline: bool| {
+        points
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| !p.is_current && p.in_baseline == in_baseline)
+            .map(|(i, p)| Circle::new((i as f64, p.median), 4, colour(p).filled()))
+    };
     chart
-        .draw_series(
-            points
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| !p.is_current)
-                .map(|(i, p)| Circle::new((i as f64, p.median), 4, colour(p).filled())),
-        )?
+        .draw_series(dots(false))?
         .label("run median (whiskers: min–max)")
-        .legend(|(x, y)| Circle::new((x + 8, y), 4, BASELINE.filled()));
+        .legend(|(x, y)| Circle::new((x + 8, y), 4, OTHER.filled()));
+    if points.iter().any(|p| p.in_baseline) {
+        chart
+            .draw_series(dots(true))?
+            .label("baseline run")
+            .legend(|(x, y)| Circle::new((x + 8, y), 4, BASELINE_RUN.filled()));
+    }
     chart
         .draw_series(
             points
@@ -238,7 +262,7 @@ fn draw_history(root: &Area<'_>, m: &MetricVerdict) -> Plot {
 fn colour(p: &HistoryPoint) -> RGBColor {
     match (p.is_current, p.in_baseline) {
         (true, _) => THIS_RUN,
-        (false, true) => BASELINE,
+        (false, true) => BASELINE_RUN,
         (false, false) => OTHER,
     }
 }
@@ -258,7 +282,7 @@ where
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(OTHER)
-        .label_font((FONT, 12).into_font().color(&INK))
+        .label_font((FONT, 15).into_font().color(&INK))
         .draw()?;
     Ok(())
 }

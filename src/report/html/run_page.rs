@@ -9,7 +9,8 @@ use super::page::{
     badge, esc, outcome_class, outcome_rank, outcome_word, slug, status_class, status_word,
     verdict_class,
 };
-use crate::gate::{GateReport, MetricVerdict, format_percent, format_value, verdict_word};
+use crate::gate::{self, GateReport, MetricVerdict, format_percent, format_value, verdict_word};
+use crate::report::files::{JUNIT_XML, RESULTS_JSON};
 use crate::report::record::{BenchRecord, RunRecord, TestOutcome, TestRecord};
 use crate::report::summary::human;
 use crate::stats::Verdict;
@@ -47,11 +48,16 @@ impl RunPage<'_> {
         out.push_str(&self.details());
         out.push_str(&self.artifact_list());
         out.push_str("</main>\n");
+        let files: Vec<String> = [RESULTS_JSON, JUNIT_XML, gate::junit::FILE]
+            .into_iter()
+            .filter(|f| self.run_dir.join(f).is_file())
+            .map(|f| format!(" · <a href=\"../{f}\">{f}</a>"))
+            .collect();
         let _ = write!(
             out,
-            "<footer class=\"wrap\">metalab {} · <a href=\"../results.json\">results.json</a> · \
-             <a href=\"../junit.xml\">junit.xml</a></footer>\n<script>{}</script>",
+            "<footer class=\"wrap\">metalab {}{}</footer>\n<script>{}</script>",
             esc(&self.record.metalab_version),
+            files.concat(),
             OPEN_TARGET_JS
         );
         out
@@ -533,9 +539,10 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// Opens the collapsed sections that hold the line a link points at, and keeps it in view.
+/// Opens the collapsed sections that hold the line a link points at. On load this runs before
+/// the browser scrolls to the fragment; on a later link it scrolls once the line is visible.
 const OPEN_TARGET_JS: &str = "function openTarget(){var h=decodeURIComponent(location.hash.slice(1));\
-if(!h)return;var e=document.getElementById(h);if(!e)return;\
-for(var p=e.parentElement;p;p=p.parentElement){if(p.tagName==='DETAILS')p.open=true;}\
-e.scrollIntoView({block:'center'});}\
-window.addEventListener('hashchange',openTarget);openTarget();";
+var e=h&&document.getElementById(h);if(!e)return null;\
+for(var p=e.parentElement;p;p=p.parentElement){if(p.tagName==='DETAILS')p.open=true;}return e;}\
+window.addEventListener('hashchange',function(){var e=openTarget();if(e)e.scrollIntoView({block:'center'});});\
+openTarget();";
