@@ -7,8 +7,7 @@ use clap::Args;
 
 use super::{Failure, bench, lab};
 use crate::exit::Status;
-use crate::gate::{self, BaselineSpec};
-use crate::history;
+use crate::gate::BaselineSpec;
 use crate::ids::RunId;
 use crate::provider::Provider;
 use crate::provider::local::LocalProvider;
@@ -123,14 +122,7 @@ async fn execute(
     let (history_reporters, gate) = if suites.is_empty() {
         Default::default()
     } else {
-        let db =
-            (lab.config.history_path.clone()).unwrap_or_else(|| history::default_path(&lab.state));
-        let options = gate::Options {
-            baseline: baseline.clone().unwrap_or_default(),
-            min_effect: lab.config.bench.min_effect,
-            allow_different_conditions: false,
-        };
-        bench::reporters(db, &run_dir, &record, options, baseline.is_some())
+        bench::reporters(&lab.config, &lab.state, &run_dir, &record, baseline)
     };
     reporters.extend(history_reporters);
     let (events, rx) = Events::channel();

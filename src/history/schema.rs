@@ -127,3 +127,23 @@ fn version(conn: &Connection) -> rusqlite::Result<u32> {
         .optional()?;
     Ok(v.unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_is_migrated_once_and_then_left_alone() {
+        let mut conn = Connection::open_in_memory().expect("opens");
+        assert!(matches!(migrate(&mut conn), Ok(Migrated::Current)));
+        assert_eq!(version(&conn).expect("readable"), CURRENT);
+        conn.execute("INSERT INTO schema_version (version) VALUES (0)", [])
+            .expect("a marker row");
+        // Up to date: no write, so the marker row is still there.
+        assert!(matches!(migrate(&mut conn), Ok(Migrated::Current)));
+        let rows: u32 = conn
+            .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
+            .expect("counted");
+        assert_eq!(rows, 2);
+    }
+}

@@ -65,8 +65,7 @@ impl BenchGate {
             History::open(&self.db).and_then(|h| gate::evaluate(&h, &self.record, &self.options));
         let xml = match &judged {
             Ok(report) => {
-                println!("\nBenchmarks against {}", report.baseline);
-                print!("{}", gate::render(report));
+                print!("\n{}", gate::render(report));
                 if report.regressed() {
                     self.outcome.set_regressed();
                 }

@@ -116,8 +116,27 @@ pub fn write_index(artifacts: &Path, runs: &[RunSummary]) -> anyhow::Result<Path
     let style = format!("<style>\n{STYLE}</style>");
     let path = artifacts.join(REPORT_FILE);
     let body = index_page::body(runs, artifacts);
-    write(&path, &page::document("metalab runs", &style, &body))?;
+    write_shared(&path, &page::document("metalab runs", &style, &body))?;
     Ok(path)
+}
+
+/// Writes a file that concurrent runs rewrite, through a temporary file of its own (a fixed
+/// temporary name would let two runs rename each other's half-written file).
+fn write_shared(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // NamedTempFile is created 0600; the index is read by people and web servers alike.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
