@@ -8,13 +8,14 @@ mod bench_runs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bench_runs::{run, run_id, samples, with_tests, write_artifacts};
+use bench_runs::{run, run_id, samples, with_failed_setup, with_tests, write_artifacts};
 use metalab::gate::{BaselineSpec, Options};
 use metalab::history::History;
 use metalab::report::html;
 
 /// A history of ten runs (seven around 2.8 Gbit/s, then three around 2.2) and an eleventh run,
-/// at 2.2 with a failed and a flaky test, whose report is built against run 5 (at 2.8).
+/// at 2.2 with a failed and a flaky test and a suite whose setup failed, whose report is built
+/// against run 5 (at 2.8).
 struct Lab {
     _dir: tempfile::TempDir,
     artifacts: PathBuf,
@@ -36,7 +37,7 @@ fn lab() -> Lab {
         write_artifacts(&artifacts, &r);
         h.insert(&r).expect("insert");
     }
-    let current = with_tests(run(11, samples(2.2, 5, 11)));
+    let current = with_failed_setup(with_tests(run(11, samples(2.2, 5, 11))));
     write_artifacts(&artifacts, &current);
     h.insert(&current).expect("insert");
     drop(h);
@@ -102,6 +103,12 @@ fn the_report_is_complete_self_contained_and_ordered() {
     assert!(at("id=\"policy-denied-port-dropped\" open") < at("id=\"policy-ping-allowed\""));
     assert!(at("id=\"policy-ping-allowed\"") < at("id=\"policy-listeners-up\""));
     assert!(page.contains("FLAKY"));
+    // A failed suite setup is the failure; its tests did not run, and say so.
+    assert!(page.contains("connectivity (suite)</a>: setup step 1 on node1 failed (exit 2) "));
+    assert!(page.contains("(1 test(s) not run)"));
+    assert!(page.contains("id=\"suite-connectivity\" open"));
+    assert!(page.contains("id=\"connectivity-setup-L2\""));
+    assert!(page.contains("NOT RUN</span><span class=\"name\">connectivity / same-vm-bridge"));
     assert!(page.contains("REGRESSED"));
     assert!(page.contains("change point</span> at run"));
 

@@ -151,11 +151,41 @@ pub fn with_tests(mut r: RunRecord) -> RunRecord {
     r
 }
 
+/// Adds a `connectivity` suite whose setup failed, so that its one test never ran.
+pub fn with_failed_setup(mut r: RunRecord) -> RunRecord {
+    let error = "setup step 1 on node1 failed (exit 2)";
+    r.suites.push(SuiteRecord {
+        name: "connectivity".into(),
+        duration: Duration::from_secs(3),
+        error: Some(error.into()),
+        tests: vec![TestRecord {
+            suite: "connectivity".into(),
+            name: "same-vm-bridge".into(),
+            vm: "node1".into(),
+            command: "ip netns exec c1 ping -c 3 10.200.0.12".into(),
+            outcome: TestOutcome::Error,
+            infra: false,
+            duration: Duration::ZERO,
+            message: Some(format!("not run: {error}")),
+            log: PathBuf::new(),
+            failed_attempts: Vec::new(),
+        }],
+        benchmarks: Vec::new(),
+    });
+    r
+}
+
 /// Writes `r` as `<artifacts>/<run-id>/results.json` with a log for each test and benchmark.
 pub fn write_artifacts(artifacts: &Path, r: &RunRecord) -> PathBuf {
     let dir = artifacts.join(r.run_id.as_str());
-    for t in r.tests() {
+    for t in r.tests().filter(|t| !t.log.as_os_str().is_empty()) {
         write(&dir.join(&t.log), &test_log(&t.name));
+    }
+    for s in r.suites.iter().filter(|s| s.error.is_some()) {
+        write(
+            &dir.join(&s.name).join("setup.log"),
+            "$ ./net.sh up\n# exit 2\n",
+        );
     }
     for b in r.benchmarks() {
         write(

@@ -99,7 +99,14 @@ impl RunPage<'_> {
 
     fn cards(&self) -> String {
         let r = self.record;
-        let failed = r.tests().filter(|t| outcome_rank(t.outcome) == 0).count();
+        let failed = r
+            .tests()
+            .filter(|t| outcome_rank(t.outcome) == 0 && !never_ran(t))
+            .count();
+        let not_run = r
+            .tests()
+            .filter(|t| t.outcome == TestOutcome::Skipped || never_ran(t))
+            .count();
         let metrics = self.gate.metrics.len();
         let regressed = self
             .gate
@@ -111,7 +118,7 @@ impl RunPage<'_> {
             (r.count(TestOutcome::Passed), "passed", "good"),
             (failed, "failed", if failed > 0 { "bad" } else { "muted" }),
             (r.count(TestOutcome::Flaky), "flaky", "warn"),
-            (r.count(TestOutcome::Skipped), "skipped", "muted"),
+            (not_run, "not run", "muted"),
             (metrics, "benchmark metrics", "neutral"),
             (
                 regressed,
@@ -145,15 +152,21 @@ impl RunPage<'_> {
             ));
         }
         for s in r.suites.iter().filter(|s| s.error.is_some()) {
+            let not_run = s.tests.iter().filter(|t| never_ran(t)).count();
+            let not_run = match not_run {
+                0 => String::new(),
+                n => format!(" <span class=\"dim\">({n} test(s) not run)</span>"),
+            };
             items.push(format!(
-                "<li>{} <a href=\"#suite-{}\">{} (suite)</a>: {}</li>",
+                "<li>{} <a href=\"#suite-{}\">{} (suite)</a>: {}{not_run}</li>",
                 badge("bad", "ERROR"),
                 slug(&s.name),
                 esc(&s.name),
                 esc(s.error.as_deref().unwrap_or_default())
             ));
         }
-        for t in r.tests().filter(|t| outcome_rank(t.outcome) == 0) {
+        let failed = r.tests().filter(|t| outcome_rank(t.outcome) == 0);
+        for t in failed.filter(|t| !never_ran(t)) {
             items.push(format!(
                 "<li>{} <a href=\"#{}\">{} / {}</a>{}</li>",
                 badge("bad", outcome_word(t.outcome)),
@@ -207,7 +220,7 @@ impl RunPage<'_> {
             );
         }
         let mut tests: Vec<&TestRecord> = r.tests().collect();
-        tests.sort_by_key(|t| outcome_rank(t.outcome));
+        tests.sort_by_key(|t| (outcome_rank(t.outcome), never_ran(t)));
         if tests.is_empty() {
             out.push_str("<p class=\"note\">No tests ran.</p>");
         }
@@ -219,11 +232,10 @@ impl RunPage<'_> {
     }
 
     fn test(&self, t: &TestRecord) -> String {
-        let cls = outcome_class(t.outcome);
-        let open = if outcome_rank(t.outcome) == 0 {
-            " open"
-        } else {
-            ""
+        let (cls, open) = match (never_ran(t), outcome_rank(t.outcome)) {
+            (true, _) => ("muted", ""),
+            (false, 0) => (outcome_class(t.outcome), " open"),
+            (false, _) => (outcome_class(t.outcome), ""),
         };
         let mut body = String::new();
         if let Some(m) = &t.message {
@@ -255,17 +267,31 @@ impl RunPage<'_> {
                 .collect();
             let _ = write!(body, "<ul class=\"attempts\">{}</ul>", attempts.join(""));
         }
+        if never_ran(t) {
+            // Its suite's setup failed, or the run was stopped: the suite's entry has the log.
+            return self.test_entry(t, cls, open, &body);
+        }
         body.push_str(&logs::render(&self.run_dir.join(&t.log), &test_id(t)));
         let _ = write!(
             body,
             "<p class=\"raw\"><a href=\"../{}\">raw log</a></p>",
             esc(&t.log.to_string_lossy())
         );
+        self.test_entry(t, cls, open, &body)
+    }
+
+    /// A test's collapsible entry around its `body`.
+    fn test_entry(&self, t: &TestRecord, cls: &str, open: &str, body: &str) -> String {
+        let word = if never_ran(t) {
+            "NOT RUN"
+        } else {
+            outcome_word(t.outcome)
+        };
         format!(
             "<details class=\"test {cls}\" id=\"{id}\"{open}><summary>{badge}<span class=\"name\">{suite} / {name}</span>\
              <span class=\"dur\">{dur}</span></summary><div class=\"body\">{body}</div></details>\n",
             id = test_id(t),
-            badge = badge(cls, outcome_word(t.outcome)),
+            badge = badge(cls, word),
             suite = esc(&t.suite),
             name = esc(&t.name),
             dur = human(t.duration),
@@ -514,6 +540,11 @@ fn change_text(m: &MetricVerdict) -> String {
         }
         None => format!("{} sample(s), no baseline", m.current.len()),
     }
+}
+
+/// A test with no log never started (its suite's setup failed, or the run was stopped).
+fn never_ran(t: &TestRecord) -> bool {
+    t.log.as_os_str().is_empty()
 }
 
 fn test_id(t: &TestRecord) -> String {
