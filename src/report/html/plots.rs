@@ -35,8 +35,9 @@ fn band(m: &MetricVerdict) -> Option<Band> {
     })
 }
 
-/// A y range around `values` with some air below and room for the legend above, never empty.
-fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+/// A y range around `values` with some air below and `headroom` (a fraction of the values'
+/// span) above for the legend; never empty.
+fn y_range(values: impl Iterator<Item = f64>, headroom: f64) -> std::ops::Range<f64> {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });
@@ -44,7 +45,7 @@ fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
         return 0.0..1.0;
     }
     let span = (hi - lo).max(hi.abs().max(1e-9) * 0.05);
-    (lo - span * 0.12)..(hi + span * 0.75)
+    (lo - span * 0.12)..(hi + span * headroom)
 }
 
 /// An axis tick without trailing zeros: `2.2`, not `2.200`.
@@ -92,7 +93,7 @@ fn draw_samples(root: &Area<'_>, m: &MetricVerdict) -> Plot {
         .y_label_area_size(72)
         .build_cartesian_2d(
             0.5..n + 0.5,
-            y_range(m.current.iter().copied().chain(extra)),
+            y_range(m.current.iter().copied().chain(extra), 0.75),
         )?;
     chart
         .configure_mesh()
@@ -181,7 +182,7 @@ fn draw_history(root: &Area<'_>, m: &MetricVerdict) -> Plot {
         .margin(14)
         .x_label_area_size(46)
         .y_label_area_size(72)
-        .build_cartesian_2d(-0.5..n - 0.5, y_range(values.chain(extra)))?;
+        .build_cartesian_2d(-0.5..n - 0.5, y_range(values.chain(extra), 1.0))?;
     chart
         .configure_mesh()
         .disable_x_mesh()
