@@ -290,3 +290,52 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn metalab_report_rebuilds_from_results_json_or_from_the_history() {
+    let dir = tempfile::Builder::new()
+        .prefix("metalab-report-")
+        .tempdir()
+        .expect("temp dir");
+    let db = dir.path().join("history.sqlite");
+    let artifacts = dir.path().join("artifacts");
+    let on_disk = with_tests(run(1, samples(2.8, 5, 1)));
+    write_artifacts(&artifacts, &on_disk);
+    let only_stored = run(2, samples(2.8, 5, 2));
+    History::open(&db)
+        .expect("opens")
+        .insert(&only_stored)
+        .expect("insert");
+    let report = |id: &str| {
+        Command::new(env!("CARGO_BIN_EXE_metalab"))
+            .args(["report", id, "--db"])
+            .arg(&db)
+            .current_dir(dir.path())
+            .env("METALAB_HOME", dir.path().join("state"))
+            .output()
+            .expect("runs")
+    };
+    for id in [run_id(1), run_id(2)] {
+        let out = report(id.as_str());
+        let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{shown}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let page = artifacts.join(id.as_str()).join("report/index.html");
+        let printed = format!("artifacts/{id}/report/index.html");
+        assert_eq!(shown.lines().next(), Some(printed.as_str()), "{shown}");
+        assert!(page.is_file(), "{}", page.display());
+    }
+    let page = read(&artifacts.join(run_id(1).as_str()).join("report/index.html"));
+    assert!(
+        page.contains("policy / denied-port-dropped"),
+        "from results.json"
+    );
+    let index = read(&artifacts.join("index.html"));
+    assert!(
+        index.contains(run_id(2).as_str()),
+        "the index lists the history's runs"
+    );
+}
