@@ -124,10 +124,6 @@ impl History {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn err(&self, e: rusqlite::Error) -> HistoryError {
         HistoryError::sqlite(&self.path, self.busy_timeout, e)
     }

@@ -10,7 +10,7 @@ use super::page::esc;
 const MAX_LINES: usize = 3000;
 
 /// The id of line `n` (1-based) of the log with this prefix.
-pub fn line_id(prefix: &str, n: usize) -> String {
+fn line_id(prefix: &str, n: usize) -> String {
     format!("{prefix}-L{n}")
 }
 

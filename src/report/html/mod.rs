@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use logs::line_id;
 pub use reporter::HtmlReport;
 
 use crate::gate::{self, GateReport};
