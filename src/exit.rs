@@ -10,6 +10,10 @@ use std::process::ExitCode;
 pub enum Status {
     /// Everything passed.
     Passed,
+    /// Every test passed, but a benchmark metric regressed against its baseline (the regression
+    /// gate). Ranked below test failures: a failed test is the more urgent news, and a run whose
+    /// tests failed says little about its numbers.
+    Regressed,
     /// At least one test failed (or timed out).
     TestsFailed,
     /// The input was bad: config, suite file, command line. Nothing was started.
@@ -29,6 +33,7 @@ impl Status {
             Status::TestsFailed => 1,
             Status::BadInput => 2,
             Status::InfraError => 3,
+            Status::Regressed => 4,
             Status::Interrupted => 130,
             Status::Terminated => 143,
         }

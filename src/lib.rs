@@ -17,6 +17,8 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod exit;
+pub mod gate;
+pub mod history;
 pub mod host;
 pub mod ids;
 pub mod journal;

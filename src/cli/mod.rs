@@ -1,13 +1,17 @@
-//! The command line: `metalab run`, `up`, `exec`, `destroy`, `doctor`, `box build`, `list`.
+//! The command line: `metalab run`, `up`, `exec`, `destroy`, `doctor`, `box build`, `list`,
+//! `history`, `bench compare`, `report`.
 
+mod bench;
 mod box_cmd;
 mod destroy;
 mod doctor;
 mod exec;
 mod forward;
+mod history;
 mod hosts;
 mod lab;
 mod reap;
+mod report_cmd;
 mod run;
 
 use std::path::PathBuf;
@@ -25,7 +29,7 @@ use crate::exit::Status;
 ///
 /// Exit codes: 0 all passed · 1 test failures · 2 bad input (config, suite file, arguments) ·
 /// 3 infrastructure error (a VM did not come up, SSH failed, prerequisites missing) ·
-/// 130 interrupted (SIGINT/SIGHUP) · 143 terminated (SIGTERM), both after cleanup.
+/// 4 a benchmark regressed (`bench compare`, `run --baseline`) · 130 interrupted (SIGINT/SIGHUP) · 143 terminated (SIGTERM), both after cleanup.
 #[derive(Parser, Debug)]
 #[command(name = "metalab", version, max_term_width = 100)]
 pub struct Cli {
@@ -90,6 +94,16 @@ enum Commands {
     Hosts,
     /// List the suites, their VMs, tests and benchmarks.
     List,
+    /// The benchmark history: every run's results, in SQLite (list, show, export, import).
+    ///
+    /// Without a subcommand, lists the newest runs. Every `metalab run` adds itself at its end.
+    History(history::HistoryArgs),
+    /// Benchmarks: the regression gate.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Rebuild a run's HTML report (artifacts/<run-id>/report/index.html) and the runs' index
+    /// (artifacts/index.html).
+    Report(report_cmd::ReportArgs),
     /// Internal: holds a kept lab's SSH connections for `metalab exec`.
     #[command(hide = true)]
     MuxServe {
@@ -152,6 +166,9 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Reap(args) => reap::reap(config, args).await,
         Commands::Hosts => hosts::hosts(config).await,
         Commands::List => lab::list(config).await,
+        Commands::History(args) => history::history(config, args).await,
+        Commands::Bench(cmd) => bench::run(config, cmd).await,
+        Commands::Report(args) => report_cmd::report(config, args).await,
         Commands::MuxServe { run } => exec::serve(run).await,
     }
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Failure, lab};
+use super::{Failure, bench, lab};
 use crate::exit::Status;
+use crate::gate::BaselineSpec;
 use crate::ids::RunId;
 use crate::report::files::ResultFiles;
 use crate::report::record::RunRecord;
@@ -29,6 +30,12 @@ pub struct RunArgs {
     /// signal.
     #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "2h", value_parser = humantime::parse_duration)]
     keep_on_failure: Option<Duration>,
+    /// Judge the benchmarks at the end against a baseline from the history: last:N, run:<id>
+    /// or commit:<sha> (see `metalab bench compare`). Writes
+    /// artifacts/<run-id>/junit-benchmarks.xml; exits 4 when a metric regressed and the run
+    /// otherwise passed.
+    #[arg(long, value_name = "BASELINE")]
+    baseline: Option<BaselineSpec>,
 }
 
 #[derive(Args, Debug)]
@@ -45,7 +52,8 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure
     let selected = select(&lab.suites, &args.suites)?;
     let vms = needed_vms(&lab.machines, &selected);
     let keep = args.keep_on_failure.map_or(Keep::Never, Keep::OnFailure);
-    execute(lab, selected, vms, keep, args.junit.into_iter().collect()).await
+    let junit = args.junit.into_iter().collect();
+    execute(lab, selected, vms, keep, junit, args.baseline).await
 }
 
 pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> {
@@ -57,7 +65,15 @@ pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> 
         needed_vms(&lab.machines, &selected)
     };
     // The suites' files are copied into the VMs, but none of them runs.
-    execute(lab, Vec::new(), vms, Keep::Always(args.keep), Vec::new()).await
+    execute(
+        lab,
+        Vec::new(),
+        vms,
+        Keep::Always(args.keep),
+        Vec::new(),
+        None,
+    )
+    .await
 }
 
 fn select(all: &[Suite], names: &[String]) -> Result<Vec<Suite>, Failure> {
@@ -81,6 +97,7 @@ async fn execute(
     vms: Vec<String>,
     keep: Keep,
     junit: Vec<PathBuf>,
+    baseline: Option<BaselineSpec>,
 ) -> Result<Status, Failure> {
     let shutdown = Shutdown::install().map_err(|e| {
         Failure::new(
@@ -99,10 +116,17 @@ async fn execute(
     })?;
     let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
     let record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
-    let reporters: Vec<Box<dyn Reporter>> = vec![
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(Terminal::new(record.clone(), run_dir.clone())),
-        Box::new(ResultFiles::new(run_dir, record, junit)),
+        Box::new(ResultFiles::new(run_dir.clone(), record.clone(), junit)),
     ];
+    // A lab brought up for debugging (no suites) has nothing for the history.
+    let (history_reporters, gate) = if suites.is_empty() {
+        Default::default()
+    } else {
+        bench::reporters(&lab.config, &lab.state, &run_dir, &record, baseline)
+    };
+    reporters.extend(history_reporters);
     let (events, rx) = Events::channel();
     let reporting = tokio::spawn(report::drive(rx, reporters));
     let plan = Plan {
@@ -122,5 +146,5 @@ async fn execute(
     )
     .await;
     let _ = reporting.await;
-    Ok(status)
+    Ok(gate.apply(status))
 }

@@ -35,6 +35,34 @@ pub struct Config {
     pub vm: VmDefaults,
     pub timeouts: Timeouts,
     pub retries: Retries,
+    /// `[history] path`: the benchmark history, made absolute; `None` means the default in the
+    /// state directory (see [`crate::history::default_path`]).
+    pub history_path: Option<PathBuf>,
+    pub bench: Bench,
+}
+
+/// The regression gate's defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bench {
+    /// Smallest relative change of a metric's median that counts as a regression or an
+    /// improvement, as a fraction: 0.05 is 5%. Default 0.05.
+    #[serde(deserialize_with = "fraction")]
+    pub min_effect: f64,
+}
+
+impl Default for Bench {
+    fn default() -> Self {
+        Bench {
+            min_effect: crate::gate::DEFAULT_MIN_EFFECT,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    path: Option<PathBuf>,
 }
 
 /// How often failures are retried.
@@ -242,6 +270,10 @@ struct RawConfig {
     timeouts: Timeouts,
     #[serde(default)]
     retries: Retries,
+    #[serde(default)]
+    history: RawHistory,
+    #[serde(default)]
+    bench: Bench,
 }
 
 #[derive(Deserialize, Default)]
@@ -346,6 +378,7 @@ impl Config {
         );
         let ssh_hosts = ssh_hosts(&file, &root, &raw.provider)?;
         let metal = metal(&file, &raw.provider)?;
+        let history_path = raw.history.path.map(|p| root.join(p));
         Ok(Config {
             path: path.to_path_buf(),
             root,
@@ -359,6 +392,8 @@ impl Config {
             vm: raw.vm,
             timeouts: raw.timeouts,
             retries: raw.retries,
+            history_path,
+            bench: raw.bench,
         })
     }
 }
@@ -394,6 +429,17 @@ fn existing(
         "set `{key}` to the {what}'s path, relative to {}",
         root.display()
     )))
+}
+
+/// A fraction in [0, 1); the toml deserializer attaches the value's span to the error.
+fn fraction<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let x = f64::deserialize(d)?;
+    if !(0.0..1.0).contains(&x) {
+        return Err(serde::de::Error::custom(format!(
+            "{x} is not a fraction between 0 and 1 (0.05 is 5%)"
+        )));
+    }
+    Ok(x)
 }
 
 /// Rejects numbers below `MIN`; the toml deserializer attaches the value's span to the error.

@@ -2,6 +2,9 @@
 //! back into the engine; a run with no reporters at all behaves the same.
 
 pub mod files;
+pub mod gate;
+pub mod history;
+pub mod html;
 pub mod junit;
 pub mod record;
 pub mod summary;

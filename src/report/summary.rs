@@ -26,6 +26,7 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
     let mut out = String::new();
     let verdict = match r.status {
         Status::Passed => green.apply_to("PASSED".to_string()),
+        Status::Regressed => red.apply_to("REGRESSED".to_string()),
         Status::TestsFailed => red.apply_to("FAILED".to_string()),
         Status::BadInput => red.apply_to("BAD INPUT".to_string()),
         Status::InfraError => red.apply_to("INFRASTRUCTURE ERROR".to_string()),

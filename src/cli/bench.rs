@@ -1,0 +1,136 @@
+//! `metalab bench compare`: the regression gate on a run from the history; and the reporters
+//! that give `metalab run` its history, its `--baseline` gate and its HTML report.
+
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+
+use super::Failure;
+use super::history::{DbArg, failure, open, settings};
+use crate::config::Config;
+use crate::exit::Status;
+use crate::gate::{self, BaselineSpec, Options};
+use crate::history;
+use crate::report::Reporter;
+use crate::report::gate::{BenchGate, GateOutcome};
+use crate::report::history::HistoryRecorder;
+use crate::report::html::HtmlReport;
+use crate::report::record::RunRecord;
+use crate::state::StateDir;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Compare a run's benchmarks with a baseline: exit 4 when a metric regressed.
+    ///
+    /// Each metric's samples are compared with the baseline's pooled samples by a
+    /// Mann–Whitney U test (alpha 0.05); a change counts only when it is also at least the
+    /// minimum effect. Runs measured under other conditions (host, accelerator, VM cpus and
+    /// memory, box) are left out of the baseline; if nothing is left, the metric is
+    /// `not comparable`. Change points of each metric's history (same conditions) are listed
+    /// below it.
+    ///
+    /// Examples:
+    ///   metalab bench compare                              newest run vs the 5 before it
+    ///   metalab bench compare 20261122-2039 --baseline commit:16dbf78
+    ///   metalab bench compare --baseline run:20261122-202905-326c --min-effect 10%
+    #[command(verbatim_doc_comment)]
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The run to judge: a run id, a unique prefix, or `latest` (default).
+    #[arg(default_value = "latest")]
+    run: String,
+    #[command(flatten)]
+    gate: GateArgs,
+    #[command(flatten)]
+    db: DbArg,
+}
+
+/// How a run is judged; shared by `bench compare` and `report`.
+#[derive(Args, Debug, Clone)]
+pub struct GateArgs {
+    /// What to compare with: last:N (the N newest earlier runs under the same conditions),
+    /// run:<run-id>, or commit:<sha> (every run of that lab commit).
+    #[arg(long, value_name = "BASELINE", default_value = "last:5")]
+    pub baseline: BaselineSpec,
+    /// Smallest change of a median that counts, as 5% or 0.05 (default: `[bench] min_effect`
+    /// in metalab.toml, else 5%).
+    #[arg(long, value_name = "FRACTION", value_parser = gate::parse_fraction)]
+    pub min_effect: Option<f64>,
+    /// Compare with baseline runs measured under other conditions too (the output says what
+    /// differs).
+    #[arg(long)]
+    pub allow_different_conditions: bool,
+}
+
+impl GateArgs {
+    pub fn options(&self, default_min_effect: f64) -> Options {
+        Options {
+            baseline: self.baseline.clone(),
+            min_effect: self.min_effect.unwrap_or(default_min_effect),
+            allow_different_conditions: self.allow_different_conditions,
+        }
+    }
+}
+
+pub async fn run(config: Option<&Path>, cmd: BenchCommand) -> Result<Status, Failure> {
+    match cmd {
+        BenchCommand::Compare(args) => compare(config, args),
+    }
+}
+
+fn compare(config: Option<&Path>, args: CompareArgs) -> Result<Status, Failure> {
+    let settings = settings(config, &args.db)?;
+    let history = open(&settings.db)?;
+    let id = history.resolve(&args.run).map_err(failure)?;
+    let record = history.record(&id).map_err(failure)?;
+    let options = args.gate.options(settings.min_effect);
+    let report = gate::evaluate(&history, &record, &options).map_err(failure)?;
+    print!("{}", gate::render(&report));
+    Ok(report.status())
+}
+
+/// The reporters that store a run in the history, judge it when a `baseline` is given, and
+/// write its HTML report, in that order; they go after the result files. The returned
+/// [`GateOutcome`] turns the run's exit status into [`Status::Regressed`] when a metric
+/// regressed.
+pub(super) fn reporters(
+    config: &Config,
+    state: &StateDir,
+    run_dir: &Path,
+    record: &RunRecord,
+    baseline: Option<BaselineSpec>,
+) -> (Vec<Box<dyn Reporter>>, GateOutcome) {
+    let db = (config.history_path.clone()).unwrap_or_else(|| history::default_path(state));
+    let run_dir = run_dir.to_path_buf();
+    let judge = baseline.is_some();
+    let options = Options {
+        baseline: baseline.unwrap_or_default(),
+        min_effect: config.bench.min_effect,
+        allow_different_conditions: false,
+    };
+    let outcome = GateOutcome::default();
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(HistoryRecorder::new(
+        db.clone(),
+        run_dir.clone(),
+        record.clone(),
+    ))];
+    if judge {
+        reporters.push(Box::new(BenchGate::new(
+            db.clone(),
+            run_dir.clone(),
+            record.clone(),
+            options.clone(),
+            outcome.clone(),
+        )));
+    }
+    reporters.push(Box::new(HtmlReport::new(
+        db,
+        run_dir,
+        record.clone(),
+        options,
+    )));
+    (reporters, outcome)
+}

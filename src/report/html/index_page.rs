@@ -1,0 +1,62 @@
+//! `<artifacts>/index.html`: every run in the history, newest first, each linking to its report.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::page::{badge, esc, status_class, status_word};
+use super::{REPORT_DIR, REPORT_FILE};
+use crate::history::RunSummary;
+use crate::report::files::RESULTS_JSON;
+use crate::report::summary::human;
+
+pub fn body(runs: &[RunSummary], artifacts: &Path) -> String {
+    let mut rows = String::new();
+    for r in runs {
+        let id = r.run_id.as_str();
+        let report = format!("{id}/{REPORT_DIR}/{REPORT_FILE}");
+        let results = format!("{id}/{RESULTS_JSON}");
+        let link = if artifacts.join(&report).is_file() {
+            format!("<a href=\"{}\">{}</a>", esc(&report), esc(id))
+        } else if artifacts.join(&results).is_file() {
+            format!(
+                "<a href=\"{}\">{}</a> <span class=\"dim\">(no report)</span>",
+                esc(&results),
+                esc(id)
+            )
+        } else {
+            format!(
+                "{} <span class=\"dim\">(not on this machine)</span>",
+                esc(id)
+            )
+        };
+        let commit = r.commit.as_deref().map_or(String::new(), |c| {
+            format!("<code>{}</code>", esc(c.get(..12).unwrap_or(c)))
+        });
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td class=\"runid\">{link}</td><td>{}</td><td>{commit}</td><td>{}</td>\
+             <td class=\"num\">{}/{}</td><td class=\"num\">{}</td></tr>",
+            badge(status_class(r.status), status_word(r.status)),
+            r.started.format("%Y-%m-%d %H:%M"),
+            esc(&r.host),
+            r.tests_passed,
+            r.tests_total,
+            human(r.duration),
+        );
+    }
+    let table = if runs.is_empty() {
+        "<p class=\"note\">The history holds no runs yet.</p>".to_string()
+    } else {
+        format!(
+            "<table class=\"runs\"><thead><tr><th>status</th><th>run</th><th>started (UTC)</th>\
+             <th>commit</th><th>host</th><th class=\"num\">tests passed</th><th class=\"num\">took</th>\
+             </tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    format!(
+        "<header class=\"top neutral\"><div class=\"wrap\"><h1>metalab runs</h1>\
+         <p class=\"meta\">{} run(s) in the history, newest first</p></div></header>\
+         <main class=\"wrap\"><section>{table}</section></main>",
+        runs.len()
+    )
+}

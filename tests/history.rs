@@ -1,0 +1,552 @@
+//! The benchmark history and the regression gate, on real SQLite files and the real binary:
+//! idempotent imports, the CSV export, concurrent writers, broken databases, verdicts, conditions
+//! and change points. No VM is involved.
+
+mod bench_runs;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use bench_runs::{run, run_id, samples, write_artifacts};
+use metalab::exit::Status;
+use metalab::gate::{self, BaselineSpec, Options};
+use metalab::history::{History, HistoryError, MetricKey};
+use metalab::report::files::ResultFiles;
+use metalab::report::gate::{BenchGate, GateOutcome};
+use metalab::report::history::HistoryRecorder;
+use metalab::report::html::HtmlReport;
+use metalab::report::record::RunRecord;
+use metalab::report::{self, Reporter};
+use metalab::run::event::{EventKind, Events};
+use metalab::stats::Verdict;
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("metalab-history-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// `metalab ARGS --db DB` in `dir`, with a private state directory.
+fn metalab(dir: &Path, db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metalab"))
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .current_dir(dir)
+        .env("METALAB_HOME", dir.join("state"))
+        .env_remove("METALAB_HISTORY")
+        .output()
+        .expect("metalab runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn key() -> MetricKey {
+    MetricKey {
+        suite: bench_runs::SUITE.into(),
+        benchmark: bench_runs::BENCH.into(),
+        metric: bench_runs::METRIC.into(),
+    }
+}
+
+/// Five baseline runs around `level`, numbered 1 to 5.
+fn baseline_runs(h: &mut History, level: f64) {
+    for n in 1..=5 {
+        h.insert(&run(n, samples(level, 5, n))).expect("insert");
+    }
+}
+
+fn judge(h: &History, current: &RunRecord, options: &Options) -> gate::MetricVerdict {
+    let report = gate::evaluate(h, current, options).expect("evaluates");
+    assert_eq!(report.metrics.len(), 1);
+    report.metrics[0].clone()
+}
+
+#[test]
+fn importing_a_run_twice_replaces_it() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let first = write_artifacts(&dir.path().join("a"), &run(1, samples(2.8, 5, 1)));
+    // The same run id, re-measured with fewer samples: the second import must win whole.
+    let second = write_artifacts(&dir.path().join("b"), &run(1, samples(2.2, 3, 2)));
+    for file in [&first, &first, &second] {
+        let out = metalab(dir.path(), &db, &["history", "import", path(file)]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let h = History::open(&db).expect("opens");
+    assert_eq!(h.runs(None).expect("runs").len(), 1);
+    let stored = h.metric_history(&key()).expect("history");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].samples, samples(2.2, 3, 2));
+}
+
+#[test]
+fn csv_export_has_one_row_per_sample_with_the_documented_columns() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    h.insert(&run(1, samples(2.8, 5, 1))).expect("insert");
+    h.insert(&run(2, samples(2.7, 4, 2))).expect("insert");
+    drop(h);
+    let csv = dir.path().join("out.csv");
+    let out = metalab(
+        dir.path(),
+        &db,
+        &["history", "export", "--csv", "--out", path(&csv)],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let content = std::fs::read_to_string(&csv).expect("written");
+    let mut lines = content.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "time,run_id,commit,host_fingerprint,conditions,suite,benchmark,metric,unit,direction,sample,value"
+        )
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 9, "5 + 4 samples");
+    let first = &rows[0];
+    assert_eq!(first[0], "2026-11-01T09:00:00Z");
+    assert_eq!(first[1], run_id(1).as_str());
+    assert_eq!(first[2], "16dbf78aa1b2c3d4e5f60718293a4b5c6d7e8f90");
+    assert_eq!(first[3].len(), 16, "a host fingerprint: {first:?}");
+    assert_eq!(
+        &first[5..11],
+        [
+            "throughput",
+            "tcp-1-stream",
+            "throughput",
+            "Gbit/s",
+            "higher",
+            "0"
+        ]
+    );
+    let value: f64 = first[11].parse().expect("a number");
+    assert!((value - samples(2.8, 5, 1)[0]).abs() < 1e-12);
+    assert_eq!(rows[8][1], run_id(2).as_str());
+    assert_eq!(rows[8][10], "3");
+}
+
+#[test]
+fn concurrent_writers_lose_nothing() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    const PER_WRITER: u32 = 60;
+    let writers: Vec<_> = (0..3u32)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                // Each thread its own connection, as each run process has.
+                let mut h = History::open(&db).expect("opens");
+                for i in 0..PER_WRITER {
+                    let n = w * 1000 + i;
+                    h.insert(&run(n, samples(2.8, 5, n)))
+                        .expect("insert under contention");
+                }
+            })
+        })
+        .collect();
+    // Meanwhile, two processes import results files into the same database.
+    let files: Vec<PathBuf> = (0..20)
+        .map(|i| {
+            write_artifacts(
+                &dir.path().join("artifacts"),
+                &run(5000 + i, samples(2.5, 5, i)),
+            )
+        })
+        .collect();
+    let (a, b) = files.split_at(10);
+    let spawn = |files: &[PathBuf]| {
+        Command::new(env!("CARGO_BIN_EXE_metalab"))
+            .args(["history", "import"])
+            .args(files)
+            .arg("--db")
+            .arg(&db)
+            .env("METALAB_HOME", dir.path().join("state"))
+            .current_dir(dir.path())
+            .output()
+            .expect("runs")
+    };
+    let (pa, pb) = std::thread::scope(|s| {
+        let pa = s.spawn(|| spawn(a));
+        let pb = s.spawn(|| spawn(b));
+        (pa.join().expect("joined"), pb.join().expect("joined"))
+    });
+    for w in writers {
+        w.join().expect("writer finished");
+    }
+    assert!(pa.status.success(), "{}", text(&pa));
+    assert!(pb.status.success(), "{}", text(&pb));
+    let h = History::open(&db).expect("opens");
+    assert_eq!(
+        h.runs(None).expect("runs").len(),
+        3 * PER_WRITER as usize + 20
+    );
+    assert_eq!(
+        h.samples().expect("samples").len(),
+        (3 * PER_WRITER as usize + 20) * 5
+    );
+}
+
+#[test]
+fn a_locked_database_is_reported_with_its_file() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    History::open(&db).expect("creates");
+    let holder = rusqlite::Connection::open(&db).expect("opens");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("takes the write lock");
+    let mut h =
+        History::open_with(&db, Duration::from_millis(200)).expect("reading is not blocked");
+    let err = h.insert(&run(1, samples(2.8, 5, 1))).expect_err("locked");
+    assert!(matches!(err, HistoryError::Locked { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&db.display().to_string()), "{message}");
+    assert!(message.contains("locked"), "{message}");
+    holder.execute_batch("ROLLBACK").expect("releases");
+    h.insert(&run(1, samples(2.8, 5, 1))).expect("free again");
+}
+
+#[test]
+fn a_corrupt_database_is_reported_with_its_file() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    std::fs::write(
+        &db,
+        "this is not a database, just some text long enough to look like a header".repeat(40),
+    )
+    .expect("garbage written");
+    let err = History::open(&db).err().expect("refused");
+    assert!(matches!(err, HistoryError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains(&db.display().to_string()));
+    let out = metalab(dir.path(), &db, &["history"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains(&db.display().to_string()), "{shown}");
+    assert!(shown.contains("not a readable SQLite database"), "{shown}");
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_its_file() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    History::open(&db).expect("creates");
+    let c = rusqlite::Connection::open(&db).expect("opens");
+    c.execute("UPDATE schema_version SET version = 99", [])
+        .expect("bumped");
+    drop(c);
+    let err = History::open(&db).err().expect("refused");
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            HistoryError::NewerSchema {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(message.contains(&db.display().to_string()), "{message}");
+    assert!(message.contains("newer metalab"), "{message}");
+}
+
+#[test]
+fn a_planted_regression_is_flagged_and_exits_4() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    baseline_runs(&mut h, 2.8);
+    h.insert(&run(6, samples(2.2, 5, 6))).expect("insert");
+    let m = judge(&h, &run(6, samples(2.2, 5, 6)), &Options::default());
+    assert_eq!(m.verdict, Verdict::Regressed, "{m:?}");
+    assert_eq!(m.baseline_runs.len(), 5);
+    let c = m.comparison.expect("compared");
+    assert!(c.change.expect("a change") < -0.15);
+    drop(h);
+
+    let out = metalab(dir.path(), &db, &["bench", "compare"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{shown}");
+    assert_eq!(Status::Regressed.code(), 4);
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("throughput/tcp-1-stream throughput"))
+        .expect("a row for the metric");
+    for cell in ["Gbit/s", "%", "REGRESSED"] {
+        assert!(row.contains(cell), "{row}");
+    }
+    assert!(shown.contains("1 regressed"), "{shown}");
+}
+
+#[test]
+fn samples_from_the_same_distribution_are_unchanged() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    baseline_runs(&mut h, 2.8);
+    h.insert(&run(6, samples(2.8, 5, 6))).expect("insert");
+    let m = judge(&h, &run(6, samples(2.8, 5, 6)), &Options::default());
+    assert_eq!(m.verdict, Verdict::Unchanged, "{m:?}");
+    drop(h);
+    let out = metalab(dir.path(), &db, &["bench", "compare", "latest"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("UNCHANGED"));
+}
+
+#[test]
+fn different_conditions_are_not_compared_unless_allowed() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    for n in 1..=5 {
+        let mut r = run(n, samples(2.8, 5, n));
+        if let Some(c) = r.conditions.as_mut() {
+            c.accel = "kvm".into();
+        }
+        h.insert(&r).expect("insert");
+    }
+    let current = run(6, samples(2.2, 5, 6));
+    h.insert(&current).expect("insert");
+    let m = judge(&h, &current, &Options::default());
+    assert_eq!(m.verdict, Verdict::NotComparable);
+    let reason = m.reason.clone().expect("explained");
+    assert!(reason.contains("accel: kvm → tcg"), "{reason}");
+    assert!(reason.contains("--allow-different-conditions"), "{reason}");
+
+    let allowed = Options {
+        allow_different_conditions: true,
+        ..Options::default()
+    };
+    let m = judge(&h, &current, &allowed);
+    assert_eq!(m.verdict, Verdict::Regressed);
+    let note = m.conditions_note.expect("says so");
+    assert!(
+        note.contains("compared across different conditions (accel: kvm → tcg)"),
+        "{note}"
+    );
+    drop(h);
+
+    let out = metalab(dir.path(), &db, &["bench", "compare"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("NOT COMPARABLE"), "{}", text(&out));
+    let out = metalab(
+        dir.path(),
+        &db,
+        &["bench", "compare", "--allow-different-conditions"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("under any conditions"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn run_and_commit_baselines_pick_their_runs() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    baseline_runs(&mut h, 2.8);
+    let mut other_commit = run(6, samples(2.2, 5, 6));
+    if let Some(c) = other_commit.conditions.as_mut() {
+        c.lab_commit = Some("aaaabbbbccccdddd".into());
+    }
+    h.insert(&other_commit).expect("insert");
+    let current = run(7, samples(2.2, 5, 7));
+
+    let by_run = Options {
+        baseline: BaselineSpec::Run(run_id(3).as_str()[..17].to_string()),
+        ..Options::default()
+    };
+    let m = judge(&h, &current, &by_run);
+    assert_eq!(m.baseline_runs, vec![run_id(3)]);
+
+    let by_commit = Options {
+        baseline: "commit:aaaab".parse().expect("valid"),
+        ..Options::default()
+    };
+    let m = judge(&h, &current, &by_commit);
+    assert_eq!(m.baseline_runs, vec![run_id(6)]);
+    // That commit measured the same level as this run.
+    assert_eq!(m.verdict, Verdict::Unchanged, "{m:?}");
+}
+
+#[test]
+fn change_points_are_marked_in_the_comparison() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    for n in 1..=7 {
+        h.insert(&run(n, samples(2.8, 5, n))).expect("insert");
+    }
+    for n in 8..=11 {
+        h.insert(&run(n, samples(2.2, 5, n))).expect("insert");
+    }
+    let m = judge(&h, &run(11, samples(2.2, 5, 11)), &Options::default());
+    assert_eq!(m.history.len(), 11);
+    assert_eq!(m.change_points.len(), 1, "{:?}", m.change_points);
+    let cp = &m.change_points[0];
+    assert_eq!((cp.index, &cp.run_id), (7, &run_id(8)));
+    assert!(cp.before > 2.7 && cp.after < 2.3, "{cp:?}");
+    drop(h);
+    let out = metalab(dir.path(), &db, &["bench", "compare"]);
+    let shown = text(&out);
+    assert!(
+        shown.contains(&format!("change point at run {}", run_id(8))),
+        "{shown}"
+    );
+}
+
+#[test]
+fn history_lists_newest_first_and_shows_a_run() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    for n in 1..=3 {
+        h.insert(&bench_runs::with_tests(run(n, samples(2.8, 5, n))))
+            .expect("insert");
+    }
+    drop(h);
+    let out = metalab(dir.path(), &db, &["history", "--limit", "2"]);
+    let shown = text(&out);
+    let ids: Vec<&str> = shown.lines().skip(1).map(|l| &l[..20]).collect();
+    assert_eq!(ids, [run_id(3).as_str(), run_id(2).as_str()], "{shown}");
+    assert!(
+        shown.contains("tests_failed") && shown.contains("2/3"),
+        "{shown}"
+    );
+
+    let out = metalab(
+        dir.path(),
+        &db,
+        &["history", "show", &run_id(2).as_str()[..15]],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("failed    policy/denied-port-dropped"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("throughput/tcp-1-stream throughput: median"),
+        "{shown}"
+    );
+
+    let out = metalab(dir.path(), &db, &["history", "show", "20991231"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// Drives the reporters `metalab run` uses at the end of a run over a finished `record`.
+fn finish_run(record: &RunRecord, artifacts: &Path, db: &Path) -> GateOutcome {
+    let run_dir = artifacts.join(record.run_id.as_str());
+    let outcome = GateOutcome::default();
+    let reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(ResultFiles::new(
+            run_dir.clone(),
+            record.clone(),
+            Vec::new(),
+        )),
+        Box::new(HistoryRecorder::new(
+            db.into(),
+            run_dir.clone(),
+            record.clone(),
+        )),
+        Box::new(BenchGate::new(
+            db.into(),
+            run_dir.clone(),
+            record.clone(),
+            Options::default(),
+            outcome.clone(),
+        )),
+        Box::new(HtmlReport::new(
+            db.into(),
+            run_dir,
+            record.clone(),
+            Options::default(),
+        )),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (events, rx) = Events::channel();
+        let driving = tokio::spawn(report::drive(rx, reporters));
+        events.emit(EventKind::RunFinished {
+            status: Status::Passed,
+            duration: Duration::from_secs(150),
+        });
+        drop(events);
+        driving.await.expect("reporters finish");
+    });
+    outcome
+}
+
+#[test]
+fn a_broken_history_leaves_the_result_files_and_the_exit_status_alone() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    std::fs::write(&db, "garbage ".repeat(512)).expect("garbage written");
+    let artifacts = dir.path().join("artifacts");
+    let record = run(6, samples(2.2, 5, 6));
+    let outcome = finish_run(&record, &artifacts, &db);
+    let run_dir = artifacts.join(record.run_id.as_str());
+    for file in ["results.json", "junit.xml", "report/index.html"] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(outcome.apply(Status::Passed), Status::Passed);
+    let junit = std::fs::read_to_string(run_dir.join("junit-benchmarks.xml")).expect("written");
+    assert!(junit.contains("<error"), "{junit}");
+    assert!(junit.contains(&db.display().to_string()), "{junit}");
+    let page = std::fs::read_to_string(run_dir.join("report/index.html")).expect("written");
+    assert!(
+        page.contains("The benchmarks are not judged"),
+        "the report says why"
+    );
+}
+
+#[test]
+fn a_run_with_a_baseline_records_its_verdicts_and_exits_regressed() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    baseline_runs(&mut History::open(&db).expect("opens"), 2.8);
+    let artifacts = dir.path().join("artifacts");
+    let record = run(6, samples(2.2, 5, 6));
+    let outcome = finish_run(&record, &artifacts, &db);
+    assert_eq!(outcome.apply(Status::Passed), Status::Regressed);
+    assert_eq!(
+        outcome.apply(Status::TestsFailed),
+        Status::TestsFailed,
+        "failures stay 1"
+    );
+    let run_dir = artifacts.join(record.run_id.as_str());
+    let junit = std::fs::read_to_string(run_dir.join("junit-benchmarks.xml")).expect("written");
+    assert!(junit.contains("testsuite name=\"benchmarks\""), "{junit}");
+    assert!(junit.contains("<failure"), "{junit}");
+    assert!(
+        junit.contains("throughput/tcp-1-stream throughput: regressed"),
+        "{junit}"
+    );
+    let h = History::open(&db).expect("opens");
+    assert_eq!(
+        h.runs(None).expect("runs")[0].run_id,
+        record.run_id,
+        "stored"
+    );
+    assert!(artifacts.join("index.html").is_file(), "the runs' index");
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
