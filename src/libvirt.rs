@@ -110,3 +110,41 @@ pub async fn sweep(host: &dyn Transport, prefix: &str) -> Result<Leftovers, Tran
     }
     Ok(found)
 }
+
+/// Takes an internal snapshot, memory included, of a running domain: putting it back later gives
+/// the VM exactly as it was, booted and answering SSH, in seconds instead of a cold boot.
+pub async fn snapshot(host: &dyn Transport, domain: &str, name: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "{VIRSH} snapshot-create-as {} {} --atomic",
+        sh_quote(domain),
+        sh_quote(name)
+    );
+    run_checked(host, &script).await
+}
+
+/// Puts a running domain back to a snapshot taken by [`snapshot`]. Its QEMU process restarts,
+/// so SSH connections to it die.
+pub async fn revert(host: &dyn Transport, domain: &str, name: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "{VIRSH} snapshot-revert {} {} --running",
+        sh_quote(domain),
+        sh_quote(name)
+    );
+    run_checked(host, &script).await
+}
+
+async fn run_checked(host: &dyn Transport, script: &str) -> anyhow::Result<()> {
+    let mut out = Collect::default();
+    let outcome = host
+        .exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
+        .await?;
+    if !outcome.success() {
+        anyhow::bail!(
+            "{} ({}): {}",
+            script,
+            outcome.describe(),
+            out.stderr_text().trim()
+        );
+    }
+    Ok(())
+}

@@ -87,16 +87,47 @@ timeout = "3s"
 name = "hang-was-killed"
 # The bracket keeps pgrep from matching this very command line.
 run = "sleep 1; if pgrep -af 'slee[p] 300'; then exit 1; fi"
+
+[[test]]
+name = "fails-once"
+run = "test -e /tmp/tried || { touch /tmp/tried; exit 1; }"
+retries = 1
 "#;
 
 #[test]
 fn a_broken_test_fails_the_run_and_the_vms_are_still_destroyed() {
     let _slot = vm_slot();
     let lab = ScratchLab::new(CONFIG, &[("broken", BROKEN)]);
-    let out = lab.metalab(&["run"]).output().unwrap();
+    let out = lab
+        .metalab(&["run", "--keep-on-failure=3s"])
+        .output()
+        .unwrap();
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     let results = lab.results();
+    let run_id = run_id_of(&results);
+    // The failed run's VMs were kept for debugging: reachable, then reaped once expired.
+    assert!(
+        shown.contains(&format!("metalab exec --run {run_id} node1")),
+        "{shown}"
+    );
+    let kept = lab
+        .metalab(&["exec", "--run", &run_id, "node1", "--", "hostname"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&kept.stdout).trim(),
+        "node1",
+        "{}",
+        text(&kept)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let reap = lab.metalab(&["reap"]).output().unwrap();
+    assert!(
+        text(&reap).contains(&format!("{run_id}  removed (kept VMs expired)")),
+        "{}",
+        text(&reap)
+    );
     let outcome = |name: &str| {
         results["suites"][0]["tests"]
             .as_array()
@@ -163,4 +194,121 @@ fn a_kept_lab_is_reachable_with_exec_and_destroy_removes_it() {
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
     assert_eq!(destroy.status.code(), Some(0), "{}", text(&destroy));
     assert_eq!(left, Vec::<String>::new());
+}
+
+const LEAVES_MARKERS: &str = r#"
+vms = ["node1"]
+[[test]]
+name = "leave-markers"
+run = "touch /root/marker && ip netns add leftover && nft add table inet leftover"
+"#;
+
+const SEES_NO_MARKERS: &str = r#"
+vms = ["node1"]
+[[test]]
+name = "no-file"
+run = "test ! -e /root/marker"
+[[test]]
+name = "no-namespace"
+run = "! ip netns list | grep -q leftover"
+[[test]]
+name = "no-nft-table"
+run = "! nft list tables | grep -q leftover"
+[[test]]
+name = "clock-is-now"
+run = "test $(( $(date +%s) - METALAB_NOW )) -lt 120 -a $(( METALAB_NOW - $(date +%s) )) -lt 120"
+"#;
+
+#[test]
+fn every_suite_starts_from_a_pristine_vm_and_sees_nothing_of_the_previous_one() {
+    let _slot = vm_slot();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let checks = SEES_NO_MARKERS.replace("METALAB_NOW", &now.to_string());
+    // One VM at a time, so both suites share a lane and the second one must be put back.
+    let config = format!("{CONFIG}\n[capacity]\nvms = 1\n");
+    let lab = ScratchLab::new(
+        &config,
+        &[("a-leaves", LEAVES_MARKERS), ("b-checks", &checks)],
+    );
+    let out = lab.metalab(&["run"]).output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let results = lab.results();
+    let suite = |n: &str| {
+        results["suites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(suite("a-leaves")["snapshot"], serde_json::Value::Null);
+    assert_eq!(suite("b-checks")["snapshot"], "metalab-pristine");
+    assert!(
+        lab.junit()
+            .contains(r#"<property name="vm_start" value="metalab-pristine"/>"#)
+    );
+    assert_eq!(
+        leftovers(&run_id_of(&results), lab.path()),
+        Vec::<String>::new()
+    );
+}
+
+/// A suite whose one test notes when it ran, in seconds since the epoch.
+fn timed_suite(name: &str) -> String {
+    format!(
+        "vms = [\"node1\"]\n[[test]]\nname = \"{name}-window\"\nrun = \"date +%s; sleep 20; date +%s\"\n"
+    )
+}
+
+/// The (start, end) a timed suite's test printed in its log.
+fn window(lab: &ScratchLab, suite: &str) -> (u64, u64) {
+    let log = std::fs::read_to_string(
+        lab.path()
+            .join(format!("artifacts/latest/{suite}/{suite}-window.log")),
+    )
+    .unwrap();
+    let stamps: Vec<u64> = log.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    (stamps[0], stamps[1])
+}
+
+#[test]
+fn two_single_vm_suites_run_side_by_side_on_their_own_vms() {
+    let _slot = vm_slot();
+    let lab = ScratchLab::new(
+        CONFIG,
+        &[
+            ("left", &timed_suite("left")),
+            ("right", &timed_suite("right")),
+        ],
+    );
+    let out = lab.metalab(&["run"]).output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let (l, r) = (window(&lab, "left"), window(&lab, "right"));
+    assert!(
+        l.0 < r.1 && r.0 < l.1,
+        "the suites did not overlap: {l:?} {r:?}\n{shown}"
+    );
+    let results = lab.results();
+    let scopes: Vec<&str> = results["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes.len(), 2, "{scopes:?}");
+    assert_ne!(scopes[0], scopes[1], "both VMs in one lane");
+    let junit = lab.junit();
+    assert!(
+        junit.contains(r#"<testsuite name="left""#) && junit.contains(r#"<testsuite name="right""#)
+    );
+    assert_eq!(
+        leftovers(&run_id_of(&results), lab.path()),
+        Vec::<String>::new()
+    );
 }

@@ -103,7 +103,7 @@ pub(super) fn reporters(
     record: &RunRecord,
     baseline: Option<BaselineSpec>,
 ) -> (Vec<Box<dyn Reporter>>, GateOutcome) {
-    let db = (config.history_path.clone()).unwrap_or_else(|| history::default_path(state));
+    let db = history::path(config.history_path.as_ref(), state);
     let run_dir = run_dir.to_path_buf();
     let judge = baseline.is_some();
     let options = Options {

@@ -35,6 +35,7 @@ pub struct Config {
     pub vm: VmDefaults,
     pub timeouts: Timeouts,
     pub retries: Retries,
+    pub capacity: Capacity,
     /// `[history] path`: the benchmark history, made absolute; `None` means the default in the
     /// state directory (see [`crate::history::default_path`]).
     pub history_path: Option<PathBuf>,
@@ -63,6 +64,15 @@ impl Default for Bench {
 #[serde(deny_unknown_fields)]
 struct RawHistory {
     path: Option<PathBuf>,
+}
+
+/// How much a host may run at once.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// At most this many VMs at once on one host. Default: what the host's cores and free
+    /// memory allow (under TCG each VM keeps a core busy).
+    pub vms: Option<usize>,
 }
 
 /// How often failures are retried.
@@ -271,6 +281,8 @@ struct RawConfig {
     #[serde(default)]
     retries: Retries,
     #[serde(default)]
+    capacity: Capacity,
+    #[serde(default)]
     history: RawHistory,
     #[serde(default)]
     bench: Bench,
@@ -392,6 +404,7 @@ impl Config {
             vm: raw.vm,
             timeouts: raw.timeouts,
             retries: raw.retries,
+            capacity: raw.capacity,
             history_path,
             bench: raw.bench,
         })

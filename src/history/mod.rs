@@ -29,3 +29,14 @@ pub const DEFAULT_FILE: &str = "history.sqlite";
 pub fn default_path(state: &StateDir) -> PathBuf {
     state.root().join(DEFAULT_FILE)
 }
+
+/// Overrides the history's path for every command, `metalab run` included.
+pub const PATH_ENV: &str = "METALAB_HISTORY";
+
+/// The history a run writes to: `METALAB_HISTORY`, else `[history] path`, else the default.
+pub fn path(configured: Option<&PathBuf>, state: &StateDir) -> PathBuf {
+    std::env::var_os(PATH_ENV)
+        .map(PathBuf::from)
+        .or_else(|| configured.cloned())
+        .unwrap_or_else(|| default_path(state))
+}

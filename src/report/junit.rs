@@ -19,6 +19,12 @@ pub fn render(record: &RunRecord, run_dir: &Path) -> Result<String, quick_junit:
     report.add_test_suite(lifecycle_suite(record, run_dir));
     for suite in &record.suites {
         let mut ts = TestSuite::new(suite.name.clone());
+        // Which state the suite's VMs started from: fresh from boot, or put back to a snapshot.
+        let start = suite
+            .snapshot
+            .clone()
+            .unwrap_or_else(|| "fresh boot".into());
+        ts.add_property(quick_junit::Property::new("vm_start", start));
         ts.set_time(suite.duration);
         if let Some(error) = &suite.error {
             ts.add_test_case(suite_error_case(&suite.name, error, run_dir));

@@ -93,6 +93,9 @@ pub struct PhaseRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuiteRecord {
     pub name: String,
+    /// The snapshot the suite's VMs were put back to before it ran ("" when fresh or shared).
+    #[serde(default)]
+    pub snapshot: Option<String>,
     #[serde(with = "secs")]
     pub duration: Duration,
     pub error: Option<String>,
@@ -215,8 +218,11 @@ impl RunRecord {
                 scope: scope.clone(),
                 address: address.clone(),
             }),
-            EventKind::SuiteStarted { suite, .. } => self.suites.push(SuiteRecord {
+            EventKind::SuiteStarted {
+                suite, snapshot, ..
+            } => self.suites.push(SuiteRecord {
                 name: suite.clone(),
+                snapshot: snapshot.clone(),
                 duration: Duration::ZERO,
                 error: None,
                 tests: Vec::new(),
@@ -254,6 +260,7 @@ impl RunRecord {
         }
         self.suites.push(SuiteRecord {
             name: name.to_string(),
+            snapshot: None,
             duration: Duration::ZERO,
             error: None,
             tests: Vec::new(),

@@ -203,11 +203,16 @@ impl Reporter for Terminal {
                 suite,
                 tests,
                 benchmarks,
+                snapshot,
             } => self.line(
                 event,
                 format!(
-                    "{} {suite}: {tests} test(s), {benchmarks} benchmark(s)",
-                    style("suite").bold()
+                    "{} {suite}: {tests} test(s), {benchmarks} benchmark(s){}",
+                    style("suite").bold(),
+                    snapshot
+                        .as_deref()
+                        .map(|s| format!(", VMs from snapshot {s}"))
+                        .unwrap_or_default()
                 ),
             ),
             EventKind::TestStarted { suite, test } => {

@@ -31,6 +31,8 @@ pub enum Phase {
     Up,
     /// One SSH session per VM, and the suites copied in.
     Connect,
+    /// A snapshot of every booted VM, memory included, to start each suite from.
+    Snapshot,
     /// Logs and diagnostics from every VM, even half-dead ones.
     Collect,
     /// `vagrant destroy`, then a sweep by name of anything of the run still there.
@@ -48,6 +50,7 @@ impl Phase {
             Phase::Box => "box",
             Phase::Up => "up",
             Phase::Connect => "connect",
+            Phase::Snapshot => "snapshot",
             Phase::Collect => "collect",
             Phase::Destroy => "destroy",
         }
@@ -95,6 +98,9 @@ pub enum EventKind {
         suite: String,
         tests: usize,
         benchmarks: usize,
+        /// The snapshot its VMs were put back to first; `None` when they were fresh from boot
+        /// (the first suite of a lane) or shared on purpose (`pristine = false`).
+        snapshot: Option<String>,
     },
     TestStarted {
         suite: String,

@@ -20,6 +20,8 @@ pub struct HostReady {
     pub accel: &'static str,
     /// How this host is named in phases and logs when a run has several ("" otherwise).
     pub scope: String,
+    /// How many VMs it may run at once.
+    pub vm_slots: usize,
 }
 
 /// Names excluded from the lab sync: results, builds and VCS data the host does not need.
@@ -43,6 +45,7 @@ pub async fn prepare(ctx: &RunCtx<'_>, host: Host, scope: String) -> Result<Host
     let accel =
         host::accel::name(host::accel::resolve(&host, ctx.config.vm.accel, &kernel, false).await);
     let fingerprint = conditions::host_fingerprint(host.transport.as_ref()).await;
+    let vm_slots = vm_slots(ctx, &host, fingerprint.cores, accel).await;
     ctx.events.emit(EventKind::Conditions(conditions::gather(
         fingerprint,
         ctx.config,
@@ -54,6 +57,7 @@ pub async fn prepare(ctx: &RunCtx<'_>, host: Host, scope: String) -> Result<Host
         built: built.0,
         accel,
         scope,
+        vm_slots,
     })
 }
 
@@ -149,4 +153,25 @@ async fn install_box(
     }
     ctx.events.emit(EventKind::BoxReady(built.info.clone()));
     Ok((built, installed.kernel))
+}
+
+/// How many VMs the host can run at once: one per core under TCG (each keeps a core busy), two
+/// under KVM, as many as fit in the available memory (a VM holds about 1.5 times its configured
+/// memory), capped by `[capacity] vms`.
+async fn vm_slots(ctx: &RunCtx<'_>, host: &Host, cores: u32, accel: &str) -> usize {
+    let mut out = crate::transport::Collect::default();
+    let cmd = Command::new(
+        "sed -n 's/^MemAvailable: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo",
+        Duration::from_secs(30),
+    );
+    let _ = host.transport.exec(&cmd, &mut out).await;
+    let available_mib = out.stdout_text().trim().parse::<u64>().unwrap_or(0) / 1024;
+    let per_vm = u64::from(ctx.config.vm.memory) * 3 / 2;
+    let by_memory = (available_mib / per_vm.max(1)) as usize;
+    let by_cores = cores as usize * if accel == "kvm" { 2 } else { 1 };
+    let slots = by_memory.min(by_cores).max(1);
+    ctx.config
+        .capacity
+        .vms
+        .map_or(slots, |cap| slots.min(cap.max(1)))
 }

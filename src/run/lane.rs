@@ -24,6 +24,9 @@ pub struct Vm {
     pub name: String,
     pub session: Arc<SshSession>,
     pub private_ip: Option<String>,
+    /// How to reach it again, after a snapshot revert has cut the session.
+    pub target: SshTarget,
+    pub policy: HostKeyPolicy,
 }
 
 /// A Vagrant project the lane created, with its journal entry and subnet claim.
@@ -51,51 +54,118 @@ pub(super) struct Lane<'a> {
     pub res: Resources,
 }
 
-/// Spreads the plan's suites over one lane per prepared host, heaviest suites first onto the
+/// Spreads the plan's suites over as many lanes as the hosts have room for, each lane a VM set
+/// of its own running its share one suite after the other, heaviest suites first onto the
 /// least loaded lane. A plan without suites (`metalab up`) gets one lane with all its VMs.
 pub(super) fn plan_lanes<'a>(
     plan: &Plan,
     ctx: &'a RunCtx<'a>,
     ready: &'a [HostReady],
 ) -> Vec<Lane<'a>> {
-    let count = ready.len().min(plan.suites.len()).max(1);
+    if plan.suites.is_empty() {
+        return vec![lane(
+            ctx,
+            &ready[0],
+            String::new(),
+            Vec::new(),
+            plan.vms.clone(),
+        )];
+    }
+    let most = plan
+        .suites
+        .len()
+        .min(ready.iter().map(|h| h.vm_slots).sum::<usize>())
+        .max(1);
+    for count in (1..=most).rev() {
+        let groups = split(&plan.suites, count);
+        let vms: Vec<Vec<String>> = groups.iter().map(|g| needed_vms(&plan.vms, g)).collect();
+        let room: Vec<usize> = ready.iter().map(|h| h.vm_slots).collect();
+        let Some(hosts) = place(&vms, &room) else {
+            continue;
+        };
+        return groups
+            .into_iter()
+            .zip(vms)
+            .zip(hosts)
+            .enumerate()
+            .map(|(i, ((suites, vms), h))| {
+                let name = if count == 1 {
+                    String::new()
+                } else {
+                    format!("l{}", i + 1)
+                };
+                lane(ctx, &ready[h], name, suites, vms)
+            })
+            .collect();
+    }
+    // Not even one lane fits the hosts' room: run one anyway, on the first host.
+    vec![lane(
+        ctx,
+        &ready[0],
+        String::new(),
+        plan.suites.clone(),
+        needed_vms(&plan.vms, &plan.suites),
+    )]
+}
+
+fn lane<'a>(
+    ctx: &'a RunCtx<'a>,
+    ready: &'a HostReady,
+    name: String,
+    suites: Vec<Suite>,
+    vms: Vec<String>,
+) -> Lane<'a> {
+    Lane {
+        ctx,
+        ready,
+        name,
+        suites,
+        vms,
+        res: Resources::default(),
+    }
+}
+
+/// `count` groups of suites, balanced by weight; each group sorted by name.
+fn split(suites: &[Suite], count: usize) -> Vec<Vec<Suite>> {
     let mut groups: Vec<Vec<Suite>> = vec![Vec::new(); count];
     let mut load = vec![0usize; count];
-    let mut suites: Vec<&Suite> = plan.suites.iter().collect();
-    suites.sort_by_key(|s| std::cmp::Reverse(weight(s)));
-    for s in suites {
+    let mut by_weight: Vec<&Suite> = suites.iter().collect();
+    by_weight.sort_by_key(|s| (std::cmp::Reverse(weight(s)), s.name.clone()));
+    for s in by_weight {
         let i = (0..count).min_by_key(|&i| load[i]).unwrap_or(0);
         load[i] += weight(s);
         groups[i].push(s.clone());
     }
+    for g in &mut groups {
+        g.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     groups
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut suites)| {
-            suites.sort_by(|a, b| a.name.cmp(&b.name));
-            let vms = if plan.suites.is_empty() {
-                plan.vms.clone()
-            } else {
-                plan.vms
-                    .iter()
-                    .filter(|v| suites.iter().any(|s| s.vms.contains(v)))
-                    .cloned()
-                    .collect()
-            };
-            Lane {
-                ctx,
-                ready: &ready[i],
-                name: if count == 1 {
-                    String::new()
-                } else {
-                    format!("l{}", i + 1)
-                },
-                suites,
-                vms,
-                res: Resources::default(),
-            }
-        })
+}
+
+/// The Vagrantfile's VMs (in its order) that any of the suites needs.
+fn needed_vms(all: &[String], suites: &[Suite]) -> Vec<String> {
+    all.iter()
+        .filter(|v| suites.iter().any(|s| s.vms.contains(v)))
+        .cloned()
         .collect()
+}
+
+/// Which host each lane goes to, biggest lanes first into the host with most room left; `None`
+/// when they do not all fit.
+fn place(lanes: &[Vec<String>], room: &[usize]) -> Option<Vec<usize>> {
+    let mut room = room.to_vec();
+    let mut order: Vec<usize> = (0..lanes.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lanes[i].len()));
+    let mut host_of = vec![0; lanes.len()];
+    for i in order {
+        let h = (0..room.len()).max_by_key(|&h| (room[h], std::cmp::Reverse(h)))?;
+        if room[h] < lanes[i].len() {
+            return None;
+        }
+        room[h] -= lanes[i].len();
+        host_of[i] = h;
+    }
+    Some(host_of)
 }
 
 /// A rough cost of a suite, for balancing lanes until recorded durations are used.
@@ -184,7 +254,7 @@ impl Lane<'_> {
             .ctx
             .phase(Phase::Up, &scope, &detail, |log| self.up(log))
             .await?;
-        let vms = self
+        let mut vms = self
             .ctx
             .phase(
                 Phase::Connect,
@@ -193,7 +263,8 @@ impl Lane<'_> {
                 |log| self.connect(log, &project),
             )
             .await?;
-        suites::run_all(self, &vms).await
+        let snapshot = self.snapshots(&vms).await;
+        suites::run_all(self, &mut vms, snapshot.as_deref()).await
     }
 
     /// `vagrant up` of the lane's VMs. Their teardown is registered (and journaled) before
@@ -344,13 +415,15 @@ impl Lane<'_> {
             });
             states.push(VmState {
                 name: name.clone(),
-                ssh: target,
+                ssh: target.clone(),
                 private_ip: private_ip.clone(),
             });
             vms.push(Vm {
                 name,
                 session,
                 private_ip,
+                target,
+                policy,
             });
         }
         let lab = LabState {
@@ -435,4 +508,66 @@ async fn private_address(vm: &dyn Transport, subnet: &str) -> anyhow::Result<Opt
         .split_whitespace()
         .find(|w| w.starts_with(&prefix))
         .map(|w| w.split('/').next().unwrap_or(w).to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite(name: &str, vms: &[&str], tests: usize) -> Suite {
+        let text = format!(
+            "vms = {vms:?}\n{}",
+            (0..tests)
+                .map(|i| format!("[[test]]\nname = \"t{i}\"\nrun = \"true\"\n"))
+                .collect::<String>()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        std::fs::write(dir.path().join(name).join("suite.toml"), text).unwrap();
+        let known = vec!["node1".to_string(), "node2".to_string()];
+        crate::suite::load_all(dir.path(), &known)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn vms(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn lanes_that_fit_are_placed_and_lanes_that_do_not_are_refused() {
+        // Two single-VM lanes fit a host with two slots; a two-VM lane and a one-VM lane do not.
+        assert_eq!(
+            place(&[vms(&["node1"]), vms(&["node1"])], &[2]),
+            Some(vec![0, 0])
+        );
+        assert_eq!(
+            place(&[vms(&["node1", "node2"]), vms(&["node1"])], &[2]),
+            None
+        );
+        // Over two hosts, the bigger lane goes where there is most room.
+        assert_eq!(
+            place(&[vms(&["node1"]), vms(&["node1", "node2"])], &[1, 2]),
+            Some(vec![0, 1])
+        );
+    }
+
+    #[test]
+    fn suites_split_by_weight_and_every_suite_lands_once() {
+        let all = vec![
+            suite("a", &["node1"], 5),
+            suite("b", &["node1"], 1),
+            suite("c", &["node1", "node2"], 1),
+        ];
+        let groups = split(&all, 2);
+        let mut names: Vec<String> = groups.iter().flatten().map(|s| s.name.clone()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c"]);
+        // The heaviest suite gets a lane to itself.
+        assert!(groups.iter().any(|g| g.len() == 1 && g[0].name == "a"));
+        assert_eq!(
+            needed_vms(&vms(&["node1", "node2"]), &groups[1]),
+            vms(&["node1", "node2"])
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod event;
 mod host_prep;
 mod lane;
 pub mod log;
+mod pristine;
 mod suites;
 mod teardown;
 

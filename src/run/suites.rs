@@ -16,10 +16,24 @@ use crate::transport::{Command, Exit, Outcome, Transport, TransportError, files}
 
 /// Runs every planned suite, one after the other. A lost VM stops the run (infrastructure); the
 /// tests not run are reported as skipped.
-pub(super) async fn run_all(e: &Lane<'_>, vms: &[Vm]) -> Result<Status, Stop> {
+pub(super) async fn run_all(
+    e: &Lane<'_>,
+    vms: &mut [Vm],
+    snapshot: Option<&str>,
+) -> Result<Status, Stop> {
     let mut status = Status::Passed;
     for (i, suite) in e.suites.iter().enumerate() {
-        match SuiteRun::new(e, suite, vms).run().await {
+        // The first suite gets the VMs fresh from boot; later ones get them put back to it.
+        let from = snapshot.filter(|_| i > 0 && suite.pristine);
+        let ready = match from {
+            Some(name) => e.revert(vms, suite, name).await,
+            None => Ok(()),
+        };
+        let result = match ready {
+            Ok(()) => SuiteRun::new(e, suite, vms, from).run().await,
+            Err(reason) => Err(reason),
+        };
+        match result {
             Ok(s) => status = status.worst(s),
             Err(reason) => {
                 for rest in &e.suites[i + 1..] {
@@ -39,6 +53,7 @@ fn skip_suite(e: &Lane<'_>, suite: &Suite, reason: &str) {
         suite: suite.name.clone(),
         tests: suite.tests.len(),
         benchmarks: suite.benchmarks.len(),
+        snapshot: None,
     });
     for t in &suite.tests {
         e.ctx
@@ -73,13 +88,15 @@ struct SuiteRun<'e, 'a> {
     suite: &'e Suite,
     vms: &'e [Vm],
     env: Vec<(String, String)>,
+    /// The snapshot the VMs were put back to before this suite, if any.
+    snapshot: Option<&'e str>,
 }
 
 /// The result of a command run as part of a suite; `Err` means the VM was lost.
 type StepResult = Result<(Outcome, String, String), TransportError>;
 
 impl<'e, 'a> SuiteRun<'e, 'a> {
-    fn new(e: &'e Lane<'a>, suite: &'e Suite, vms: &'e [Vm]) -> Self {
+    fn new(e: &'e Lane<'a>, suite: &'e Suite, vms: &'e [Vm], snapshot: Option<&'e str>) -> Self {
         let mut env = vec![
             ("METALAB_RUN_ID".to_string(), e.ctx.run_id.to_string()),
             ("METALAB_SUITE".to_string(), suite.name.clone()),
@@ -92,12 +109,21 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                     .join(" "),
             ),
         ];
+        // The runner's `LAB_*` variables reach the suites: knobs for a run (e.g. the throughput
+        // cut the benchmark calibration applies), set where metalab is started.
+        env.extend(std::env::vars().filter(|(k, _)| k.starts_with("LAB_")));
         for vm in vms {
             if let Some(ip) = &vm.private_ip {
                 env.push((format!("METALAB_IP_{}", env_name(&vm.name)), ip.clone()));
             }
         }
-        SuiteRun { e, suite, vms, env }
+        SuiteRun {
+            e,
+            suite,
+            vms,
+            env,
+            snapshot,
+        }
     }
 
     fn vm(&self, name: &str) -> &Vm {
@@ -132,6 +158,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
             suite: s.name.clone(),
             tests: s.tests.len(),
             benchmarks: s.benchmarks.len(),
+            snapshot: self.snapshot.map(str::to_string),
         });
         let started = Instant::now();
         let result = self.body().await;

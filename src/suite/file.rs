@@ -28,6 +28,12 @@ struct RawSuite {
     teardown: Vec<RawStep>,
     #[serde(default, rename = "artifact")]
     artifacts: Vec<RawArtifact>,
+    #[serde(default = "yes")]
+    pristine: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -149,6 +155,7 @@ fn load_one(manifest: &Path, known_vms: &[String]) -> Result<Suite, SuiteError> 
         benchmarks: v.benchmarks(raw.benchmarks)?,
         teardown: v.steps(raw.teardown)?,
         artifacts: v.artifacts(raw.artifacts)?,
+        pristine: raw.pristine,
     })
 }
 

@@ -32,6 +32,9 @@ pub struct Suite {
     pub benchmarks: Vec<Benchmark>,
     pub teardown: Vec<Step>,
     pub artifacts: Vec<Artifact>,
+    /// Start from VMs put back to their state right after boot (the default), rather than as
+    /// the previous suite left them.
+    pub pristine: bool,
 }
 
 /// A command run in one VM, from the suite's directory, as root.

@@ -69,6 +69,7 @@ pub fn run(n: u32, throughput: Vec<f64>) -> RunRecord {
     r.conditions = Some(conditions());
     r.phases = vec![phase(Phase::Up, 60.0), phase(Phase::Destroy, 6.0)];
     r.suites = vec![SuiteRecord {
+        snapshot: None,
         name: SUITE.into(),
         duration: Duration::from_secs(24),
         error: None,
@@ -134,6 +135,7 @@ pub fn with_tests(mut r: RunRecord) -> RunRecord {
     r.suites.insert(
         0,
         SuiteRecord {
+            snapshot: None,
             name: "policy".into(),
             duration: Duration::from_secs(10),
             error: None,
@@ -156,6 +158,7 @@ pub fn with_tests(mut r: RunRecord) -> RunRecord {
 pub fn with_failed_setup(mut r: RunRecord) -> RunRecord {
     let error = "setup step 1 on node1 failed (exit 2)";
     r.suites.push(SuiteRecord {
+        snapshot: None,
         name: "connectivity".into(),
         duration: Duration::from_secs(3),
         error: Some(error.into()),
