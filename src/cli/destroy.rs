@@ -6,7 +6,6 @@ use clap::Args;
 
 use super::Failure;
 use crate::exit::Status;
-use crate::ids::RunId;
 use crate::lab::{self, LabState};
 use crate::state::StateDir;
 
@@ -19,13 +18,7 @@ pub struct DestroyArgs {
 
 pub async fn destroy(args: DestroyArgs) -> Result<Status, Failure> {
     let state = StateDir::from_env();
-    let wanted = match &args.run {
-        Some(r) => Some(
-            RunId::parse(r)
-                .ok_or_else(|| Failure::new(Status::BadInput, format!("`{r}` is not a run id")))?,
-        ),
-        None => None,
-    };
+    let wanted = super::parse_run(args.run.as_deref())?;
     let labs: Vec<LabState> = LabState::all(&state)
         .into_iter()
         .filter(|l| wanted.as_ref().is_none_or(|w| &l.run_id == w))
@@ -37,15 +30,7 @@ pub async fn destroy(args: DestroyArgs) -> Result<Status, Failure> {
     let mut status = Status::Passed;
     for l in labs {
         match destroy_one(&state, &l).await {
-            Ok(()) => println!(
-                "destroyed {} ({})",
-                l.run_id,
-                l.vms
-                    .iter()
-                    .map(|v| v.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Ok(()) => println!("destroyed {}", super::describe_lab(&l)),
             Err(e) => {
                 eprintln!("metalab: error: {}: {e:#}", l.run_id);
                 status = Status::InfraError;

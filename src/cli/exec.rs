@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::Failure;
 use crate::exit::Status;
-use crate::ids::RunId;
 use crate::lab::LabState;
 use crate::mux;
 use crate::state::StateDir;
@@ -80,8 +79,7 @@ pub async fn exec(args: ExecArgs) -> Result<Status, Failure> {
 
 /// `metalab mux-serve`: the connection holder that `exec` starts in the background.
 pub async fn serve(run: String) -> Result<Status, Failure> {
-    let run = RunId::parse(&run)
-        .ok_or_else(|| Failure::new(Status::BadInput, format!("`{run}` is not a run id")))?;
+    let run = super::parse_run(Some(&run))?.expect("given");
     mux::serve(StateDir::from_env(), run)
         .await
         .map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
@@ -90,34 +88,13 @@ pub async fn serve(run: String) -> Result<Status, Failure> {
 
 pub(super) fn find_lab(state: &StateDir, run: Option<&str>, vm: &str) -> Result<LabState, Failure> {
     let labs = LabState::all(state);
-    let wanted = match run {
-        Some(r) => Some(RunId::parse(r).ok_or_else(|| {
-            Failure::new(
-                Status::BadInput,
-                format!("`{r}` is not a run id (like 20261122-200501-3fa2)"),
-            )
-        })?),
-        None => None,
-    };
+    let wanted = super::parse_run(run)?;
     let found = labs
         .iter()
         .filter(|l| wanted.as_ref().is_none_or(|w| &l.run_id == w))
         .find(|l| l.vm(vm).is_some());
     found.cloned().ok_or_else(|| {
-        let running: Vec<String> = labs
-            .iter()
-            .map(|l| {
-                format!(
-                    "{} ({})",
-                    l.run_id,
-                    l.vms
-                        .iter()
-                        .map(|v| v.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
-            .collect();
+        let running: Vec<String> = labs.iter().map(super::describe_lab).collect();
         let hint = if running.is_empty() {
             "no lab is running; start one with `metalab up`".to_string()
         } else {

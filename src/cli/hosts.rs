@@ -26,14 +26,7 @@ pub async fn hosts(config: Option<&Path>) -> Result<Status, Failure> {
     let token = metal::token(m).map_err(|e| bad(e.to_string()))?;
     let client =
         metal::client(m, token).map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
-    let devices = metal::devices(&client).await.map_err(|e| {
-        let status = if e.downcast_ref::<crate::provider::InputError>().is_some() {
-            Status::BadInput
-        } else {
-            Status::InfraError
-        };
-        Failure::new(status, format!("{e:#}"))
-    })?;
+    let devices = metal::devices(&client).await.map_err(Failure::from_error)?;
     if devices.is_empty() {
         println!("no metalab devices in project {}", m.project);
         return Ok(Status::Passed);

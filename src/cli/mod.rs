@@ -126,6 +126,36 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// An error from below: bad input when it is something the user must fix (settings,
+    /// credentials), an infrastructure error otherwise.
+    pub fn from_error(e: anyhow::Error) -> Failure {
+        let status = if e.downcast_ref::<crate::provider::InputError>().is_some() {
+            Status::BadInput
+        } else {
+            Status::InfraError
+        };
+        Failure::new(status, format!("{e:#}"))
+    }
+}
+
+/// A run id given with `--run`, checked.
+pub fn parse_run(run: Option<&str>) -> Result<Option<crate::ids::RunId>, Failure> {
+    run.map(|r| {
+        crate::ids::RunId::parse(r).ok_or_else(|| {
+            Failure::new(
+                Status::BadInput,
+                format!("`{r}` is not a run id (like 20261122-200501-3fa2)"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// "run-id (node1, node2)".
+pub fn describe_lab(l: &crate::lab::LabState) -> String {
+    let vms: Vec<&str> = l.vms.iter().map(|v| v.name.as_str()).collect();
+    format!("{} ({})", l.run_id, vms.join(", "))
 }
 
 /// Parses the command line and runs the command.

@@ -106,14 +106,8 @@ async fn execute(
         )
     })?;
     let run_id = RunId::generate();
-    let provider = crate::provider::from_config(&lab.config, &lab.state).map_err(|e| {
-        let status = if e.downcast_ref::<crate::provider::InputError>().is_some() {
-            Status::BadInput
-        } else {
-            Status::InfraError
-        };
-        Failure::new(status, format!("{e:#}"))
-    })?;
+    let provider =
+        crate::provider::from_config(&lab.config, &lab.state).map_err(Failure::from_error)?;
     let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
     let record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
     let mut reporters: Vec<Box<dyn Reporter>> = vec![

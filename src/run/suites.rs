@@ -250,13 +250,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                 .await
                 .map_err(|e| e.to_string())?;
             if !outcome.success() {
-                let last = output
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
+                let last = last_line(&output);
                 return Ok(Some(format!(
                     "setup step {} on {} failed ({}): {last}",
                     i + 1,
@@ -427,13 +421,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                 .await
                 .map_err(SampleError::Lost)?;
             if !outcome.success() {
-                let last = output
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
+                let last = last_line(&output);
                 return Err(SampleError::Run(format!(
                     "run {}/{total} failed ({}): {last}",
                     i + 1,
@@ -510,6 +498,16 @@ pub fn judge(o: &Outcome, output: &str, expect: &Expect) -> (TestOutcome, Option
         );
     }
     (TestOutcome::Passed, None)
+}
+
+/// The last non-empty line of a command's output, to quote in a message.
+fn last_line(output: &str) -> &str {
+    output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
 }
 
 /// Where a suite's commands drop files to collect: `$METALAB_ARTIFACTS`.
