@@ -30,6 +30,7 @@ pub mod provider;
 pub mod reap;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod signal;
 pub mod state;
 pub mod stats;

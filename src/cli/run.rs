@@ -10,11 +10,13 @@ use crate::exit::Status;
 use crate::gate::BaselineSpec;
 use crate::ids::RunId;
 use crate::report::files::ResultFiles;
-use crate::report::record::RunRecord;
+use crate::report::github::{self, GitHubActions};
+use crate::report::record::{RunRecord, ShardRecord};
 use crate::report::terminal::Terminal;
 use crate::report::{self, Reporter};
-use crate::run::event::Events;
+use crate::run::event::{EventKind, Events};
 use crate::run::{self, Keep, Plan};
+use crate::shard::{self, Durations, ShardSpec};
 use crate::signal::Shutdown;
 use crate::suite::{self, Suite};
 
@@ -36,6 +38,16 @@ pub struct RunArgs {
     /// otherwise passed.
     #[arg(long, value_name = "BASELINE")]
     baseline: Option<BaselineSpec>,
+    /// Run only shard I of N (1 ≤ I ≤ N) of the selected suites, for N CI machines: a stable
+    /// share, balanced by the suites' durations in the history (by name where it has none).
+    /// `metalab report merge` joins the shards' results.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<ShardSpec>,
+    /// Balance --shard by the suite durations in FILE, a results.json (e.g. the last merged
+    /// run's) or a history database, instead of this host's history. Every shard must read the
+    /// same durations, or shards may overlap (`report merge` says so).
+    #[arg(long, value_name = "FILE", requires = "shard")]
+    shard_durations: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -49,11 +61,100 @@ pub struct UpArgs {
 
 pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure> {
     let lab = lab::load(config).await?;
-    let selected = select(&lab.suites, &args.suites)?;
+    let mut selected = select(&lab.suites, &args.suites)?;
+    let junit = args.junit.into_iter().collect();
+    let shard = match args.shard {
+        Some(spec) => {
+            let share = plan_shard(&lab, spec, args.shard_durations.as_deref(), &selected)?;
+            selected.retain(|s| share.suites.contains(&s.name));
+            Some(share)
+        }
+        None => None,
+    };
+    if let Some(share) = shard.as_ref().filter(|s| s.suites.is_empty()) {
+        return Ok(empty_shard(&lab, share.clone(), junit).await);
+    }
     let vms = needed_vms(&lab.machines, &selected);
     let keep = args.keep_on_failure.map_or(Keep::Never, Keep::OnFailure);
-    let junit = args.junit.into_iter().collect();
-    execute(lab, selected, vms, keep, junit, args.baseline).await
+    execute(lab, selected, vms, keep, junit, args.baseline, shard).await
+}
+
+/// This shard's share of `selected`, balanced by the durations in `durations` (else in the
+/// lab's history); says which suites it got and why.
+fn plan_shard(
+    lab: &lab::Lab,
+    spec: ShardSpec,
+    durations: Option<&Path>,
+    selected: &[Suite],
+) -> Result<ShardRecord, Failure> {
+    let durations = match durations {
+        Some(path) => Durations::read(path)
+            .map_err(|e| Failure::new(Status::BadInput, format!("--shard-durations: {e:#}")))?,
+        None => history_durations(lab),
+    };
+    let names: Vec<String> = selected.iter().map(|s| s.name.clone()).collect();
+    let share = shard::assign(spec, &names, &durations);
+    eprintln!(
+        "shard    {spec}: {} of {} suite(s), balanced by {}",
+        if share.suites.is_empty() {
+            "none".to_string()
+        } else {
+            share.suites.join(", ")
+        },
+        names.len(),
+        share.balanced_by
+    );
+    Ok(share)
+}
+
+/// The durations in the lab's history; none (a split by name) when it has none or cannot be
+/// read, which is said.
+fn history_durations(lab: &lab::Lab) -> Durations {
+    let db = (lab.config.history_path.clone())
+        .unwrap_or_else(|| crate::history::default_path(&lab.state));
+    if !db.is_file() {
+        return Durations::none(&format!("no history at {}", db.display()));
+    }
+    let source = db.display().to_string();
+    crate::history::History::open(&db)
+        .map_err(anyhow::Error::from)
+        .and_then(|h| Durations::from_history(&h, &source))
+        .unwrap_or_else(|e| {
+            eprintln!("metalab: warning: the split is by name: {e:#}");
+            Durations::none(&format!("the history {source} unreadable"))
+        })
+}
+
+/// A shard that got no suites starts nothing: it writes empty results and passes.
+async fn empty_shard(lab: &lab::Lab, share: ShardRecord, junit: Vec<PathBuf>) -> Status {
+    let run_id = RunId::generate();
+    let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
+    let mut record = RunRecord::new(run_id, "none".into(), chrono::Utc::now());
+    record.shard = Some(share.clone());
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(Terminal::new(record.clone(), run_dir.clone())),
+        Box::new(ResultFiles::new(run_dir.clone(), record.clone(), junit)),
+    ];
+    if github::active() {
+        reporters.push(Box::new(GitHubActions::from_env(record, &[])));
+    }
+    let (events, rx) = Events::channel();
+    let reporting = tokio::spawn(report::drive(rx, reporters));
+    events.emit(EventKind::Notice {
+        message: format!(
+            "shard {} has no suites: {} suite(s) over {} shards leave none for it",
+            share.label(),
+            share.selected.len(),
+            share.count
+        ),
+    });
+    events.emit(EventKind::RunFinished {
+        status: Status::Passed,
+        duration: std::time::Duration::ZERO,
+    });
+    drop(events);
+    let _ = reporting.await;
+    Status::Passed
 }
 
 pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> {
@@ -71,6 +172,7 @@ pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> 
         vms,
         Keep::Always(args.keep),
         Vec::new(),
+        None,
         None,
     )
     .await
@@ -98,6 +200,7 @@ async fn execute(
     keep: Keep,
     junit: Vec<PathBuf>,
     baseline: Option<BaselineSpec>,
+    shard: Option<ShardRecord>,
 ) -> Result<Status, Failure> {
     let shutdown = Shutdown::install().map_err(|e| {
         Failure::new(
@@ -115,11 +218,23 @@ async fn execute(
         Failure::new(status, format!("{e:#}"))
     })?;
     let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
-    let record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
+    let mut record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
+    if let Some(share) = shard {
+        record.notices.push(format!(
+            "shard {} of the suites {}, balanced by {}",
+            share.label(),
+            share.selected.join(", "),
+            share.balanced_by
+        ));
+        record.shard = Some(share);
+    }
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(Terminal::new(record.clone(), run_dir.clone())),
         Box::new(ResultFiles::new(run_dir.clone(), record.clone(), junit)),
     ];
+    if github::active() {
+        reporters.push(Box::new(GitHubActions::from_env(record.clone(), &suites)));
+    }
     // A lab brought up for debugging (no suites) has nothing for the history.
     let (history_reporters, gate) = if suites.is_empty() {
         Default::default()

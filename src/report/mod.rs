@@ -3,9 +3,11 @@
 
 pub mod files;
 pub mod gate;
+pub mod github;
 pub mod history;
 pub mod html;
 pub mod junit;
+pub mod merge;
 pub mod record;
 pub mod summary;
 pub mod terminal;
