@@ -102,13 +102,14 @@ impl Durations {
         }
     }
 
-    /// The durations over the newest [`RECENT_RUNS`] runs of a history.
+    /// The durations over the newest [`RECENT_RUNS`] runs of a history. A run this metalab
+    /// cannot read (stored by a newer one) is left out rather than losing them all.
     pub fn from_history(history: &History, source: &str) -> anyhow::Result<Durations> {
-        let records = history
+        let records: Vec<RunRecord> = history
             .runs(Some(RECENT_RUNS))?
             .iter()
-            .map(|r| history.record(&r.run_id))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|r| history.record(&r.run_id).ok())
+            .collect();
         Ok(Durations::from_records(&records, source))
     }
 
