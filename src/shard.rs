@@ -113,6 +113,14 @@ impl Durations {
         Ok(Durations::from_records(&records, source))
     }
 
+    /// The durations in the history at `db`; none when there is no such file yet.
+    pub fn from_history_file(db: &Path) -> anyhow::Result<Durations> {
+        if !db.is_file() {
+            return Ok(Durations::none(&format!("no history at {}", db.display())));
+        }
+        Durations::from_history(&History::open(db)?, &db.display().to_string())
+    }
+
     /// The durations in `path`: a results.json (say, the last merged run's) or a history file.
     pub fn read(path: &Path) -> anyhow::Result<Durations> {
         let source = path.display().to_string();
@@ -126,7 +134,7 @@ impl Durations {
         if !path.is_file() {
             anyhow::bail!("{source}: no such file");
         }
-        Durations::from_history(&History::open(path)?, &source)
+        Durations::from_history_file(path)
     }
 
     pub fn get(&self, suite: &str) -> Option<Duration> {

@@ -81,7 +81,7 @@ pub fn merge(config: Option<&Path>, args: MergeArgs, db: &DbArg) -> Result<Statu
     for path in written {
         println!("wrote    {}", path.display());
     }
-    Ok(merged.status)
+    Ok(merged.record.status)
 }
 
 fn infra(e: anyhow::Error) -> Failure {

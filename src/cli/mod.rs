@@ -14,6 +14,7 @@ mod merge;
 mod reap;
 mod report_cmd;
 mod run;
+mod shard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Failure, bench, lab};
+use super::{Failure, bench, lab, shard};
 use crate::exit::Status;
 use crate::gate::BaselineSpec;
 use crate::ids::RunId;
@@ -14,9 +14,9 @@ use crate::report::github::{self, GitHubActions};
 use crate::report::record::{RunRecord, ShardRecord};
 use crate::report::terminal::Terminal;
 use crate::report::{self, Reporter};
-use crate::run::event::{EventKind, Events};
+use crate::run::event::Events;
 use crate::run::{self, Keep, Plan};
-use crate::shard::{self, Durations, ShardSpec};
+use crate::shard::ShardSpec;
 use crate::signal::Shutdown;
 use crate::suite::{self, Suite};
 
@@ -65,96 +65,18 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure
     let junit = args.junit.into_iter().collect();
     let shard = match args.shard {
         Some(spec) => {
-            let share = plan_shard(&lab, spec, args.shard_durations.as_deref(), &selected)?;
+            let share = shard::plan(&lab, spec, args.shard_durations.as_deref(), &selected)?;
             selected.retain(|s| share.suites.contains(&s.name));
             Some(share)
         }
         None => None,
     };
     if let Some(share) = shard.as_ref().filter(|s| s.suites.is_empty()) {
-        return Ok(empty_shard(&lab, share.clone(), junit).await);
+        return Ok(shard::empty(&lab, share.clone(), junit).await);
     }
     let vms = needed_vms(&lab.machines, &selected);
     let keep = args.keep_on_failure.map_or(Keep::Never, Keep::OnFailure);
     execute(lab, selected, vms, keep, junit, args.baseline, shard).await
-}
-
-/// This shard's share of `selected`, balanced by the durations in `durations` (else in the
-/// lab's history); says which suites it got and why.
-fn plan_shard(
-    lab: &lab::Lab,
-    spec: ShardSpec,
-    durations: Option<&Path>,
-    selected: &[Suite],
-) -> Result<ShardRecord, Failure> {
-    let durations = match durations {
-        Some(path) => Durations::read(path)
-            .map_err(|e| Failure::new(Status::BadInput, format!("--shard-durations: {e:#}")))?,
-        None => history_durations(lab),
-    };
-    let names: Vec<String> = selected.iter().map(|s| s.name.clone()).collect();
-    let share = shard::assign(spec, &names, &durations);
-    eprintln!(
-        "shard    {spec}: {} of {} suite(s), balanced by {}",
-        if share.suites.is_empty() {
-            "none".to_string()
-        } else {
-            share.suites.join(", ")
-        },
-        names.len(),
-        share.balanced_by
-    );
-    Ok(share)
-}
-
-/// The durations in the lab's history; none (a split by name) when it has none or cannot be
-/// read, which is said.
-fn history_durations(lab: &lab::Lab) -> Durations {
-    let db = (lab.config.history_path.clone())
-        .unwrap_or_else(|| crate::history::default_path(&lab.state));
-    if !db.is_file() {
-        return Durations::none(&format!("no history at {}", db.display()));
-    }
-    let source = db.display().to_string();
-    crate::history::History::open(&db)
-        .map_err(anyhow::Error::from)
-        .and_then(|h| Durations::from_history(&h, &source))
-        .unwrap_or_else(|e| {
-            eprintln!("metalab: warning: the split is by name: {e:#}");
-            Durations::none(&format!("the history {source} unreadable"))
-        })
-}
-
-/// A shard that got no suites starts nothing: it writes empty results and passes.
-async fn empty_shard(lab: &lab::Lab, share: ShardRecord, junit: Vec<PathBuf>) -> Status {
-    let run_id = RunId::generate();
-    let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
-    let mut record = RunRecord::new(run_id, "none".into(), chrono::Utc::now());
-    record.shard = Some(share.clone());
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![
-        Box::new(Terminal::new(record.clone(), run_dir.clone())),
-        Box::new(ResultFiles::new(run_dir.clone(), record.clone(), junit)),
-    ];
-    if github::active() {
-        reporters.push(Box::new(GitHubActions::from_env(record, &[])));
-    }
-    let (events, rx) = Events::channel();
-    let reporting = tokio::spawn(report::drive(rx, reporters));
-    events.emit(EventKind::Notice {
-        message: format!(
-            "shard {} has no suites: {} suite(s) over {} shards leave none for it",
-            share.label(),
-            share.selected.len(),
-            share.count
-        ),
-    });
-    events.emit(EventKind::RunFinished {
-        status: Status::Passed,
-        duration: std::time::Duration::ZERO,
-    });
-    drop(events);
-    let _ = reporting.await;
-    Status::Passed
 }
 
 pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> {

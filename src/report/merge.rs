@@ -27,13 +27,12 @@ pub struct Problem {
     pub message: String,
 }
 
-/// The merged record, what is wrong with the inputs, and the status to exit with.
+/// The merged record, whose status is the worst of the runs' and the problems', and what is
+/// wrong with the inputs.
 #[derive(Debug)]
 pub struct Merged {
     pub record: RunRecord,
     pub problems: Vec<Problem>,
-    /// The worst of the runs' statuses and of the problems'.
-    pub status: Status,
     /// For each input (in the order given), the suites whose directories go to the top of the
     /// merged directory; the other suites' logs are under [`shard_dir`].
     pub owned: Vec<Vec<String>>,
@@ -57,18 +56,15 @@ pub fn describe(r: &RunRecord) -> String {
 pub fn merge(runs: &[RunRecord]) -> Merged {
     let mut problems = completeness(runs);
     let owned = owners(runs, &mut problems);
-    let record = combine(runs, &owned, &problems);
-    let status = runs
+    let mut record = combine(runs, &owned, &problems);
+    record.status = runs
         .iter()
         .map(|r| r.status)
         .chain(problems.iter().map(|p| p.status))
         .fold(Status::Passed, Status::worst);
-    let mut record = record;
-    record.status = status;
     Merged {
         record,
         problems,
-        status,
         owned,
     }
 }
