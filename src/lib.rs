@@ -1,7 +1,7 @@
 //! metalab: a host-side runner for a bare-metal VM test lab.
 //!
 //! Layers, top to bottom (dependencies point down only):
-//! - [`cli`]: the commands;
+//! - [`cli`]: the commands, and [`shard`]: which suites a shard of a CI pipeline runs;
 //! - [`run`]: the lifecycle engine, which emits [`run::event`]s;
 //! - [`report`]: reporters consuming those events;
 //! - [`provider`], [`vagrant`], [`libvirt`], [`boxes`], [`lab`], [`suite`]: what the engine drives;
@@ -30,6 +30,7 @@ pub mod provider;
 pub mod reap;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod signal;
 pub mod state;
 pub mod stats;

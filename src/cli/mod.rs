@@ -10,9 +10,11 @@ mod forward;
 mod history;
 mod hosts;
 mod lab;
+mod merge;
 mod reap;
 mod report_cmd;
 mod run;
+mod shard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,7 +104,7 @@ enum Commands {
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Rebuild a run's HTML report (artifacts/<run-id>/report/index.html) and the runs' index
-    /// (artifacts/index.html).
+    /// (artifacts/index.html); `report merge` makes one result of several shards'.
     Report(report_cmd::ReportArgs),
     /// Internal: holds a kept lab's SSH connections for `metalab exec`.
     #[command(hide = true)]

@@ -1,9 +1,10 @@
 //! `metalab report`: (re)builds a run's HTML report and the runs' index, from the run's
-//! results.json when it is in the artifacts directory, else from the history.
+//! results.json when it is in the artifacts directory, else from the history; and
+//! `metalab report merge`, which makes one result of several shards' (see [`super::merge`]).
 
 use std::path::Path;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::Failure;
 use super::bench::GateArgs;
@@ -13,7 +14,10 @@ use crate::report::files::RESULTS_JSON;
 use crate::report::html;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ReportArgs {
+    #[command(subcommand)]
+    command: Option<ReportCommand>,
     /// The run: a run id, a unique prefix, or `latest` (default).
     #[arg(default_value = "latest")]
     run: String,
@@ -23,7 +27,26 @@ pub struct ReportArgs {
     db: DbArg,
 }
 
+#[derive(Subcommand, Debug)]
+enum ReportCommand {
+    /// Merge the results of a pipeline's shards (`metalab run --shard I/N`) into one.
+    ///
+    /// Writes one results.json, junit.xml and report/index.html to --out, with every shard's
+    /// logs beside them, and says which shards are missing or overlap. Exits with the worst of
+    /// the shards' exit codes: 3 when a shard is missing, 2 when shards overlap or come from
+    /// different splits.
+    ///
+    /// Examples:
+    ///   metalab report merge shard-1/artifacts shard-2/artifacts
+    ///   metalab report merge downloads/ --out merged
+    #[command(verbatim_doc_comment)]
+    Merge(super::merge::MergeArgs),
+}
+
 pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<Status, Failure> {
+    if let Some(ReportCommand::Merge(merge)) = args.command {
+        return super::merge::merge(config, merge, &args.db);
+    }
     let settings = settings(config, &args.db)?;
     let direct = settings.artifacts.join(&args.run).join(RESULTS_JSON);
     let record = if direct.is_file() {

@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Failure, bench, lab};
+use super::{Failure, bench, lab, shard};
 use crate::exit::Status;
 use crate::gate::BaselineSpec;
 use crate::ids::RunId;
 use crate::report::files::ResultFiles;
-use crate::report::record::RunRecord;
+use crate::report::github::{self, GitHubActions};
+use crate::report::record::{RunRecord, ShardRecord};
 use crate::report::terminal::Terminal;
 use crate::report::{self, Reporter};
 use crate::run::event::Events;
 use crate::run::{self, Keep, Plan};
+use crate::shard::ShardSpec;
 use crate::signal::Shutdown;
 use crate::suite::{self, Suite};
 
@@ -36,6 +38,16 @@ pub struct RunArgs {
     /// otherwise passed.
     #[arg(long, value_name = "BASELINE")]
     baseline: Option<BaselineSpec>,
+    /// Run only shard I of N (1 ≤ I ≤ N) of the selected suites, for N CI machines: a stable
+    /// share, balanced by the suites' durations in the history (by name where it has none).
+    /// `metalab report merge` joins the shards' results.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<ShardSpec>,
+    /// Balance --shard by the suite durations in FILE, a results.json (e.g. the last merged
+    /// run's) or a history database, instead of this host's history. Every shard must read the
+    /// same durations, or shards may overlap (`report merge` says so).
+    #[arg(long, value_name = "FILE", requires = "shard")]
+    shard_durations: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -49,11 +61,22 @@ pub struct UpArgs {
 
 pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure> {
     let lab = lab::load(config).await?;
-    let selected = select(&lab.suites, &args.suites)?;
+    let mut selected = select(&lab.suites, &args.suites)?;
+    let junit = args.junit.into_iter().collect();
+    let shard = match args.shard {
+        Some(spec) => {
+            let share = shard::plan(&lab, spec, args.shard_durations.as_deref(), &selected)?;
+            selected.retain(|s| share.suites.contains(&s.name));
+            Some(share)
+        }
+        None => None,
+    };
+    if let Some(share) = shard.as_ref().filter(|s| s.suites.is_empty()) {
+        return Ok(shard::empty(&lab, share.clone(), junit).await);
+    }
     let vms = needed_vms(&lab.machines, &selected);
     let keep = args.keep_on_failure.map_or(Keep::Never, Keep::OnFailure);
-    let junit = args.junit.into_iter().collect();
-    execute(lab, selected, vms, keep, junit, args.baseline).await
+    execute(lab, selected, vms, keep, junit, args.baseline, shard).await
 }
 
 pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> {
@@ -71,6 +94,7 @@ pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> 
         vms,
         Keep::Always(args.keep),
         Vec::new(),
+        None,
         None,
     )
     .await
@@ -98,6 +122,7 @@ async fn execute(
     keep: Keep,
     junit: Vec<PathBuf>,
     baseline: Option<BaselineSpec>,
+    shard: Option<ShardRecord>,
 ) -> Result<Status, Failure> {
     let shutdown = Shutdown::install().map_err(|e| {
         Failure::new(
@@ -109,11 +134,23 @@ async fn execute(
     let provider =
         crate::provider::from_config(&lab.config, &lab.state).map_err(Failure::from_error)?;
     let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
-    let record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
+    let mut record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
+    if let Some(share) = shard {
+        record.notices.push(format!(
+            "shard {} of the suites {}, balanced by {}",
+            share.label(),
+            share.selected.join(", "),
+            share.balanced_by
+        ));
+        record.shard = Some(share);
+    }
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(Terminal::new(record.clone(), run_dir.clone())),
         Box::new(ResultFiles::new(run_dir.clone(), record.clone(), junit)),
     ];
+    if github::active() {
+        reporters.push(Box::new(GitHubActions::from_env(record.clone(), &suites)));
+    }
     // A lab brought up for debugging (no suites) has nothing for the history.
     let (history_reporters, gate) = if suites.is_empty() {
         Default::default()

@@ -1,11 +1,14 @@
 //! Reporters: each consumes the run's event stream and renders it one way. None of them reaches
-//! back into the engine; a run with no reporters at all behaves the same.
+//! back into the engine; a run with no reporters at all behaves the same. [`merge`] makes one
+//! record of several runs' (a pipeline's shards) for the same renderers.
 
 pub mod files;
 pub mod gate;
+pub mod github;
 pub mod history;
 pub mod html;
 pub mod junit;
+pub mod merge;
 pub mod record;
 pub mod summary;
 pub mod terminal;

@@ -36,6 +36,31 @@ pub struct RunRecord {
     pub phases: Vec<PhaseRecord>,
     pub suites: Vec<SuiteRecord>,
     pub notices: Vec<String>,
+    /// Set when the run was one shard of several (`metalab run --shard I/N`): which one, and
+    /// the whole split, so `metalab report merge` can tell a missing or overlapping shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+}
+
+/// One shard's place in its split.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardRecord {
+    /// 1-based: shard `index` of `count`.
+    pub index: u32,
+    pub count: u32,
+    /// The suites this shard was given.
+    pub suites: Vec<String>,
+    /// Every suite the split shared out, over all shards.
+    pub selected: Vec<String>,
+    /// What the shares were balanced by, e.g. the durations source.
+    pub balanced_by: String,
+}
+
+impl ShardRecord {
+    /// `1/2`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.index, self.count)
+    }
 }
 
 /// The base box a run used: name, version, and the sha256 of the `.box` file.
@@ -192,6 +217,7 @@ impl RunRecord {
             phases: Vec::new(),
             suites: Vec::new(),
             notices: Vec::new(),
+            shard: None,
         }
     }
 

@@ -1,0 +1,87 @@
+//! `metalab run --shard I/N`: which suites this shard runs (see [`crate::shard`] for the
+//! split), and the run of a shard that got none.
+
+use std::path::{Path, PathBuf};
+
+use super::{Failure, lab};
+use crate::exit::Status;
+use crate::ids::RunId;
+use crate::report::files::ResultFiles;
+use crate::report::github::{self, GitHubActions};
+use crate::report::record::{RunRecord, ShardRecord};
+use crate::report::terminal::Terminal;
+use crate::report::{self, Reporter};
+use crate::run::event::{EventKind, Events};
+use crate::shard::{Durations, ShardSpec};
+use crate::suite::Suite;
+
+/// This shard's share of `selected`, balanced by the durations in `durations` (else in the
+/// lab's history); says which suites it got and why.
+pub(super) fn plan(
+    lab: &lab::Lab,
+    spec: ShardSpec,
+    durations: Option<&Path>,
+    selected: &[Suite],
+) -> Result<ShardRecord, Failure> {
+    let durations = match durations {
+        Some(path) => Durations::read(path)
+            .map_err(|e| Failure::new(Status::BadInput, format!("--shard-durations: {e:#}")))?,
+        None => history_durations(lab),
+    };
+    let names: Vec<String> = selected.iter().map(|s| s.name.clone()).collect();
+    let share = crate::shard::assign(spec, &names, &durations);
+    eprintln!(
+        "shard    {spec}: {} of {} suite(s), balanced by {}",
+        if share.suites.is_empty() {
+            "none".to_string()
+        } else {
+            share.suites.join(", ")
+        },
+        names.len(),
+        share.balanced_by
+    );
+    Ok(share)
+}
+
+/// The durations in the lab's history; none (a split by name) when it has none or cannot be
+/// read, which is said.
+fn history_durations(lab: &lab::Lab) -> Durations {
+    let db = (lab.config.history_path.clone())
+        .unwrap_or_else(|| crate::history::default_path(&lab.state));
+    Durations::from_history_file(&db).unwrap_or_else(|e| {
+        eprintln!("metalab: warning: the split is by name: {e:#}");
+        Durations::none(&format!("the history {} unreadable", db.display()))
+    })
+}
+
+/// A shard that got no suites starts nothing: it writes empty results and passes.
+pub(super) async fn empty(lab: &lab::Lab, share: ShardRecord, junit: Vec<PathBuf>) -> Status {
+    let run_id = RunId::generate();
+    let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
+    let mut record = RunRecord::new(run_id, "none".into(), chrono::Utc::now());
+    record.shard = Some(share.clone());
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(Terminal::new(record.clone(), run_dir.clone())),
+        Box::new(ResultFiles::new(run_dir.clone(), record.clone(), junit)),
+    ];
+    if github::active() {
+        reporters.push(Box::new(GitHubActions::from_env(record, &[])));
+    }
+    let (events, rx) = Events::channel();
+    let reporting = tokio::spawn(report::drive(rx, reporters));
+    events.emit(EventKind::Notice {
+        message: format!(
+            "shard {} has no suites: {} suite(s) over {} shards leave none for it",
+            share.label(),
+            share.selected.len(),
+            share.count
+        ),
+    });
+    events.emit(EventKind::RunFinished {
+        status: Status::Passed,
+        duration: std::time::Duration::ZERO,
+    });
+    drop(events);
+    let _ = reporting.await;
+    Status::Passed
+}

