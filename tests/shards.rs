@@ -94,6 +94,7 @@ fn timed_run(n: u32, suites: &[(&str, u64)]) -> RunRecord {
     r.suites = suites
         .iter()
         .map(|(name, secs)| SuiteRecord {
+            snapshot: None,
             name: name.to_string(),
             duration: Duration::from_secs(*secs),
             error: None,
@@ -530,6 +531,7 @@ fn the_github_reporter_annotates_failures_and_writes_a_summary() {
     let bench = run(1, samples(2.8, 5, 1)).suites[0].benchmarks[0].clone();
     for kind in [
         EventKind::SuiteStarted {
+            snapshot: None,
             suite: "policy".into(),
             tests: 2,
             benchmarks: 0,
@@ -541,6 +543,7 @@ fn the_github_reporter_annotates_failures_and_writes_a_summary() {
             Some("output does not match /dropped/\nsee the log"),
         )),
         EventKind::SuiteStarted {
+            snapshot: None,
             suite: "throughput".into(),
             tests: 0,
             benchmarks: 1,
