@@ -232,8 +232,7 @@ impl Lane<'_> {
                 Err(Stop::Infra { .. }) => Status::InfraError,
                 Err(Stop::Signal(sig)) => sig.status(),
             };
-            let final_status = if retry { Status::Passed } else { status };
-            if let Err(e) = self.teardown(final_status).await {
+            if let Err(e) = self.teardown(status, retry).await {
                 self.ctx.events.emit(EventKind::Notice { message: e });
                 return status.worst(Status::InfraError);
             }

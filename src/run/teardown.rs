@@ -30,17 +30,19 @@ done";
 impl Lane<'_> {
     /// Tears down what the lane created, unless the plan keeps it. Returns an error when
     /// something could not be removed.
-    pub(super) async fn teardown(&self, status: Status) -> Result<(), String> {
+    /// `retrying`: fresh VMs come next, so nothing is kept.
+    pub(super) async fn teardown(&self, status: Status, retrying: bool) -> Result<(), String> {
         let created = self.res.created.lock().expect("not poisoned").take();
         let Some(created) = created else {
             return Ok(());
         };
-        if let Some(until) = self.keep_until(status) {
+        if let Some(until) = self.keep_until(status).filter(|_| !retrying) {
             return self.keep(created, until).await;
         }
         let scope = self.scope();
-        if self.ctx.shutdown.signal().is_none() {
-            // A signal arriving meanwhile cuts the collection short: the VMs must go first.
+        // Diagnostics are for failures: a passing lane's VMs have nothing to explain. A signal
+        // skips them, and one arriving meanwhile cuts them short: the VMs must go first.
+        if status != Status::Passed && self.ctx.shutdown.signal().is_none() {
             let collect =
                 self.ctx
                     .phase(Phase::Collect, &scope, "diagnostics from every VM", |log| {
