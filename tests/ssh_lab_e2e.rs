@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use common::relay::Relay;
 use common::sshd::Sshd;
-use common::{ScratchLab, leftovers, repo, text, vm_slot};
+use common::{ScratchLab, leftovers, repo, text, vm_slot, vm_slots};
 
 /// The remote host's metalab state directory: not the local one, so nothing is shared by
 /// accident.
@@ -105,7 +105,7 @@ fn a_host_key_that_does_not_match_known_hosts_is_refused() {
 
 #[test]
 fn a_dropped_connection_mid_test_is_an_infrastructure_error_and_the_vms_still_go() {
-    let _slot = vm_slot();
+    let _slot = vm_slots(1);
     let sshd = Sshd::start();
     let relay = Relay::start(sshd.port);
     let known = sshd.known_hosts(relay.port);

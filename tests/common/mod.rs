@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 
 pub mod relay;
 pub mod sshd;
@@ -81,10 +81,36 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// Tests that boot VMs take this lock: the host fits two VMs at a time, and one run may use both.
-pub fn vm_slot() -> MutexGuard<'static, ()> {
-    static SLOT: Mutex<()> = Mutex::new(());
-    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+/// VMs this host runs at once: two (2 cores, TCG). Tests take as many slots as VMs they boot,
+/// so two one-VM tests can run side by side and a two-VM test runs alone.
+const HOST_VM_SLOTS: usize = 2;
+
+static SLOTS: Mutex<usize> = Mutex::new(0);
+static FREED: Condvar = Condvar::new();
+
+/// Slots held by a test, given back when dropped.
+pub struct VmSlots(usize);
+
+impl Drop for VmSlots {
+    fn drop(&mut self) {
+        *SLOTS.lock().unwrap_or_else(|e| e.into_inner()) -= self.0;
+        FREED.notify_all();
+    }
+}
+
+/// Waits until `vms` VMs fit next to what other tests of this binary run.
+pub fn vm_slots(vms: usize) -> VmSlots {
+    let mut used = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+    while *used + vms > HOST_VM_SLOTS {
+        used = FREED.wait(used).unwrap_or_else(|e| e.into_inner());
+    }
+    *used += vms;
+    VmSlots(vms)
+}
+
+/// A test that boots up to two VMs: it runs alone.
+pub fn vm_slot() -> VmSlots {
+    vm_slots(HOST_VM_SLOTS)
 }
 
 fn virsh(args: &str) -> String {
