@@ -122,9 +122,27 @@ pub async fn snapshot(host: &dyn Transport, domain: &str, name: &str) -> anyhow:
     run_checked(host, &script).await
 }
 
-/// Puts a running domain back to a snapshot taken by [`snapshot`]. Its QEMU process restarts,
-/// so SSH connections to it die.
+/// Puts a running domain back to a snapshot taken by [`snapshot`], and its SSH connections die.
+///
+/// `virsh snapshot-revert` restarts the domain's QEMU process to load the snapshot (about 2 s
+/// here, more than the load itself), so the snapshot is loaded in place through the QEMU monitor
+/// instead (`loadvm`: about 0.2 s, disks and memory alike). libvirt marks the domain as tainted by
+/// a monitor command, which matters nothing for a throw-away VM. Where the monitor refuses, the
+/// libvirt way still works.
 pub async fn revert(host: &dyn Transport, domain: &str, name: &str) -> anyhow::Result<()> {
+    let loadvm = format!(
+        "{VIRSH} qemu-monitor-command {} --hmp {}",
+        sh_quote(domain),
+        sh_quote(&format!("loadvm {name}"))
+    );
+    let mut out = Collect::default();
+    let outcome = host
+        .exec(&Command::new(&loadvm, TIMEOUT).sudo(true), &mut out)
+        .await?;
+    // HMP reports its errors as output, with a zero exit status.
+    if outcome.success() && out.stdout_text().trim().is_empty() {
+        return Ok(());
+    }
     let script = format!(
         "{VIRSH} snapshot-revert {} {} --running",
         sh_quote(domain),

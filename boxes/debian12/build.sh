@@ -45,14 +45,18 @@ in_root chown -R vagrant:vagrant /home/vagrant/.ssh
 printf 'UseDNS no\nGSSAPIAuthentication no\n' > "$ROOT/etc/ssh/sshd_config.d/metalab.conf"
 # DHCP on every NIC through systemd-networkd, which Vagrant's debian guest plugin knows.
 # ClientIdentifier=mac: clones of one image must not share a DHCP client id, or dnsmasq hands
-# every VM the same lease and the second VM never gets an address.
+# every VM the same lease and the second VM never gets an address. UseHostname=no: the hostname
+# comes from the kernel command line.
 mkdir -p "$ROOT/etc/systemd/network"
-printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nClientIdentifier=mac\n' \
+printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nClientIdentifier=mac\nUseHostname=no\n' \
   > "$ROOT/etc/systemd/network/99-dhcp.network"
 # Each VM generates its own machine-id at first boot.
 : > "$ROOT/etc/machine-id"; rm -f "$ROOT/var/lib/dbus/machine-id"
-# Fresh host keys at first boot, not one set baked into every VM.
+# Fresh host keys at first boot, not one set baked into every VM: ed25519 only, since every
+# key type costs seconds to generate under TCG (RSA over ten) and delays SSH by as much. Vagrant's
+# net-ssh (with Debian's ruby-ed25519), OpenSSH and russh all take ed25519 host keys.
 rm -f "$ROOT"/etc/ssh/ssh_host_*
+printf 'HostKey /etc/ssh/ssh_host_ed25519_key\n' >> "$ROOT/etc/ssh/sshd_config.d/metalab.conf"
 cat > "$ROOT/etc/systemd/system/ssh-hostkeys.service" <<'UNIT'
 [Unit]
 Description=Generate SSH host keys at first boot
@@ -60,15 +64,29 @@ Before=ssh.service
 ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
 [Install]
 WantedBy=multi-user.target
 UNIT
 in_root systemctl enable ssh-hostkeys.service systemd-networkd.service ssh.service >/dev/null 2>&1
-# Services a throw-away lab VM does not need; each costs boot time under TCG.
+# Units a throw-away lab VM does not need; under TCG each costs a second or more of boot.
 in_root systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
   e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer systemd-timesyncd.service \
+  systemd-random-seed.service systemd-pstore.service kmod-static-nodes.service \
+  systemd-update-utmp.service systemd-update-utmp-runlevel.service systemd-journal-flush.service \
+  dev-hugepages.mount dev-mqueue.mount sys-kernel-debug.mount sys-kernel-tracing.mount \
+  sys-kernel-config.mount sys-fs-fuse-connections.mount \
+  modprobe@drm.service modprobe@efi_pstore.service modprobe@fuse.service modprobe@loop.service \
+  modprobe@dm_mod.service modprobe@configfs.service \
+  systemd-logind.service dbus.service dbus.socket getty@tty1.service \
   >/dev/null 2>&1 || true
+# (Without logind and D-Bus, an SSH login starts no `systemd --user` either; pam_systemd is
+# optional in Debian's PAM stack, so logins still work.)
+# The journal lives in memory: nothing to flush to disk at boot, nothing kept after the VM.
+mkdir -p "$ROOT/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' > "$ROOT/etc/systemd/journald.conf.d/metalab.conf"
+# The hostname comes from the kernel command line (systemd.hostname=); myhostname resolves it.
+sed -i 's/^hosts:.*/hosts:          files myhostname dns/' "$ROOT/etc/nsswitch.conf"
 echo 'nameserver 192.168.121.1' > "$ROOT/etc/resolv.conf"
 # A small initrd with just the virtio drivers that find /dev/vda: faster to load under TCG.
 printf 'virtio_pci\nvirtio_blk\nvirtio_net\n' >> "$ROOT/etc/initramfs-tools/modules"

@@ -493,20 +493,28 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)
 }
 
-/// The VM's address inside the lane's private subnet (`10.77.<n>.x`).
+/// The VM's address inside the lane's private subnet (`10.77.<n>.x`). The lab network hands it
+/// out by DHCP during boot, possibly a moment after the management address SSH came in on.
 async fn private_address(vm: &dyn Transport, subnet: &str) -> anyhow::Result<Option<String>> {
-    let mut out = Collect::default();
-    vm.exec(
-        &Command::new("ip -o -4 addr show", Duration::from_secs(30)),
-        &mut out,
-    )
-    .await?;
     let prefix = format!("{subnet}.");
-    Ok(out
-        .stdout_text()
-        .split_whitespace()
-        .find(|w| w.starts_with(&prefix))
-        .map(|w| w.split('/').next().unwrap_or(w).to_string()))
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut out = Collect::default();
+        vm.exec(
+            &Command::new("ip -o -4 addr show", Duration::from_secs(30)),
+            &mut out,
+        )
+        .await?;
+        let found = out
+            .stdout_text()
+            .split_whitespace()
+            .find(|w| w.starts_with(&prefix))
+            .map(|w| w.split('/').next().unwrap_or(w).to_string());
+        if found.is_some() || Instant::now() >= deadline {
+            return Ok(found);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[cfg(test)]
