@@ -290,6 +290,28 @@ fn a_planted_regression_is_flagged_and_exits_4() {
 }
 
 #[test]
+fn a_run_within_the_run_to_run_noise_is_unchanged_and_one_beyond_it_regressed() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    // Runs that drift as whole runs do under TCG, each one steady within itself.
+    for (n, level) in [(1, 2.2), (2, 2.8), (3, 2.5), (4, 2.3), (5, 2.9)] {
+        h.insert(&run(n, samples(level, 5, n))).expect("insert");
+    }
+    // Below most baseline samples (the rank test alone would call it a regression), but no
+    // further from the runs' medians than they are from each other.
+    let drift = judge(&h, &run(6, samples(2.25, 5, 6)), &Options::default());
+    assert_eq!(drift.verdict, Verdict::Unchanged, "{drift:?}");
+    let why = drift.reason.expect("says why");
+    assert!(why.contains("within the run-to-run noise"), "{why}");
+    let c = drift.comparison.expect("compared");
+    assert!(c.p_value < 0.05, "the samples alone differ: {c:?}");
+    // Half the throughput is beyond anything these runs do by themselves.
+    let halved = judge(&h, &run(6, samples(1.2, 5, 6)), &Options::default());
+    assert_eq!(halved.verdict, Verdict::Regressed, "{halved:?}");
+}
+
+#[test]
 fn samples_from_the_same_distribution_are_unchanged() {
     let dir = scratch();
     let db = dir.path().join("history.sqlite");

@@ -16,6 +16,8 @@ use common::{ScratchLab, leftovers, repo, text, vm_slot, vm_slots};
 /// The remote host's metalab state directory: not the local one, so nothing is shared by
 /// accident.
 const REMOTE_HOME: &str = "/var/lib/metalab-remote";
+/// The second inventory host's, in the test with two hosts.
+const REMOTE_HOME_B: &str = "/var/lib/metalab-remote-b";
 
 fn ssh_config(port: u16, sshd: &Sshd, known_hosts: &Path) -> String {
     format!(
@@ -138,4 +140,82 @@ fn a_dropped_connection_mid_test_is_an_infrastructure_error_and_the_vms_still_go
         Vec::<String>::new(),
         "{shown}"
     );
+}
+
+#[test]
+fn suites_are_spread_over_two_inventory_hosts_and_merged_into_one_report() {
+    let _slot = vm_slot();
+    let sshd = Sshd::start();
+    let known = sshd.known_hosts(sshd.port);
+    // Two inventory hosts, each with room for one VM: the same sshd under two names and state
+    // directories, which is all that tells two machines apart to metalab.
+    let second = format!(
+        "\n[[provider.hosts]]\nname = \"second\"\naddress = \"127.0.0.1\"\nport = {}\n\
+         user = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\nhome = \"{REMOTE_HOME_B}\"\n",
+        sshd.port,
+        sshd.client_key().display(),
+        known.display()
+    );
+    let config = format!(
+        "{}{second}\n[capacity]\nvms = 1\n",
+        ssh_config(sshd.port, &sshd, &known)
+    );
+    let lab = ScratchLab::new(&config, &[]);
+    let suites = lab.path().join("suites");
+    for (from, to) in [("lib", "lib"), ("policy", "policy"), ("policy", "policy-b")] {
+        copy_dir(&repo().join("suites").join(from), &suites.join(to));
+    }
+    let out = lab.metalab(&["run"]).output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let results = lab.results();
+    assert_eq!(results["host"], "ssh: loopback, second");
+    // One report with both suites, each run on a host of its own.
+    let suites: Vec<&str> = results["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(suites, ["policy", "policy-b"], "{shown}");
+    // Room for one VM per host: the two lanes can only have gone one to each host.
+    for host in ["loopback", "second"] {
+        let on_host = format!(" on {host}");
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.contains("1 VM(s), 640 MiB each") && l.ends_with(&on_host)),
+            "no lane on {host}: {shown}"
+        );
+    }
+    for home in [REMOTE_HOME, REMOTE_HOME_B] {
+        assert!(
+            shown.contains(&format!("lab synced to {home}/labs/")),
+            "{home}: {shown}"
+        );
+    }
+    let junit = lab.junit();
+    assert!(
+        junit.contains(r#"<testsuite name="policy""#)
+            && junit.contains(r#"<testsuite name="policy-b""#)
+    );
+    let run_id = results["run_id"].as_str().unwrap();
+    assert_eq!(
+        leftovers(run_id, Path::new(REMOTE_HOME)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        leftovers(run_id, Path::new(REMOTE_HOME_B)),
+        Vec::<String>::new()
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

@@ -9,7 +9,7 @@ use crate::history::{
 };
 use crate::ids::RunId;
 use crate::report::record::{Conditions, MetricSamples, RunRecord};
-use crate::stats::{self, ChangePointConfig, Comparison, Verdict};
+use crate::stats::{self, ChangePointConfig, Comparison, RunNoiseBand, Verdict};
 use crate::suite::Direction;
 
 /// Judges every benchmark metric of `current` (which need not be in the history yet) against the
@@ -115,7 +115,8 @@ fn judge(
             Some(no_baseline(spec, &other, options, here)),
         )
     } else {
-        compare(subject, &baseline, options.min_effect)
+        let (comparison, verdict, reason) = compare(subject, &baseline, options.min_effect);
+        within_run_noise(comparison, verdict, reason, &chosen)
     };
     let history = history_points(subject, past, &chosen);
     MetricVerdict {
@@ -156,6 +157,33 @@ fn compare(
         }
         Err(e) => (None, Verdict::NotComparable, Some(e.to_string())),
     }
+}
+
+/// A change the samples call significant is still `unchanged` when this run's median lies
+/// where the baseline runs' own medians say one more run may fall by chance (see
+/// [`RunNoiseBand`]): a drift between runs is not a regression.
+fn within_run_noise(
+    comparison: Option<Comparison>,
+    verdict: Verdict,
+    reason: Option<String>,
+    chosen: &[&MetricRun],
+) -> (Option<Comparison>, Verdict, Option<String>) {
+    let runs: Vec<Vec<f64>> = chosen.iter().map(|r| r.samples.clone()).collect();
+    let (Some(mut c), Some(band)) = (comparison.clone(), RunNoiseBand::of_runs(&runs)) else {
+        return (comparison, verdict, reason);
+    };
+    let decided = matches!(verdict, Verdict::Regressed | Verdict::Improved);
+    if !decided || !band.contains(c.current_median) {
+        return (Some(c), verdict, reason);
+    }
+    let why = format!(
+        "within the run-to-run noise: the {} baseline runs put one more run's median between \
+         {:.3} and {:.3} (95%)",
+        band.runs, band.low, band.high
+    );
+    c.verdict = Verdict::Unchanged;
+    c.reason = Some(why.clone());
+    (Some(c), Verdict::Unchanged, Some(why))
 }
 
 /// Same known conditions. Runs that recorded none are comparable with nothing.

@@ -1,7 +1,8 @@
 //! The regression gate: each benchmark metric of a run against a baseline taken from the history.
 //!
 //! A verdict needs both a significant Mann–Whitney U test and a change of at least the minimum
-//! effect ([`crate::stats::compare`]). Numbers measured under different conditions (host, VM
+//! effect ([`crate::stats::compare`]), and, with two or more baseline runs, a median outside what
+//! those runs do by themselves ([`crate::stats::RunNoiseBand`]). Numbers measured under different conditions (host, VM
 //! shape, accelerator, box) are never compared silently: such a metric is `not comparable`
 //! unless the caller allows it, and the comparison then says what differed.
 //!

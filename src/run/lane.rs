@@ -272,10 +272,16 @@ impl Lane<'_> {
         let host = &self.ready.host;
         let claim = subnet::claim(host, &self.vagrant_run_id()).await?;
         let project = self.project(&claim.prefix);
+        // With several hosts, say which one this lane's VMs are on.
+        let on = if self.ready.scope.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", host.name)
+        };
         self.progress(
             Phase::Up,
             format!(
-                "{} VM(s), {} MiB each, {}",
+                "{} VM(s), {} MiB each, {}{on}",
                 self.vms.len(),
                 self.ctx.config.vm.memory,
                 self.ready.accel

@@ -63,6 +63,15 @@ impl Lane<'_> {
         snapshot: &str,
     ) -> Result<(), String> {
         let started = Instant::now();
+        self.ctx.progress(
+            Phase::Snapshot,
+            &self.scope(),
+            format!(
+                "{}: putting {} back to {snapshot}",
+                suite.name,
+                suite.vms.join(", ")
+            ),
+        );
         let jobs = vms
             .iter()
             .filter(|v| suite.vms.contains(&v.name))

@@ -8,6 +8,7 @@
 //! - [`Summary`]: describe one metric's samples (median, spread, bootstrap CI, outliers).
 //! - [`mann_whitney_u`]: rank test for "do these two sets of samples differ?".
 //! - [`compare`]: the regression gate's verdict for a run against a baseline.
+//! - [`RunNoiseBand`]: how far a run's median may stray from earlier runs' by chance.
 //! - [`change_points`]: where a metric's history shifted (E-divisive with means).
 //! - [`quantile`]: the one quantile definition used throughout (type 7).
 
@@ -21,6 +22,7 @@ mod mann_whitney;
 mod normal;
 mod outliers;
 mod quantile;
+mod run_noise;
 mod summary;
 #[cfg(test)]
 mod test_data;
@@ -34,6 +36,7 @@ pub use mann_whitney::{
 };
 pub use outliers::{Outlier, TukeyFences};
 pub use quantile::quantile;
+pub use run_noise::RunNoiseBand;
 pub use summary::Summary;
 
 /// Seed used by default for every random step (bootstrap resampling, permutation

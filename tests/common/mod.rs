@@ -135,8 +135,12 @@ pub fn leftovers(run_id: &str, lab_dir: &Path) -> Vec<String> {
     .filter(|l| l.contains(run_id))
     .map(|l| l.trim().to_string())
     .collect();
-    // Vagrant's index of both the local state directory and the "remote" one of the SSH tests.
-    for home in ["/var/lib/metalab", "/var/lib/metalab-remote"] {
+    // Vagrant's index of the local state directory and the "remote" ones of the SSH tests.
+    for home in [
+        "/var/lib/metalab",
+        "/var/lib/metalab-remote",
+        "/var/lib/metalab-remote-b",
+    ] {
         let status = Command::new("vagrant")
             .args(["global-status", "--prune"])
             .env("VAGRANT_HOME", format!("{home}/vagrant.d"))
