@@ -65,6 +65,29 @@ impl LabState {
         labs
     }
 
+    /// The newest running lab (of `run`, when given) that has `vm`. Looks at run directories
+    /// newest first and stops at the first match: `metalab exec` pays for this on every call,
+    /// and a state directory keeps every run's journal.
+    pub fn newest_with_vm(state: &StateDir, run: Option<&RunId>, vm: &str) -> Option<LabState> {
+        let mut ids: Vec<RunId> = match run {
+            Some(id) => vec![id.clone()],
+            None => std::fs::read_dir(state.runs())
+                .ok()?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| RunId::parse(&e.file_name().to_string_lossy()))
+                .collect(),
+        };
+        ids.sort_by(|a, b| b.cmp(a));
+        ids.iter().find_map(|id| {
+            state
+                .run(id)
+                .lab_states()
+                .iter()
+                .filter_map(|path| LabState::load(path).ok())
+                .find(|l| l.vm(vm).is_some())
+        })
+    }
+
     /// The prefix of every libvirt name of this lab.
     pub fn prefix(&self) -> String {
         let run = self.run_id.resource_prefix();

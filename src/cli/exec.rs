@@ -87,22 +87,21 @@ pub async fn serve(run: String) -> Result<Status, Failure> {
 }
 
 pub(super) fn find_lab(state: &StateDir, run: Option<&str>, vm: &str) -> Result<LabState, Failure> {
-    let labs = LabState::all(state);
     let wanted = super::parse_run(run)?;
-    let found = labs
+    if let Some(lab) = LabState::newest_with_vm(state, wanted.as_ref(), vm) {
+        return Ok(lab);
+    }
+    let running: Vec<String> = LabState::all(state)
         .iter()
-        .filter(|l| wanted.as_ref().is_none_or(|w| &l.run_id == w))
-        .find(|l| l.vm(vm).is_some());
-    found.cloned().ok_or_else(|| {
-        let running: Vec<String> = labs.iter().map(super::describe_lab).collect();
-        let hint = if running.is_empty() {
-            "no lab is running; start one with `metalab up`".to_string()
-        } else {
-            format!("running labs: {}", running.join("; "))
-        };
-        Failure::new(
-            Status::BadInput,
-            format!("no running lab has a VM `{vm}`: {hint}"),
-        )
-    })
+        .map(super::describe_lab)
+        .collect();
+    let hint = if running.is_empty() {
+        "no lab is running; start one with `metalab up`".to_string()
+    } else {
+        format!("running labs: {}", running.join("; "))
+    };
+    Err(Failure::new(
+        Status::BadInput,
+        format!("no running lab has a VM `{vm}`: {hint}"),
+    ))
 }

@@ -305,7 +305,8 @@ impl RunPage<'_> {
         }
         let mut out = format!(
             "<section id=\"benchmarks\"><h2>Benchmarks</h2><p class=\"dim\">Compared with {} \
-             (minimum effect {}, Mann–Whitney U at α = {}).</p>\n",
+             (minimum effect {}, Mann–Whitney U at α = {}, beyond the run-to-run noise of two or \
+             more baseline runs).</p>\n",
             esc(&self
                 .gate
                 .baseline
