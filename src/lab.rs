@@ -52,32 +52,22 @@ impl LabState {
 
     /// Every lab with a record on this host, newest first.
     pub fn all(state: &StateDir) -> Vec<LabState> {
-        let Ok(entries) = std::fs::read_dir(state.runs()) else {
-            return Vec::new();
-        };
-        let mut labs: Vec<LabState> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| RunId::parse(&e.file_name().to_string_lossy()))
-            .flat_map(|id| state.run(&id).lab_states())
+        state
+            .run_ids()
+            .iter()
+            .flat_map(|id| state.run(id).lab_states())
             .filter_map(|path| LabState::load(&path).ok())
-            .collect();
-        labs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
-        labs
+            .collect()
     }
 
     /// The newest running lab (of `run`, when given) that has `vm`. Looks at run directories
     /// newest first and stops at the first match: `metalab exec` pays for this on every call,
     /// and a state directory keeps every run's journal.
     pub fn newest_with_vm(state: &StateDir, run: Option<&RunId>, vm: &str) -> Option<LabState> {
-        let mut ids: Vec<RunId> = match run {
+        let ids = match run {
             Some(id) => vec![id.clone()],
-            None => std::fs::read_dir(state.runs())
-                .ok()?
-                .filter_map(|e| e.ok())
-                .filter_map(|e| RunId::parse(&e.file_name().to_string_lossy()))
-                .collect(),
+            None => state.run_ids(),
         };
-        ids.sort_by(|a, b| b.cmp(a));
         ids.iter().find_map(|id| {
             state
                 .run(id)

@@ -70,7 +70,7 @@ pub async fn survey(
             }
         }
     }
-    for id in journaled_runs(state) {
+    for id in state.run_ids() {
         by_run.entry(id).or_default();
     }
     Ok(by_run
@@ -87,17 +87,6 @@ pub async fn survey(
         })
         .filter(|f| !f.is_empty())
         .collect())
-}
-
-/// Runs with a journal in the state directory.
-fn journaled_runs(state: &StateDir) -> Vec<RunId> {
-    let Ok(entries) = std::fs::read_dir(state.runs()) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| RunId::parse(&e.file_name().to_string_lossy()))
-        .collect()
 }
 
 /// Vagrant projects on `host` that the run's journal says were created and not torn down.

@@ -65,6 +65,19 @@ impl StateDir {
         self.root.join("runs")
     }
 
+    /// The runs with a directory here, newest first (run ids sort by their start time).
+    pub fn run_ids(&self) -> Vec<RunId> {
+        let Ok(entries) = std::fs::read_dir(self.runs()) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<RunId> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| RunId::parse(&e.file_name().to_string_lossy()))
+            .collect();
+        ids.sort_by(|a, b| b.cmp(a));
+        ids
+    }
+
     pub fn run(&self, id: &RunId) -> RunDir {
         RunDir {
             root: self.runs().join(id.as_str()),
