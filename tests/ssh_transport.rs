@@ -32,11 +32,7 @@ async fn output_streams_and_exit_codes_come_back() {
         .unwrap();
     assert_eq!(o.exit, Exit::Code(3));
     assert_eq!(out.stdout_text(), "out\n");
-    assert_eq!(
-        out.stderr_text(),
-        "err\n",
-        "the pid report must not reach the output"
-    );
+    assert_eq!(out.stderr_text(), "err\n");
     // One connection serves many commands.
     for i in 0..5 {
         let mut out = Collect::default();
@@ -68,12 +64,18 @@ async fn env_cwd_and_stdin_reach_the_remote_command() {
 }
 
 #[tokio::test]
-async fn a_timeout_kills_the_remote_process_group() {
+async fn a_timeout_kills_the_remote_process_group_and_what_left_it() {
     let sshd = Sshd::start();
     let pins = tempfile::tempdir().unwrap();
     let s = connect(&sshd, &pins).await;
     let marker = sshd.dir.path().join("survived");
-    let script = format!("(sleep 2; touch {}) & sleep 60", marker.display());
+    let escaped = sshd.dir.path().join("escaped");
+    // A child in the background, and one in a session of its own (outside the process group).
+    let script = format!(
+        "(sleep 2; touch {}) & setsid sh -c 'sleep 2; touch {}' & sleep 60",
+        marker.display(),
+        escaped.display()
+    );
     let o = s
         .exec(
             &Command::new(script, Duration::from_secs(1)),
@@ -88,6 +90,10 @@ async fn a_timeout_kills_the_remote_process_group() {
     assert!(
         !marker.exists(),
         "a process of the timed-out command survived"
+    );
+    assert!(
+        !escaped.exists(),
+        "a process that left the command's process group survived"
     );
 }
 

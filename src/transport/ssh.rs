@@ -1,10 +1,11 @@
 //! A native SSH session (russh): one connection per machine for all of its commands, instead of
 //! an `ssh` or `vagrant ssh -c` process per command.
 //!
-//! Commands run under `timeout --kill-after`, which puts them in a process group of their own and
-//! kills that group when the time is up, so a timeout really stops the remote command. The
-//! server's host key is checked against a pin file: the first connection records it and every
-//! later one (including `metalab exec` from another process) must see the same key.
+//! Every command carries a tag (a variable in its command line and environment). A timeout finds
+//! the command's processes by that tag and kills their process groups, so it really stops the
+//! remote command. The server's host key is checked against a pin file: the first connection
+//! records it and every later one (including `metalab exec` from another process) must see the
+//! same key.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -303,30 +304,31 @@ impl SshSession {
         }
     }
 
-    /// The remote command line. Its first act reports the login shell's pid on stderr: sshd makes
-    /// that shell a session and process-group leader, so a timeout can kill the whole group
-    /// through a second channel. No extra process is spawned for a plain command, which matters
-    /// when every spawn inside a TCG guest costs tens of milliseconds.
-    fn command_line(&self, cmd: &Command) -> String {
-        let report = format!("printf '{PID_TAG}%s\\n' $$ >&2; ");
+    /// The remote command line: the command, with its tag exported first. sshd runs it in a new
+    /// session whose leader is the login shell, so the tag marks every process group the command
+    /// starts. Nothing extra is spawned or written, which matters when every spawn inside a TCG
+    /// guest costs tens of milliseconds and every extra packet from its sshd a few.
+    fn command_line(&self, cmd: &Command, tag: &str) -> String {
+        let export = format!("export {COMMAND_TAG}={tag}\n");
         let plain = cmd.cwd.is_none() && cmd.env.is_empty();
         match (self_sudo(cmd, &self.target), plain) {
-            (false, true) => format!("{report}{}", cmd.script),
-            (false, false) => format!("{report}exec bash -c {}", sh_quote(&cmd.wrapped_script())),
+            (false, true) => format!("{export}{}", cmd.script),
+            (false, false) => format!("{export}exec bash -c {}", sh_quote(&cmd.wrapped_script())),
             (true, _) => format!(
-                "{report}exec sudo -n bash -c {}",
-                sh_quote(&cmd.wrapped_script())
+                "exec sudo -n bash -c {}",
+                sh_quote(&format!("{export}{}", cmd.wrapped_script()))
             ),
         }
     }
 
-    /// Sends `signal` to the process group led by `pid`, through a channel of its own.
-    async fn signal_group(&self, pid: u32, signal: &str, sudo: bool) {
-        let kill = format!("kill -s {signal} -- -{pid} 2>/dev/null");
+    /// Sends `signal` to every process group of the command tagged `tag`, through a channel of
+    /// its own, as root when the command ran as root.
+    async fn signal_command(&self, tag: &str, signal: &str, sudo: bool) {
         let line = if sudo {
-            format!("sudo -n {kill} || {kill}")
+            let find = sh_quote(&signal_tagged_script(tag, signal));
+            format!("sudo -n sh -c {find} || sh -c {find}")
         } else {
-            kill
+            signal_tagged_script(tag, signal)
         };
         if let Ok(ch) = self.handle.channel_open_session().await {
             let _ = ch.exec(true, line).await;
@@ -336,42 +338,32 @@ impl SshSession {
     }
 }
 
+/// The variable that tags a command's processes.
+const COMMAND_TAG: &str = "METALAB_COMMAND_ID";
+
+/// A tag no other command shares, on this host or any other metalab process.
+fn new_command_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A shell script that signals the process groups of every process whose arguments (the shell
+/// running the command line) or environment (what that shell started, even in a new session)
+/// hold `tag`. The bracket in the pattern keeps the search from finding its own arguments.
+fn signal_tagged_script(tag: &str, signal: &str) -> String {
+    let (head, last) = COMMAND_TAG.split_at(COMMAND_TAG.len() - 1);
+    format!(
+        "grep -lsaz '{head}[{last}]={tag}' /proc/[0-9]*/cmdline /proc/[0-9]*/environ | \
+         while IFS=/ read -r _ _ pid _; do \
+           s=$(cat /proc/$pid/stat 2>/dev/null) || continue; s=${{s##*) }}; set -- $s; echo $3; \
+         done | sort -u | while read -r group; do \
+           [ \"$group\" -gt 1 ] && kill -s {signal} -- -$group 2>/dev/null; \
+         done; true"
+    )
+}
+
 /// Whether to go through sudo: only when root is wanted and the login user is not root.
 fn self_sudo(cmd: &Command, target: &SshTarget) -> bool {
     cmd.sudo && target.user != "root"
-}
-
-/// Marks the line on stderr that reports the remote shell's pid; removed from the output.
-const PID_TAG: &str = "metalab-pid:";
-
-/// Takes the pid report off the front of stderr, passing everything else through.
-#[derive(Default)]
-struct PidReport {
-    pid: Option<u32>,
-    head: Vec<u8>,
-    done: bool,
-}
-
-impl PidReport {
-    /// Returns the stderr bytes that belong to the command.
-    fn feed<'a>(&mut self, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
-        if self.done {
-            return std::borrow::Cow::Borrowed(data);
-        }
-        self.head.extend_from_slice(data);
-        let Some(nl) = self.head.iter().position(|&b| b == b'\n') else {
-            return std::borrow::Cow::Borrowed(&[]);
-        };
-        self.done = true;
-        let line = String::from_utf8_lossy(&self.head[..nl]).into_owned();
-        match line.strip_prefix(PID_TAG) {
-            Some(pid) => {
-                self.pid = pid.trim().parse().ok();
-                std::borrow::Cow::Owned(self.head[nl + 1..].to_vec())
-            }
-            None => std::borrow::Cow::Owned(std::mem::take(&mut self.head)),
-        }
-    }
 }
 
 #[async_trait]
@@ -387,8 +379,9 @@ impl Transport for SshSession {
             .channel_open_session()
             .await
             .map_err(|e| self.dropped(format!("cannot open a channel: {e}")))?;
+        let tag = new_command_tag();
         channel
-            .exec(true, self.command_line(cmd))
+            .exec(true, self.command_line(cmd, &tag))
             .await
             .map_err(|e| self.dropped(format!("cannot start the command: {e}")))?;
         if let Some(source) = &cmd.stdin {
@@ -403,7 +396,6 @@ impl Transport for SshSession {
         }
         let _ = channel.eof().await;
         let mut exit = None;
-        let mut pid = PidReport::default();
         let mut timed_out = false;
         let deadline = tokio::time::sleep(cmd.timeout);
         tokio::pin!(deadline);
@@ -415,12 +407,7 @@ impl Transport for SshSession {
             tokio::select! {
                 msg = channel.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => sink.output(Stream::Stdout, &data),
-                    Some(ChannelMsg::ExtendedData { data, .. }) => {
-                        let rest = pid.feed(&data);
-                        if !rest.is_empty() {
-                            sink.output(Stream::Stderr, &rest);
-                        }
-                    }
+                    Some(ChannelMsg::ExtendedData { data, .. }) => sink.output(Stream::Stderr, &data),
                     Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Exit::Code(exit_status as i32)),
                     Some(ChannelMsg::ExitSignal { signal_name, .. }) => exit = Some(Exit::Signal(signal_text(&signal_name))),
                     Some(_) => {}
@@ -428,15 +415,11 @@ impl Transport for SshSession {
                 },
                 _ = &mut deadline, if !timed_out => {
                     timed_out = true;
-                    if let Some(p) = pid.pid {
-                        self.signal_group(p, "TERM", self_sudo(cmd, &self.target)).await;
-                    }
+                    self.signal_command(&tag, "TERM", self_sudo(cmd, &self.target)).await;
                     kill_at.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
                 }
                 _ = &mut kill_at => {
-                    if let Some(p) = pid.pid {
-                        self.signal_group(p, "KILL", self_sudo(cmd, &self.target)).await;
-                    }
+                    self.signal_command(&tag, "KILL", self_sudo(cmd, &self.target)).await;
                     kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
                 }
                 _ = &mut give_up => {
@@ -600,18 +583,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pid_report_is_taken_off_stderr_even_when_split() {
-        let mut r = PidReport::default();
-        assert!(r.feed(b"metalab-pi").is_empty());
-        assert_eq!(&*r.feed(b"d:4242\nfirst error\n"), b"first error\n");
-        assert_eq!(r.pid, Some(4242));
-        assert_eq!(&*r.feed(b"more"), b"more");
-    }
-
-    #[test]
-    fn stderr_without_a_pid_report_passes_through() {
-        let mut r = PidReport::default();
-        assert_eq!(&*r.feed(b"bash: warning\n"), b"bash: warning\n");
-        assert_eq!(r.pid, None);
+    fn the_signal_script_does_not_match_its_own_arguments() {
+        let script = signal_tagged_script("00ff", "TERM");
+        assert!(script.contains("METALAB_COMMAND_I[D]=00ff"), "{script}");
+        assert!(!script.contains("METALAB_COMMAND_ID=00ff"), "{script}");
     }
 }
