@@ -369,14 +369,13 @@ impl Lane<'_> {
     }
 
     /// One SSH session per VM from `vagrant ssh-config` (read once), through the host when it
-    /// is remote, and the suites copied in.
+    /// is remote, and the suites copied in. The VMs are connected side by side: each handshake
+    /// and copy waits mostly on its own VM's emulated CPU.
     async fn connect(&self, log: PathBuf, project: &Project) -> anyhow::Result<Vec<Vm>> {
         let host = &self.ready.host;
-        let mut sink = LogSink::append(&log);
         let targets = project
             .ssh_config(host.transport.as_ref(), &self.vms)
             .await?;
-        let run_dir = self.ctx.state.run(&self.ctx.run_id);
         let subnet = self
             .res
             .created
@@ -386,51 +385,20 @@ impl Lane<'_> {
             .map(|c| c.claim.prefix.clone())
             .unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(120);
-        let mut vms = Vec::new();
-        let mut states = Vec::new();
-        for (name, target) in targets {
-            let target = self.local_keys(&name, target).await?;
-            sink.note(&format!("{name}: connecting to {}", target.describe()));
-            let policy = HostKeyPolicy::PinFile(run_dir.host_key(&self.vm_key(&name)));
-            let session = Arc::new(
-                SshSession::connect_until(&target, &policy, deadline, host.jump.as_deref()).await?,
-            );
-            self.res
-                .sessions
-                .lock()
-                .expect("not poisoned")
-                .push(session.clone());
-            files::put_dir(
-                session.as_ref(),
-                &self.ctx.config.suites_dir,
-                &format!("{VM_LAB_DIR}/suites"),
-                true,
-                Duration::from_secs(120),
-            )
-            .await?;
-            let private_ip = private_address(session.as_ref(), &subnet).await?;
-            sink.note(&format!(
-                "{name}: connected; private address {}",
-                private_ip.as_deref().unwrap_or("none")
-            ));
-            self.ctx.events.emit(EventKind::VmReady {
-                vm: name.clone(),
-                scope: self.scope(),
-                address: target.host.clone(),
-            });
-            states.push(VmState {
-                name: name.clone(),
-                ssh: target.clone(),
-                private_ip: private_ip.clone(),
-            });
-            vms.push(Vm {
-                name,
-                session,
-                private_ip,
-                target,
-                policy,
-            });
-        }
+        let connected = futures::future::try_join_all(
+            targets
+                .into_iter()
+                .map(|(name, target)| self.connect_vm(&log, name, target, &subnet, deadline)),
+        )
+        .await?;
+        let states = connected
+            .iter()
+            .map(|vm| VmState {
+                name: vm.name.clone(),
+                ssh: vm.target.clone(),
+                private_ip: vm.private_ip.clone(),
+            })
+            .collect();
         let lab = LabState {
             run_id: self.ctx.run_id.clone(),
             lane: self.name.clone(),
@@ -445,7 +413,57 @@ impl Lane<'_> {
         };
         lab.save(&self.ctx.state)?;
         *self.res.lab.lock().expect("not poisoned") = Some(lab);
-        Ok(vms)
+        Ok(connected)
+    }
+
+    /// Connects to one VM, copies the suites in and finds its address on the lab network.
+    async fn connect_vm(
+        &self,
+        log: &Path,
+        name: String,
+        target: SshTarget,
+        subnet: &str,
+        deadline: Instant,
+    ) -> anyhow::Result<Vm> {
+        let host = &self.ready.host;
+        let mut sink = LogSink::append(log);
+        let target = self.local_keys(&name, target).await?;
+        sink.note(&format!("{name}: connecting to {}", target.describe()));
+        let run_dir = self.ctx.state.run(&self.ctx.run_id);
+        let policy = HostKeyPolicy::PinFile(run_dir.host_key(&self.vm_key(&name)));
+        let session = Arc::new(
+            SshSession::connect_until(&target, &policy, deadline, host.jump.as_deref()).await?,
+        );
+        self.res
+            .sessions
+            .lock()
+            .expect("not poisoned")
+            .push(session.clone());
+        files::put_dir(
+            session.as_ref(),
+            &self.ctx.config.suites_dir,
+            &format!("{VM_LAB_DIR}/suites"),
+            true,
+            Duration::from_secs(120),
+        )
+        .await?;
+        let private_ip = private_address(session.as_ref(), subnet).await?;
+        sink.note(&format!(
+            "{name}: connected; private address {}",
+            private_ip.as_deref().unwrap_or("none")
+        ));
+        self.ctx.events.emit(EventKind::VmReady {
+            vm: name.clone(),
+            scope: self.scope(),
+            address: target.host.clone(),
+        });
+        Ok(Vm {
+            name,
+            session,
+            private_ip,
+            target,
+            policy,
+        })
     }
 
     /// The name a VM's pinned key and copied identity carry: the VM, and the lane if any.
