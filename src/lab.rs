@@ -55,8 +55,17 @@ impl LabState {
         state
             .run_ids()
             .iter()
-            .flat_map(|id| state.run(id).lab_states())
-            .filter_map(|path| LabState::load(&path).ok())
+            .flat_map(|id| LabState::of_run(state, id))
+            .collect()
+    }
+
+    /// The labs of one run that still have a record (a run has one per lane).
+    pub fn of_run(state: &StateDir, run: &RunId) -> Vec<LabState> {
+        state
+            .run(run)
+            .lab_states()
+            .iter()
+            .filter_map(|path| LabState::load(path).ok())
             .collect()
     }
 
@@ -69,11 +78,8 @@ impl LabState {
             None => state.run_ids(),
         };
         ids.iter().find_map(|id| {
-            state
-                .run(id)
-                .lab_states()
-                .iter()
-                .filter_map(|path| LabState::load(path).ok())
+            LabState::of_run(state, id)
+                .into_iter()
                 .find(|l| l.vm(vm).is_some())
         })
     }

@@ -142,12 +142,7 @@ async fn session_for(
     if let Some(s) = map.get(vm) {
         return Ok(s.clone());
     }
-    let lab = state
-        .run(run)
-        .lab_states()
-        .iter()
-        .filter_map(|p| LabState::load(p).ok())
-        .find(|l| l.vm(vm).is_some())
+    let lab = LabState::newest_with_vm(state, Some(run), vm)
         .ok_or_else(|| format!("the lab has no VM `{vm}` (any more)"))?;
     let vm_state = lab.vm(vm).expect("found by this VM").clone();
     let session = Arc::new(

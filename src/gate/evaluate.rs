@@ -168,22 +168,21 @@ fn within_run_noise(
     reason: Option<String>,
     chosen: &[&MetricRun],
 ) -> (Option<Comparison>, Verdict, Option<String>) {
-    let runs: Vec<Vec<f64>> = chosen.iter().map(|r| r.samples.clone()).collect();
-    let (Some(mut c), Some(band)) = (comparison.clone(), RunNoiseBand::of_runs(&runs)) else {
-        return (comparison, verdict, reason);
-    };
     let decided = matches!(verdict, Verdict::Regressed | Verdict::Improved);
-    if !decided || !band.contains(c.current_median) {
-        return (Some(c), verdict, reason);
+    let band = RunNoiseBand::of_runs(chosen.iter().map(|r| r.samples.as_slice()));
+    match (comparison, band) {
+        (Some(mut c), Some(band)) if decided && band.contains(c.current_median) => {
+            let why = format!(
+                "within the run-to-run noise: the {} baseline runs put one more run's median \
+                 between {:.3} and {:.3} (95%)",
+                band.runs, band.low, band.high
+            );
+            c.verdict = Verdict::Unchanged;
+            c.reason = Some(why.clone());
+            (Some(c), Verdict::Unchanged, Some(why))
+        }
+        (comparison, _) => (comparison, verdict, reason),
     }
-    let why = format!(
-        "within the run-to-run noise: the {} baseline runs put one more run's median between \
-         {:.3} and {:.3} (95%)",
-        band.runs, band.low, band.high
-    );
-    c.verdict = Verdict::Unchanged;
-    c.reason = Some(why.clone());
-    (Some(c), Verdict::Unchanged, Some(why))
 }
 
 /// Same known conditions. Runs that recorded none are comparable with nothing.

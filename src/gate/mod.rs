@@ -2,9 +2,10 @@
 //!
 //! A verdict needs both a significant Mann–Whitney U test and a change of at least the minimum
 //! effect ([`crate::stats::compare`]), and, with two or more baseline runs, a median outside what
-//! those runs do by themselves ([`crate::stats::RunNoiseBand`]). Numbers measured under different conditions (host, VM
-//! shape, accelerator, box) are never compared silently: such a metric is `not comparable`
-//! unless the caller allows it, and the comparison then says what differed.
+//! those runs do by themselves ([`crate::stats::RunNoiseBand`]). Numbers measured under
+//! different conditions (host, VM shape, accelerator, box) are never compared silently: such a
+//! metric is `not comparable` unless the caller allows it, and the comparison then says what
+//! differed.
 //!
 //! The same verdicts serve `metalab bench compare`, `metalab run --baseline` (through the
 //! [`crate::report::gate`] reporter) and the HTML report, which also plots each metric's history

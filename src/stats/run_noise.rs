@@ -22,11 +22,14 @@ pub struct RunNoiseBand {
 impl RunNoiseBand {
     /// The band from each baseline run's samples; `None` with fewer than two runs (one run
     /// says nothing about how runs differ) or an empty run.
-    pub fn of_runs(runs: &[Vec<f64>]) -> Option<RunNoiseBand> {
-        if runs.len() < 2 || runs.iter().any(|r| r.is_empty()) {
+    pub fn of_runs<'a>(runs: impl IntoIterator<Item = &'a [f64]>) -> Option<RunNoiseBand> {
+        let medians: Vec<f64> = runs
+            .into_iter()
+            .map(|r| (!r.is_empty()).then(|| median_sorted(&sorted(r))))
+            .collect::<Option<_>>()?;
+        if medians.len() < 2 {
             return None;
         }
-        let medians: Vec<f64> = runs.iter().map(|r| median_sorted(&sorted(r))).collect();
         let k = medians.len() as f64;
         let mean = medians.iter().sum::<f64>() / k;
         let var = medians.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (k - 1.0);
@@ -58,20 +61,25 @@ fn t_975(df: usize) -> f64 {
 mod tests {
     use super::*;
 
+    fn runs(r: &[Vec<f64>]) -> impl Iterator<Item = &[f64]> {
+        r.iter().map(Vec::as_slice)
+    }
+
     #[test]
     fn one_run_gives_no_band() {
-        assert_eq!(RunNoiseBand::of_runs(&[vec![1.0, 2.0, 3.0]]), None);
+        assert_eq!(RunNoiseBand::of_runs(runs(&[vec![1.0, 2.0, 3.0]])), None);
     }
 
     #[test]
     fn runs_that_agree_give_a_narrow_band_and_runs_that_drift_a_wide_one() {
-        let steady = RunNoiseBand::of_runs(&[vec![2.80, 2.81], vec![2.79, 2.80], vec![2.80]])
+        let steady = RunNoiseBand::of_runs(runs(&[vec![2.80, 2.81], vec![2.79, 2.80], vec![2.80]]))
             .expect("three runs");
         assert!(
             steady.contains(2.80) && !steady.contains(2.70),
             "{steady:?}"
         );
-        let drifting = RunNoiseBand::of_runs(&[vec![2.2], vec![2.8], vec![2.5]]).expect("three");
+        let drifting =
+            RunNoiseBand::of_runs(runs(&[vec![2.2], vec![2.8], vec![2.5]])).expect("three");
         // A new run at 2.0 is well within what these runs do by themselves.
         assert!(drifting.contains(2.0), "{drifting:?}");
         assert!(!drifting.contains(0.5), "{drifting:?}");
@@ -80,7 +88,7 @@ mod tests {
     #[test]
     fn the_band_is_a_t_prediction_interval() {
         // Medians 1, 2, 3: mean 2, sd 1, t(2) = 4.303, sqrt(1 + 1/3).
-        let b = RunNoiseBand::of_runs(&[vec![1.0], vec![2.0], vec![3.0]]).expect("band");
+        let b = RunNoiseBand::of_runs(runs(&[vec![1.0], vec![2.0], vec![3.0]])).expect("band");
         let half = 4.303 * (4.0_f64 / 3.0).sqrt();
         assert!((b.high - (2.0 + half)).abs() < 1e-9 && (b.low - (2.0 - half)).abs() < 1e-9);
         assert_eq!(b.runs, 3);
