@@ -6,6 +6,8 @@
 //! build is also Vagrant's newest version, and each build gets its own libvirt pool volume
 //! (vagrant-libvirt reuses a volume by name and would otherwise keep serving a stale image).
 
+pub mod prune;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

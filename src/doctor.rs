@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::boxes::Recipe;
 use crate::config::{Accel, Config};
 use crate::host::Host;
+use crate::report::record::BoxInfo;
 use crate::state::StateDir;
 use crate::transport::{Collect, Command, Transport};
 
@@ -196,7 +197,7 @@ fn box_check(state: &StateDir, recipe_dir: &Path) -> Check {
                 name: "box",
                 verdict: Verdict::Ok,
                 detail: format!(
-                    "{} {} built (sha256 {}){}",
+                    "{} {} built (sha256 {}){}{}",
                     b.info.name,
                     b.info.version,
                     &b.info.sha256[..16],
@@ -204,7 +205,8 @@ fn box_check(state: &StateDir, recipe_dir: &Path) -> Check {
                         ", registered"
                     } else {
                         "; registered at the next run"
-                    }
+                    },
+                    older_versions(state, &b.info)
                 ),
                 fix: None,
             }
@@ -219,6 +221,19 @@ fn box_check(state: &StateDir, recipe_dir: &Path) -> Check {
             fix: Some("metalab box build".into()),
         },
         Err(e) => check("box", false, format!("{e:#}"), "check the recipe directory"),
+    }
+}
+
+/// "; 3 older versions cached (metalab box prune)", or nothing.
+fn older_versions(state: &StateDir, current: &BoxInfo) -> String {
+    let older = crate::boxes::prune::cached_builds(&state.boxes())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, info)| info.name == current.name && info.version != current.version)
+        .count();
+    match older {
+        0 => String::new(),
+        n => format!("; {n} older version(s) kept, about 1 GB each (metalab box prune)"),
     }
 }
 
@@ -269,7 +284,7 @@ fn disk_check(root: &Path) -> Check {
         },
         detail: format!("{free_gib} GiB free under {}", probe.display()),
         fix: (free_gib < 10)
-            .then(|| format!("free space under {} (boxes, VM disks)", probe.display())),
+            .then(|| format!("free space under {} (boxes, VM disks); `metalab box prune` removes old box versions", probe.display())),
     }
 }
 

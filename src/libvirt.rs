@@ -111,6 +111,65 @@ pub async fn sweep(host: &dyn Transport, prefix: &str) -> Result<Leftovers, Tran
     Ok(found)
 }
 
+/// A libvirt definition that may refer to files: a domain's XML, or a volume's backing chain.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    /// "domain" or "volume".
+    pub kind: &'static str,
+    pub name: String,
+    pub xml: String,
+}
+
+/// Every domain's XML, and the backing chain of every volume in the pool: what still refers to a
+/// base image or a box's kernel, whether a lab is up, defined but off, or left behind.
+pub async fn definitions(host: &dyn Transport) -> Result<Vec<Definition>, TransportError> {
+    const MARK: &str = "@@metalab-definition";
+    let script = format!(
+        "for d in $({VIRSH} list --all --name); do echo \"{MARK} domain $d\"; {VIRSH} dumpxml \"$d\"; done\n\
+         for v in $({VIRSH} vol-list {POOL} 2>/dev/null | awk '{{print $1}}'); do echo \"{MARK} volume $v\"; \
+         {VIRSH} vol-dumpxml --pool {POOL} \"$v\" | sed -n '/<backingStore>/,/<\\/backingStore>/p'; done\n"
+    );
+    let mut out = Collect::default();
+    host.exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
+        .await?;
+    let mut found: Vec<Definition> = Vec::new();
+    for line in out.stdout_text().lines() {
+        if let Some(head) = line.strip_prefix(MARK) {
+            let (kind, name) = head.trim().split_once(' ').unwrap_or((head.trim(), ""));
+            found.push(Definition {
+                kind: if kind == "domain" { "domain" } else { "volume" },
+                name: name.to_string(),
+                xml: String::new(),
+            });
+        } else if let Some(d) = found.last_mut() {
+            d.xml.push_str(line);
+            d.xml.push('\n');
+        }
+    }
+    Ok(found)
+}
+
+/// The volumes of metalab's storage pool: name and path.
+pub async fn pool_volumes(host: &dyn Transport) -> Result<Vec<(String, String)>, TransportError> {
+    let listed = lines(host, &format!("{VIRSH} vol-list {POOL} 2>/dev/null")).await?;
+    Ok(listed
+        .iter()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .collect())
+}
+
+/// Deletes a volume of metalab's storage pool.
+pub async fn delete_volume(host: &dyn Transport, name: &str) -> anyhow::Result<()> {
+    run_checked(
+        host,
+        &format!("{VIRSH} vol-delete --pool {POOL} {}", sh_quote(name)),
+    )
+    .await
+}
+
 /// Takes an internal snapshot, memory included, of a running domain: putting it back later gives
 /// the VM exactly as it was, booted and answering SSH, in seconds instead of a cold boot.
 pub async fn snapshot(host: &dyn Transport, domain: &str, name: &str) -> anyhow::Result<()> {
