@@ -213,6 +213,19 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many other builds of the same box the cache holds: versions of earlier recipes.
+pub fn other_cached_builds(state: &StateDir, current: &BoxInfo) -> usize {
+    let Ok(entries) = std::fs::read_dir(state.boxes()) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join(INFO_FILE)).ok())
+        .filter_map(|json| serde_json::from_str::<BoxInfo>(&json).ok())
+        .filter(|info| info.name == current.name && info.version != current.version)
+        .count()
+}
+
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

@@ -224,14 +224,9 @@ fn box_check(state: &StateDir, recipe_dir: &Path) -> Check {
     }
 }
 
-/// "; 3 older versions cached (metalab box prune)", or nothing.
+/// "; 3 older version(s) kept ...", or nothing.
 fn older_versions(state: &StateDir, current: &BoxInfo) -> String {
-    let older = crate::boxes::prune::cached_builds(&state.boxes())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, info)| info.name == current.name && info.version != current.version)
-        .count();
-    match older {
+    match crate::boxes::other_cached_builds(state, current) {
         0 => String::new(),
         n => format!("; {n} older version(s) kept, about 1 GB each (metalab box prune)"),
     }

@@ -1,13 +1,16 @@
-//! `metalab box prune` against the real Vagrant and libvirt. A throw-away box gets three versions,
-//! each in the three places a real one takes: metalab's build cache, Vagrant's registered boxes and
-//! a base volume in the `metalab` pool. The newest is the current recipe's build, the middle one
-//! backs an overlay volume (as a lab's disk does), and the oldest is left for prune to remove.
+//! `metalab box prune` against the real Vagrant and libvirt, on this machine and on an inventory
+//! host reached through a real sshd on loopback. A throw-away box gets three versions, each in the
+//! places a real one takes: the box file (metalab's build cache, or the copy shipped to a host),
+//! Vagrant's registered boxes and a base volume in the `metalab` pool. The newest is the current
+//! recipe's build, the middle one backs an overlay volume (as a lab's disk does), and the oldest
+//! is left for prune to remove. (Both hosts are this machine, so they share the one pool.)
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::sshd::Sshd;
 use common::{ScratchLab, text};
 
 const OLD: &str = "20260101.000000.0";
@@ -40,26 +43,20 @@ fn volume_exists(name: &str) -> bool {
         .any(|l| l.split_whitespace().next() == Some(name))
 }
 
-/// One version in the three places, as `metalab box build`, `vagrant box add` and vagrant-libvirt
-/// leave it.
-fn make_version(
-    state: &Path,
-    box_name: &str,
-    version: &str,
-    recipe_hash: &str,
-    vols: &mut Volumes,
-) {
-    let cache = state.join("boxes").join(format!(
+/// One version as `metalab box build` (or shipping the box to a host) and `vagrant box add` leave
+/// it in a state directory.
+fn make_version(state: &Path, box_name: &str, version: &str, recipe_hash: &str) {
+    let dir = state.join("boxes").join(format!(
         "{}-{}",
         box_name.replace('/', "-"),
         &recipe_hash[..16]
     ));
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::write(cache.join("box.box"), vec![7u8; 4096]).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("box.box"), vec![7u8; 4096]).unwrap();
     let info = serde_json::json!({
         "name": box_name, "version": version, "sha256": "0".repeat(64), "recipe_hash": recipe_hash,
     });
-    std::fs::write(cache.join("box.json"), info.to_string()).unwrap();
+    std::fs::write(dir.join("box.json"), info.to_string()).unwrap();
 
     let registered = registered_dir(state, box_name, version);
     std::fs::create_dir_all(&registered).unwrap();
@@ -69,7 +66,10 @@ fn make_version(
     )
     .unwrap();
     std::fs::write(registered.join("box.img"), vec![0u8; 4096]).unwrap();
+}
 
+/// The base volume vagrant-libvirt uploads for a version on first use.
+fn make_base_volume(box_name: &str, version: &str, vols: &mut Volumes) {
     let volume = base_volume(box_name, version);
     virsh(&[
         "vol-create-as",
@@ -80,6 +80,33 @@ fn make_version(
         "qcow2",
     ]);
     vols.0.push(volume);
+}
+
+/// The versions in a state directory's box directories.
+fn box_versions(state: &Path) -> Vec<String> {
+    let mut versions: Vec<String> = std::fs::read_dir(state.join("boxes"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path().join("box.json")).unwrap())
+        .map(|json| {
+            let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+            info["version"].as_str().unwrap().to_string()
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// This machine's lab, with the ssh provider's one inventory host: the sshd on loopback.
+fn config(recipe_dir: &str, sshd: &Sshd, remote_home: &Path) -> String {
+    format!(
+        "[lab]\nbox = \"boxes/{recipe_dir}\"\n\n[provider]\nkind = \"ssh\"\n{}",
+        sshd.inventory_host(
+            "loopback",
+            sshd.port,
+            &sshd.known_hosts(sshd.port),
+            &remote_home.display().to_string()
+        )
+    )
 }
 
 fn registered_dir(state: &Path, box_name: &str, version: &str) -> PathBuf {
@@ -109,29 +136,39 @@ fn vagrant_box_list(state: &Path) -> String {
 
 #[test]
 fn prune_removes_old_versions_everywhere_and_keeps_the_current_one_and_those_in_use() {
+    let sshd = Sshd::start();
     let recipe_dir = format!("prunetest{}", std::process::id());
-    let lab = ScratchLab::new(&format!("[lab]\nbox = \"boxes/{recipe_dir}\"\n"), &[]);
+    let tmp = |prefix: &str| {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/var/tmp")
+            .unwrap()
+    };
+    let (state, remote) = (tmp("metalab-prune-"), tmp("metalab-prune-remote-"));
+    let lab = ScratchLab::new(&config(&recipe_dir, &sshd, remote.path()), &[]);
     lab.write(
         &format!("boxes/{recipe_dir}/build.sh"),
         "#!/bin/sh\nexit 1\n",
     );
     let recipe = metalab::boxes::Recipe::new(&lab.path().join("boxes").join(&recipe_dir));
     let box_name = recipe.box_name();
-    let state = tempfile::Builder::new()
-        .prefix("metalab-prune-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let current_hash = recipe.hash().unwrap();
+    for (version, hash) in [
+        (OLD, "a".repeat(64)),
+        (IN_USE, "b".repeat(64)),
+        (CURRENT, current_hash.clone()),
+    ] {
+        make_version(state.path(), &box_name, version, &hash);
+    }
+    // The inventory host got the old and the current version shipped.
+    make_version(remote.path(), &box_name, OLD, &"a".repeat(64));
+    make_version(remote.path(), &box_name, CURRENT, &current_hash);
     let mut vols = Volumes(Vec::new());
-    make_version(state.path(), &box_name, OLD, &"a".repeat(64), &mut vols);
-    make_version(state.path(), &box_name, IN_USE, &"b".repeat(64), &mut vols);
-    make_version(
-        state.path(),
-        &box_name,
-        CURRENT,
-        &recipe.hash().unwrap(),
-        &mut vols,
-    );
-    let overlay = format!("metalab-{recipe_dir}-node1.img");
+    for version in [OLD, IN_USE, CURRENT] {
+        make_base_volume(&box_name, version, &mut vols);
+    }
+    // Not named like a run's volume (metalab-<run>-…), so that no reap running meanwhile takes it.
+    let overlay = format!("{recipe_dir}-overlay.img");
     let backing = virsh(&[
         "vol-path",
         "--pool",
@@ -160,57 +197,78 @@ fn prune_removes_old_versions_everywhere_and_keeps_the_current_one_and_those_in_
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         text(&out)
     };
-    let line = |out: &str, version: &str| {
-        out.lines()
-            .find(|l| l.contains(version))
-            .unwrap_or_else(|| panic!("no line for {version} in:\n{out}"))
+    // The line about `version` in `host`'s part of the output.
+    let line = |out: &str, host: &str, version: &str| {
+        out.split_once(&format!("{host}:\n"))
+            .and_then(|(_, part)| {
+                part.lines()
+                    .take_while(|l| l.starts_with("  "))
+                    .find(|l| l.contains(version))
+            })
+            .unwrap_or_else(|| panic!("no line for {version} on {host} in:\n{out}"))
             .to_string()
     };
 
     // A dry run says what would go, and nothing goes.
     let out = prune(&["--dry-run"]);
     assert!(
-        line(&out, OLD).contains("would remove (cache, vagrant, pool"),
+        line(&out, "local", OLD).contains("would remove (box, vagrant, pool"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "loopback", OLD).contains("would remove (box, vagrant, pool"),
         "{out}"
     );
     assert!(volume_exists(&base_volume(&box_name, OLD)));
     assert!(registered_dir(state.path(), &box_name, OLD).is_dir());
+    assert!(registered_dir(remote.path(), &box_name, OLD).is_dir());
 
     let out = prune(&[]);
     assert!(
-        line(&out, OLD).contains("removed (cache, vagrant, pool"),
+        line(&out, "local", OLD).contains("removed (box, vagrant, pool"),
         "{out}"
     );
     assert!(
-        line(&out, IN_USE).contains(&format!("kept (used by volume {overlay})")),
+        line(&out, "local", IN_USE).contains(&format!("kept (used by volume {overlay})")),
         "{out}"
     );
     assert!(
-        line(&out, CURRENT).contains("kept (built by the current recipe)"),
+        line(&out, "local", CURRENT).contains("kept (built by the current recipe)"),
         "{out}"
     );
-    // The old version is gone from all three places; the others are untouched.
+    // The pool is shared here: this machine's prune already took the old volume.
+    assert!(
+        line(&out, "loopback", OLD).contains("removed (box, vagrant"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "loopback", CURRENT).contains("kept (built by the current recipe)"),
+        "{out}"
+    );
+    // The old version is gone from every place; the others are untouched.
     assert!(!volume_exists(&base_volume(&box_name, OLD)));
     assert!(volume_exists(&base_volume(&box_name, IN_USE)));
     assert!(volume_exists(&base_volume(&box_name, CURRENT)));
-    let cached: Vec<String> = std::fs::read_dir(state.path().join("boxes"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path().join("box.json")).unwrap())
-        .collect();
-    assert_eq!(cached.len(), 2, "{cached:?}");
-    assert!(cached.iter().all(|c| !c.contains(OLD)), "{cached:?}");
-    let listed = vagrant_box_list(state.path());
-    assert!(!listed.contains(OLD), "{listed}");
-    assert!(
-        listed.contains(IN_USE) && listed.contains(CURRENT),
-        "{listed}"
-    );
+    assert_eq!(box_versions(state.path()), [IN_USE, CURRENT]);
+    assert_eq!(box_versions(remote.path()), [CURRENT]);
+    for home in [state.path(), remote.path()] {
+        let listed = vagrant_box_list(home);
+        assert!(!listed.contains(OLD), "{listed}");
+        assert!(listed.contains(CURRENT), "{listed}");
+        assert!(
+            !home
+                .join("vagrant.d/boxes")
+                .join(box_name.replace('/', "-VAGRANTSLASH-"))
+                .join(OLD)
+                .exists()
+        );
+    }
 
     // Once the overlay is gone, the version it held is free to go too.
     virsh(&["vol-delete", "--pool", "metalab", &overlay]);
     vols.0.retain(|v| v != &overlay);
     let out = prune(&[]);
-    assert!(line(&out, IN_USE).contains("removed"), "{out}");
+    assert!(line(&out, "local", IN_USE).contains("removed"), "{out}");
     assert!(!volume_exists(&base_volume(&box_name, IN_USE)));
     assert!(volume_exists(&base_volume(&box_name, CURRENT)));
 }

@@ -21,24 +21,8 @@ const REMOTE_HOME_B: &str = "/var/lib/metalab-remote-b";
 
 fn ssh_config(port: u16, sshd: &Sshd, known_hosts: &Path) -> String {
     format!(
-        r#"
-[vm]
-memory = 640
-
-[provider]
-kind = "ssh"
-
-[[provider.hosts]]
-name = "loopback"
-address = "127.0.0.1"
-port = {port}
-user = "root"
-identity = "{}"
-known_hosts = "{}"
-home = "{REMOTE_HOME}"
-"#,
-        sshd.client_key().display(),
-        known_hosts.display()
+        "[vm]\nmemory = 640\n\n[provider]\nkind = \"ssh\"\n{}",
+        sshd.inventory_host("loopback", port, known_hosts, REMOTE_HOME)
     )
 }
 
@@ -149,13 +133,7 @@ fn suites_are_spread_over_two_inventory_hosts_and_merged_into_one_report() {
     let known = sshd.known_hosts(sshd.port);
     // Two inventory hosts, each with room for one VM: the same sshd under two names and state
     // directories, which is all that tells two machines apart to metalab.
-    let second = format!(
-        "\n[[provider.hosts]]\nname = \"second\"\naddress = \"127.0.0.1\"\nport = {}\n\
-         user = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\nhome = \"{REMOTE_HOME_B}\"\n",
-        sshd.port,
-        sshd.client_key().display(),
-        known.display()
-    );
+    let second = sshd.inventory_host("second", sshd.port, &known, REMOTE_HOME_B);
     let config = format!(
         "{}{second}\n[capacity]\nvms = 1\n",
         ssh_config(sshd.port, &sshd, &known)

@@ -1,30 +1,31 @@
 //! Removing the box versions a host no longer needs.
 //!
 //! Every change to a box recipe builds a new version, and the old one stays in three places, about
-//! 330 MB in each: metalab's build cache, Vagrant's registered boxes, and the base volume in the
-//! `metalab` storage pool that vagrant-libvirt uploads on first use. A pruned version is removed
-//! from all three, unless the current recipe built it, a libvirt domain or volume still refers to
-//! it (a lab that is up, or one a crashed run left for `metalab reap`), or it is among the newest
-//! versions kept on purpose (`--keep`).
+//! 330 MB in each: the box file (metalab's build cache here, the shipped copy on a remote host),
+//! Vagrant's registered boxes, and the base volume in the `metalab` storage pool that
+//! vagrant-libvirt uploads on first use. A pruned version is removed from all three, unless the
+//! current recipe built it, a libvirt domain or volume still refers to it (a lab that is up, or one
+//! a crashed run left for `metalab reap`), or it is among the newest versions kept on purpose
+//! (`--keep`). Everything goes through the host's transport, so this machine and an inventory
+//! host over SSH are pruned alike.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::host::Host;
 use crate::libvirt::{self, Definition};
 use crate::report::record::BoxInfo;
-use crate::state::StateDir;
-use crate::transport::{Collect, Command, Transport, sh_quote};
+use crate::transport::{Collect, Command, sh_quote};
 
-/// One version of a box, wherever it is found.
+/// One version of a box, wherever it is found on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     pub version: String,
-    /// metalab's build cache directory for it.
-    pub cache_dir: Option<PathBuf>,
+    /// The directory holding its box file: metalab's build cache, or the shipped copy.
+    pub box_dir: Option<String>,
     /// Vagrant's directory for it, when it is registered.
-    pub registered_dir: Option<PathBuf>,
+    pub registered_dir: Option<String>,
     /// Its base volume in the storage pool: name and path.
     pub volume: Option<(String, String)>,
 }
@@ -36,27 +37,38 @@ pub enum Verdict {
     Keep(String),
 }
 
-/// Every version of `box_name` on this machine, newest first.
-pub async fn inventory(
-    host: &dyn Transport,
-    state: &StateDir,
-    box_name: &str,
-) -> anyhow::Result<Vec<Version>> {
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Starts each section of the inventory script's output.
+const MARK: &str = "@@metalab-box";
+
+/// Every version of `box_name` on the host, newest first.
+pub async fn inventory(host: &Host, box_name: &str) -> anyhow::Result<Vec<Version>> {
+    // Each box directory has a box.json (what was built), and each registered version Vagrant's
+    // metadata.json; `vagrant box remove` leaves the version's directory behind, empty.
+    let script = format!(
+        "for f in {boxes}/*/box.json; do [ -f \"$f\" ] && echo \"{MARK} box ${{f%/box.json}}\" && cat \"$f\" && echo; done; \
+         for m in {registered}/*/libvirt/metadata.json; do [ -f \"$m\" ] && echo \"{MARK} registered ${{m%/libvirt/metadata.json}}\"; done; true",
+        boxes = sh_quote(&format!("{}/boxes", host.home)),
+        registered = sh_quote(&format!("{}/boxes/{}", host.vagrant_home(), slug(box_name))),
+    );
+    let listed = run(host, &script).await?;
     let mut versions: Vec<Version> = Vec::new();
-    for (dir, info) in cached_builds(&state.boxes())? {
-        if info.name == box_name {
-            entry(&mut versions, &info.version).cache_dir = Some(dir);
+    for (kind, path, body) in sections(&listed) {
+        match kind {
+            "box" => {
+                let info: BoxInfo = serde_json::from_str(&body)
+                    .with_context(|| format!("corrupt {path}/box.json on {}", host.name))?;
+                if info.name == box_name {
+                    entry(&mut versions, &info.version).box_dir = Some(path.to_string());
+                }
+            }
+            _ => {
+                let version = path.rsplit('/').next().unwrap_or_default();
+                entry(&mut versions, version).registered_dir = Some(path.to_string());
+            }
         }
     }
-    let registered = state.vagrant_home().join("boxes").join(slug(box_name));
-    for version in subdirectories(&registered)? {
-        let dir = registered.join(&version);
-        // `vagrant box remove` leaves the version's directory behind, empty.
-        if dir.join("libvirt/metadata.json").is_file() {
-            entry(&mut versions, &version).registered_dir = Some(dir);
-        }
-    }
-    for (name, path) in libvirt::pool_volumes(host).await? {
+    for (name, path) in libvirt::pool_volumes(host.transport.as_ref()).await? {
         if let Some(version) = base_volume_version(box_name, &name) {
             entry(&mut versions, version).volume = Some((name.clone(), path));
         }
@@ -65,13 +77,28 @@ pub async fn inventory(
     Ok(versions)
 }
 
+/// The inventory script's output cut at its marks: (kind, path, the lines that follow).
+fn sections(listed: &str) -> Vec<(&str, &str, String)> {
+    let mut found: Vec<(&str, &str, String)> = Vec::new();
+    for line in listed.lines() {
+        if let Some(head) = line.strip_prefix(MARK) {
+            let (kind, path) = head.trim().split_once(' ').unwrap_or(("", ""));
+            found.push((kind, path, String::new()));
+        } else if let Some((_, _, body)) = found.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    found
+}
+
 fn entry<'a>(versions: &'a mut Vec<Version>, version: &str) -> &'a mut Version {
     if let Some(i) = versions.iter().position(|v| v.version == version) {
         return &mut versions[i];
     }
     versions.push(Version {
         version: version.to_string(),
-        cache_dir: None,
+        box_dir: None,
         registered_dir: None,
         volume: None,
     });
@@ -105,63 +132,65 @@ pub fn plan(
         .collect()
 }
 
-/// Removes a version from Vagrant, the pool and the build cache, in that order: a version whose
+/// Removes a version from Vagrant, the pool and the box directory, in that order: a version whose
 /// registration is gone can no longer be picked by `vagrant up`.
-pub async fn remove(
-    host: &dyn Transport,
-    state: &StateDir,
-    box_name: &str,
-    v: &Version,
-) -> anyhow::Result<()> {
-    if v.registered_dir.is_some() {
-        let cmd = Command::new(
-            format!(
-                "vagrant box remove --force --provider libvirt --box-version {} {}",
-                sh_quote(&v.version),
-                sh_quote(box_name)
-            ),
-            Duration::from_secs(120),
-        )
-        .env("VAGRANT_HOME", state.vagrant_home().display().to_string())
-        .env("VAGRANT_CHECKPOINT_DISABLE", "1");
+pub async fn remove(host: &Host, box_name: &str, v: &Version) -> anyhow::Result<()> {
+    if let Some(dir) = &v.registered_dir {
+        let script = format!(
+            "vagrant box remove --force --provider libvirt --box-version {} {} >/dev/null && {{ rmdir {} 2>/dev/null || true; }}",
+            sh_quote(&v.version),
+            sh_quote(box_name),
+            sh_quote(dir)
+        );
+        let cmd = Command::new(script, TIMEOUT)
+            .env("VAGRANT_HOME", host.vagrant_home())
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+            .sudo(true);
         let mut out = Collect::default();
-        let outcome = host.exec(&cmd, &mut out).await?;
+        let outcome = host.transport.exec(&cmd, &mut out).await?;
         if !outcome.success() {
             bail!(
-                "vagrant box remove {box_name} {} failed ({}): {}",
+                "vagrant box remove {box_name} {} on {} failed ({}): {}",
                 v.version,
+                host.name,
                 outcome.describe(),
                 out.stderr_text().trim()
             );
         }
     }
-    if let Some(dir) = &v.registered_dir {
-        let _ = std::fs::remove_dir(dir); // what Vagrant leaves: the version directory, if empty
-    }
     if let Some((name, _)) = &v.volume {
-        libvirt::delete_volume(host, name).await?;
+        libvirt::delete_volume(host.transport.as_ref(), name).await?;
     }
-    if let Some(dir) = &v.cache_dir {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    if let Some(dir) = &v.box_dir {
+        run(host, &format!("rm -rf {}", sh_quote(dir))).await?;
     }
     Ok(())
 }
 
-/// Bytes a version takes on disk, in all its places.
-pub fn disk_usage(v: &Version) -> u64 {
-    let volume = v.volume.as_ref().map(|(_, path)| PathBuf::from(path));
-    [v.cache_dir.clone(), v.registered_dir.clone(), volume]
-        .into_iter()
-        .flatten()
-        .map(|p| allocated(&p))
-        .sum()
+/// Bytes a version takes on the host's disks, in all its places (allocated, as `du` counts them).
+pub async fn disk_usage(host: &Host, v: &Version) -> anyhow::Result<u64> {
+    let paths: Vec<String> = [
+        v.box_dir.clone(),
+        v.registered_dir.clone(),
+        v.volume.as_ref().map(|(_, path)| path.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| sh_quote(&p))
+    .collect();
+    let total = run(host, &format!("du -scB1 {} | tail -n 1", paths.join(" "))).await?;
+    Ok(total
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
 }
 
-/// Where a version is, for a message: "cache, vagrant, pool".
+/// Where a version is, for a message: "box, vagrant, pool".
 pub fn places(v: &Version) -> String {
     let mut places = Vec::new();
-    if v.cache_dir.is_some() {
-        places.push("cache");
+    if v.box_dir.is_some() {
+        places.push("box");
     }
     if v.registered_dir.is_some() {
         places.push("vagrant");
@@ -190,49 +219,22 @@ fn base_volume_version<'a>(box_name: &str, volume: &'a str) -> Option<&'a str> {
         .strip_suffix("_box.img")
 }
 
-/// The finished builds in metalab's box cache: directory and what was built.
-pub fn cached_builds(dir: &Path) -> anyhow::Result<Vec<(PathBuf, BoxInfo)>> {
-    let mut found = Vec::new();
-    for sub in subdirectories(dir)? {
-        let path = dir.join(&sub);
-        let Ok(json) = std::fs::read_to_string(path.join("box.json")) else {
-            continue; // an unfinished build: the next build of its recipe replaces it
-        };
-        let info: BoxInfo = serde_json::from_str(&json)
-            .with_context(|| format!("corrupt {}", path.join("box.json").display()))?;
-        found.push((path, info));
+/// Runs a script on the host as root; its stdout, or its failure.
+async fn run(host: &Host, script: &str) -> anyhow::Result<String> {
+    let mut out = Collect::default();
+    let outcome = host
+        .transport
+        .exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
+        .await?;
+    if !outcome.success() {
+        bail!(
+            "on {}: {script} ({}): {}",
+            host.name,
+            outcome.describe(),
+            out.stderr_text().trim()
+        );
     }
-    Ok(found)
-}
-
-fn subdirectories(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    Ok(names)
-}
-
-/// Bytes allocated on disk under `path` (sparse images count for what they hold, as with `du`).
-fn allocated(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.blocks() * 512;
-    }
-    std::fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| allocated(&e.path())).sum())
-        .unwrap_or(0)
+    Ok(out.stdout_text())
 }
 
 #[cfg(test)]
@@ -242,7 +244,7 @@ mod tests {
     fn version(v: &str) -> Version {
         Version {
             version: v.into(),
-            cache_dir: None,
+            box_dir: None,
             registered_dir: None,
             volume: None,
         }
@@ -254,6 +256,21 @@ mod tests {
             name: name.into(),
             xml: xml.into(),
         }
+    }
+
+    #[test]
+    fn the_inventory_output_is_cut_into_its_sections() {
+        let listed = format!(
+            "{MARK} box /h/boxes/a\n{{\"name\": \"x\"}}\n\n{MARK} registered /h/vagrant.d/boxes/x/1\n"
+        );
+        let found = sections(&listed);
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[0].0, found[0].1), ("box", "/h/boxes/a"));
+        assert_eq!(found[0].2.trim(), "{\"name\": \"x\"}");
+        assert_eq!(
+            (found[1].0, found[1].1, found[1].2.as_str()),
+            ("registered", "/h/vagrant.d/boxes/x/1", "")
+        );
     }
 
     #[test]

@@ -4,11 +4,12 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use super::Failure;
+use super::{Failure, lab_hosts};
 use crate::boxes::Recipe;
 use crate::boxes::prune::{self, Verdict};
 use crate::config::Config;
 use crate::exit::Status;
+use crate::host::Host;
 use crate::run::log::LogSink;
 use crate::state::{FileLock, StateDir};
 use crate::transport::local::Local;
@@ -20,8 +21,9 @@ pub enum BoxCommand {
     /// Offline, from Debian packages with debootstrap. Cached by the recipe's hash: when the
     /// recipe did not change, this returns at once. Needs root.
     Build,
-    /// Remove old versions of the box from this machine: the build cache, Vagrant's registration
-    /// and the base volume in the `metalab` storage pool (together about 1 GB per version).
+    /// Remove old versions of the box from this machine and the ssh provider's hosts: the box file,
+    /// Vagrant's registration and the base volume in the `metalab` storage pool (together about
+    /// 1 GB per version).
     ///
     /// Every change to the box recipe builds a new version and leaves the old one behind. Kept:
     /// the version the current recipe built, any version a libvirt domain or volume still uses
@@ -49,7 +51,9 @@ pub async fn run(config: Option<&Path>, cmd: BoxCommand) -> Result<Status, Failu
     let state = StateDir::from_env();
     let result = match cmd {
         BoxCommand::Build => build(&recipe, &state).await,
-        BoxCommand::Prune { keep, dry_run } => prune(&recipe, &state, keep, dry_run).await,
+        BoxCommand::Prune { keep, dry_run } => {
+            prune(Some(&path), &recipe, &state, keep, dry_run).await
+        }
     };
     result.map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))
 }
@@ -70,6 +74,7 @@ async fn build(recipe: &Recipe, state: &StateDir) -> anyhow::Result<Status> {
 }
 
 async fn prune(
+    config: Option<&Path>,
     recipe: &Recipe,
     state: &StateDir,
     keep: usize,
@@ -79,33 +84,58 @@ async fn prune(
     let _lock = FileLock::acquire(state.lock("box-build")).await?;
     let name = recipe.box_name();
     let current = recipe.cached(state)?.map(|b| b.info.version);
-    let versions = prune::inventory(&Local, state, &name).await?;
-    let users = crate::libvirt::definitions(&Local).await?;
-    let verdicts = prune::plan(&versions, current.as_deref(), &users, keep);
+    let mut status = Status::Passed;
+    for host in lab_hosts::all(config, state).await {
+        let pruned = match host {
+            Ok(host) => prune_host(&host, &name, current.as_deref(), keep, dry_run).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = pruned {
+            eprintln!("metalab: error: {e:#}");
+            status = Status::InfraError;
+        }
+    }
+    Ok(status)
+}
+
+async fn prune_host(
+    host: &Host,
+    name: &str,
+    current: Option<&str>,
+    keep: usize,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let versions = prune::inventory(host, name).await?;
+    let users = crate::libvirt::definitions(host.transport.as_ref()).await?;
+    let verdicts = prune::plan(&versions, current, &users, keep);
+    if versions.is_empty() {
+        println!("{}: no versions of {name}", host.name);
+        return Ok(());
+    }
+    println!("{}:", host.name);
     let mut freed = 0;
     for (v, verdict) in versions.iter().zip(&verdicts) {
         let line = match verdict {
             Verdict::Keep(why) => format!("kept ({why})"),
-            Verdict::Remove if dry_run => format!(
-                "would remove ({}; {})",
-                prune::places(v),
-                megabytes(prune::disk_usage(v))
-            ),
             Verdict::Remove => {
-                let size = prune::disk_usage(v);
-                prune::remove(&Local, state, &name, v).await?;
-                freed += size;
-                format!("removed ({}; {})", prune::places(v), megabytes(size))
+                let size = prune::disk_usage(host, v).await?;
+                if !dry_run {
+                    prune::remove(host, name, v).await?;
+                    freed += size;
+                }
+                let done = if dry_run { "would remove" } else { "removed" };
+                format!("{done} ({}; {})", prune::places(v), megabytes(size))
             }
         };
-        println!("{name} {}  {line}", v.version);
+        println!("  {name} {}  {line}", v.version);
     }
-    if versions.is_empty() {
-        println!("{name}: no versions on this machine");
+    let removed = verdicts.contains(&Verdict::Remove);
+    if !removed {
+        println!("  nothing to remove");
     } else if !dry_run {
-        println!("freed {}", megabytes(freed));
+        println!("  freed {}", megabytes(freed));
     }
-    Ok(Status::Passed)
+    Ok(())
 }
 
 fn megabytes(n: u64) -> String {

@@ -10,6 +10,7 @@ mod forward;
 mod history;
 mod hosts;
 mod lab;
+mod lab_hosts;
 mod merge;
 mod reap;
 mod report_cmd;

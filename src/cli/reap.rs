@@ -1,20 +1,14 @@
 //! `metalab reap`.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 
-use super::Failure;
+use super::{Failure, lab_hosts};
 use crate::config::Config;
 use crate::exit::Status;
-use crate::host::Host;
-use crate::provider::local::LocalProvider;
-use crate::provider::ssh;
 use crate::reap::{self, Finding, Verdict};
 use crate::state::StateDir;
-use crate::transport::ssh::SshSession;
 
 #[derive(Args, Debug)]
 pub struct ReapArgs {
@@ -26,7 +20,7 @@ pub struct ReapArgs {
 pub async fn reap(config: Option<&Path>, args: ReapArgs) -> Result<Status, Failure> {
     let state = StateDir::from_env();
     let mut status = Status::Passed;
-    for host in hosts(config, &state).await {
+    for host in lab_hosts::all(config, &state).await {
         let host = match host {
             Ok(h) => h,
             Err(e) => {
@@ -87,33 +81,6 @@ async fn reap_metal(m: &crate::config::MetalConfig, state: &StateDir, dry_run: b
             Status::InfraError
         }
     }
-}
-
-/// This machine, plus every inventory host when the lab (if there is one here) uses the ssh
-/// provider.
-async fn hosts(config: Option<&Path>, state: &StateDir) -> Vec<anyhow::Result<Host>> {
-    let mut hosts = vec![Ok(LocalProvider {
-        state: state.clone(),
-    }
-    .host())];
-    let path = config
-        .map(Path::to_path_buf)
-        .or_else(|| Config::discover(&std::env::current_dir().ok()?).ok());
-    let Some(config) = path.and_then(|p| Config::load(&p).ok()) else {
-        return hosts;
-    };
-    for h in &config.ssh_hosts {
-        let connect =
-            SshSession::connect(&ssh::target(h), &ssh::policy(h), Duration::from_secs(30)).await;
-        hosts.push(connect.map_err(Into::into).map(|session| Host {
-            name: h.display_name(),
-            transport: Arc::new(session),
-            home: h.home.clone(),
-            lab_dir: None,
-            jump: None,
-        }));
-    }
-    hosts
 }
 
 fn report(host: &str, findings: &[Finding], reaped: &[Finding], dry_run: bool) {

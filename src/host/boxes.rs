@@ -32,7 +32,7 @@ pub async fn install(
         built.info.version
     );
     let kernel = format!("{registered_dir}/vmlinuz");
-    if test(host, &format!("{registered_dir}/metadata.json")).await? {
+    if registered(host, built, &format!("{registered_dir}/metadata.json")).await? {
         return Ok(Installed {
             kernel,
             shipped: 0,
@@ -52,12 +52,15 @@ pub async fn install(
     })
 }
 
-async fn test(host: &Host, path: &str) -> anyhow::Result<bool> {
-    let cmd = Command::new(
-        format!("test -f {}", sh_quote(path)),
-        Duration::from_secs(30),
-    )
-    .sudo(true);
+/// Whether the host's Vagrant has the version. In the same round trip, a shipped copy of the box
+/// gets its record of what it is (copies shipped before versions were recorded lack one).
+async fn registered(host: &Host, built: &BuiltBox, metadata: &str) -> anyhow::Result<bool> {
+    let script = format!(
+        "test -f {} || exit 1; {}",
+        sh_quote(metadata),
+        record_version(host, built)?
+    );
+    let cmd = Command::new(script, Duration::from_secs(30)).sudo(true);
     Ok(host
         .transport
         .exec(&cmd, &mut Collect::default())
@@ -65,18 +68,37 @@ async fn test(host: &Host, path: &str) -> anyhow::Result<bool> {
         .success())
 }
 
-/// Copies the box to the host unless a copy with the same sha256 is already there.
-async fn ship(host: &Host, built: &BuiltBox) -> anyhow::Result<(String, u64)> {
+/// Where the box is kept on the host: the build cache on this machine, the shipped copy on others.
+fn box_dir(host: &Host, built: &BuiltBox) -> String {
     let dir = built
         .path
         .parent()
         .and_then(|d| d.file_name())
         .map_or("box".into(), |n| n.to_string_lossy().into_owned());
-    let remote = format!("{}/boxes/{dir}/box.box", host.home);
+    format!("{}/boxes/{dir}", host.home)
+}
+
+/// Shell that writes `box.json` (what the box is, as in the build cache) beside a shipped copy of
+/// this very build: `metalab box prune` finds a host's versions by it.
+fn record_version(host: &Host, built: &BuiltBox) -> anyhow::Result<String> {
+    let dir = box_dir(host, built);
+    Ok(format!(
+        "if [ \"$(cat {sum} 2>/dev/null)\" = {sha} ]; then printf '%s' {info} > {info_file}; fi; true",
+        sum = sh_quote(&format!("{dir}/box.box.sha256")),
+        sha = sh_quote(&built.info.sha256),
+        info_file = sh_quote(&format!("{dir}/box.json")),
+        info = sh_quote(&serde_json::to_string(&built.info)?),
+    ))
+}
+
+/// Copies the box to the host unless a copy with the same sha256 is already there.
+async fn ship(host: &Host, built: &BuiltBox) -> anyhow::Result<(String, u64)> {
+    let remote = format!("{}/box.box", box_dir(host, built));
     let sum_file = format!("{remote}.sha256");
+    let record = record_version(host, built)?;
     let mut out = Collect::default();
     let read_sum = Command::new(
-        format!("cat {} 2>/dev/null || true", sh_quote(&sum_file)),
+        format!("cat {} 2>/dev/null; {record}", sh_quote(&sum_file)),
         Duration::from_secs(30),
     )
     .sudo(true);
@@ -90,7 +112,7 @@ async fn ship(host: &Host, built: &BuiltBox) -> anyhow::Result<(String, u64)> {
         "set -e; mkdir -p \"$(dirname {q})\"; cat > {q}.partial; \
          sum=$(sha256sum {q}.partial | cut -d' ' -f1); \
          if [ \"$sum\" != {sha} ]; then echo \"sha256 mismatch after transfer: $sum\" >&2; rm -f {q}.partial; exit 1; fi; \
-         mv {q}.partial {q}; echo {sha} > {sum_q}",
+         mv {q}.partial {q}; echo {sha} > {sum_q}; {record}",
         sha = sh_quote(&built.info.sha256),
         sum_q = sh_quote(&sum_file)
     );

@@ -122,6 +122,17 @@ impl Sshd {
         }
     }
 
+    /// This server as an inventory host of the ssh provider, for metalab.toml: reached at `port`
+    /// (its own, or a relay's), checked against `known_hosts`, with metalab's state under `home`.
+    pub fn inventory_host(&self, name: &str, port: u16, known_hosts: &Path, home: &str) -> String {
+        format!(
+            "\n[[provider.hosts]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nport = {port}\n\
+             user = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\nhome = \"{home}\"\n",
+            self.client_key().display(),
+            known_hosts.display()
+        )
+    }
+
     /// A known_hosts file that lists this server under `[127.0.0.1]:<port>`.
     pub fn known_hosts(&self, port: u16) -> PathBuf {
         let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
