@@ -121,19 +121,19 @@ pub struct Definition {
 }
 
 /// Every domain's XML, and the backing chain of every volume in the pool: what still refers to a
-/// base image or a box's kernel, whether a lab is up, defined but off, or left behind.
-pub async fn definitions(host: &dyn Transport) -> Result<Vec<Definition>, TransportError> {
+/// base image or a box's kernel, whether a lab is up, defined but off, or left behind. Fails when
+/// libvirt does not answer: an empty answer would read as "nothing in use".
+pub async fn definitions(host: &dyn Transport) -> anyhow::Result<Vec<Definition>> {
     const MARK: &str = "@@metalab-definition";
+    // A domain or volume that goes while this runs refers to nothing any more: skipped.
     let script = format!(
-        "for d in $({VIRSH} list --all --name); do echo \"{MARK} domain $d\"; {VIRSH} dumpxml \"$d\"; done\n\
-         for v in $({VIRSH} vol-list {POOL} 2>/dev/null | awk '{{print $1}}'); do echo \"{MARK} volume $v\"; \
-         {VIRSH} vol-dumpxml --pool {POOL} \"$v\" | sed -n '/<backingStore>/,/<\\/backingStore>/p'; done\n"
+        "set -e; domains=$({VIRSH} list --all --name); volumes=$({VIRSH} vol-list {POOL})\n\
+         for d in $domains; do echo \"{MARK} domain $d\"; {VIRSH} dumpxml \"$d\" || true; done\n\
+         for v in $(printf '%s\\n' \"$volumes\" | awk '{{print $1}}'); do echo \"{MARK} volume $v\"; \
+         {VIRSH} vol-dumpxml --pool {POOL} \"$v\" | sed -n '/<backingStore>/,/<\\/backingStore>/p' || true; done\n"
     );
-    let mut out = Collect::default();
-    host.exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
-        .await?;
     let mut found: Vec<Definition> = Vec::new();
-    for line in out.stdout_text().lines() {
+    for line in checked_output(host, &script).await?.lines() {
         if let Some(head) = line.strip_prefix(MARK) {
             let (kind, name) = head.trim().split_once(' ').unwrap_or((head.trim(), ""));
             found.push(Definition {
@@ -150,10 +150,10 @@ pub async fn definitions(host: &dyn Transport) -> Result<Vec<Definition>, Transp
 }
 
 /// The volumes of metalab's storage pool: name and path.
-pub async fn pool_volumes(host: &dyn Transport) -> Result<Vec<(String, String)>, TransportError> {
-    let listed = lines(host, &format!("{VIRSH} vol-list {POOL} 2>/dev/null")).await?;
+pub async fn pool_volumes(host: &dyn Transport) -> anyhow::Result<Vec<(String, String)>> {
+    let listed = checked_output(host, &format!("{VIRSH} vol-list {POOL}")).await?;
     Ok(listed
-        .iter()
+        .lines()
         .filter_map(|l| {
             let mut words = l.split_whitespace();
             Some((words.next()?.to_string(), words.next()?.to_string()))
@@ -211,17 +211,27 @@ pub async fn revert(host: &dyn Transport, domain: &str, name: &str) -> anyhow::R
 }
 
 async fn run_checked(host: &dyn Transport, script: &str) -> anyhow::Result<()> {
+    checked_output(host, script).await.map(drop)
+}
+
+/// A script's stdout, or an error with its stderr when it fails.
+async fn checked_output(host: &dyn Transport, script: &str) -> anyhow::Result<String> {
     let mut out = Collect::default();
     let outcome = host
         .exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
         .await?;
     if !outcome.success() {
+        let first = script.lines().next().unwrap_or_default();
+        let more = if script.trim_end().contains('\n') {
+            " …"
+        } else {
+            ""
+        };
         anyhow::bail!(
-            "{} ({}): {}",
-            script,
+            "{first}{more} ({}): {}",
             outcome.describe(),
             out.stderr_text().trim()
         );
     }
-    Ok(())
+    Ok(out.stdout_text())
 }

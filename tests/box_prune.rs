@@ -134,81 +134,122 @@ fn vagrant_box_list(state: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The versions of a throw-away box on this machine (`state`) and on the inventory host
+/// (`remote`), with their base volumes, and an overlay volume on the middle version.
+struct Fixture {
+    // Field order is drop order: the volumes go before the directories and the server.
+    _vols: Volumes,
+    box_name: String,
+    overlay: String,
+    lab: ScratchLab,
+    state: tempfile::TempDir,
+    remote: tempfile::TempDir,
+    _sshd: Sshd,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let sshd = Sshd::start();
+        let recipe_dir = format!("prune{name}{}", std::process::id());
+        let tmp = |prefix: &str| {
+            tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir_in("/var/tmp")
+                .unwrap()
+        };
+        let (state, remote) = (tmp("metalab-prune-"), tmp("metalab-prune-remote-"));
+        let lab = ScratchLab::new(&config(&recipe_dir, &sshd, remote.path()), &[]);
+        lab.write(
+            &format!("boxes/{recipe_dir}/build.sh"),
+            "#!/bin/sh\nexit 1\n",
+        );
+        let recipe = metalab::boxes::Recipe::new(&lab.path().join("boxes").join(&recipe_dir));
+        let box_name = recipe.box_name();
+        let current_hash = recipe.hash().unwrap();
+        for (version, hash) in [
+            (OLD, "a".repeat(64)),
+            (IN_USE, "b".repeat(64)),
+            (CURRENT, current_hash.clone()),
+        ] {
+            make_version(state.path(), &box_name, version, &hash);
+        }
+        // The inventory host got the old and the current version shipped.
+        make_version(remote.path(), &box_name, OLD, &"a".repeat(64));
+        make_version(remote.path(), &box_name, CURRENT, &current_hash);
+        let mut vols = Volumes(Vec::new());
+        for version in [OLD, IN_USE, CURRENT] {
+            make_base_volume(&box_name, version, &mut vols);
+        }
+        // Not named like a run's volume (metalab-<run>-…), so that no reap running meanwhile
+        // takes it.
+        let overlay = format!("{recipe_dir}-overlay.img");
+        let backing = virsh(&[
+            "vol-path",
+            "--pool",
+            "metalab",
+            &base_volume(&box_name, IN_USE),
+        ]);
+        virsh(&[
+            "vol-create-as",
+            "metalab",
+            &overlay,
+            "1M",
+            "--format",
+            "qcow2",
+            "--backing-vol",
+            backing.trim(),
+            "--backing-vol-format",
+            "qcow2",
+        ]);
+        vols.0.push(overlay.clone());
+        Fixture {
+            _vols: vols,
+            box_name,
+            overlay,
+            lab,
+            state,
+            remote,
+            _sshd: sshd,
+        }
+    }
+
+    fn prune(&self, args: &[&str]) -> std::process::Command {
+        let mut c = self.lab.metalab(&[&["box", "prune"], args].concat());
+        c.env("METALAB_HOME", self.state.path());
+        c
+    }
+
+    /// Whether a version is still in each place: (box dir, Vagrant, pool) on `home`.
+    fn places(&self, home: &Path, version: &str) -> (bool, bool, bool) {
+        (
+            box_versions(home).iter().any(|v| v == version),
+            vagrant_box_list(home).contains(version),
+            volume_exists(&base_volume(&self.box_name, version)),
+        )
+    }
+}
+
+/// The line about `version` in `host`'s part of prune's output.
+fn line(out: &str, host: &str, version: &str) -> String {
+    out.split_once(&format!("{host}:\n"))
+        .and_then(|(_, part)| {
+            part.lines()
+                .take_while(|l| l.starts_with("  "))
+                .find(|l| l.contains(version))
+        })
+        .unwrap_or_else(|| panic!("no line for {version} on {host} in:\n{out}"))
+        .to_string()
+}
+
 #[test]
 fn prune_removes_old_versions_everywhere_and_keeps_the_current_one_and_those_in_use() {
-    let sshd = Sshd::start();
-    let recipe_dir = format!("prunetest{}", std::process::id());
-    let tmp = |prefix: &str| {
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in("/var/tmp")
-            .unwrap()
-    };
-    let (state, remote) = (tmp("metalab-prune-"), tmp("metalab-prune-remote-"));
-    let lab = ScratchLab::new(&config(&recipe_dir, &sshd, remote.path()), &[]);
-    lab.write(
-        &format!("boxes/{recipe_dir}/build.sh"),
-        "#!/bin/sh\nexit 1\n",
-    );
-    let recipe = metalab::boxes::Recipe::new(&lab.path().join("boxes").join(&recipe_dir));
-    let box_name = recipe.box_name();
-    let current_hash = recipe.hash().unwrap();
-    for (version, hash) in [
-        (OLD, "a".repeat(64)),
-        (IN_USE, "b".repeat(64)),
-        (CURRENT, current_hash.clone()),
-    ] {
-        make_version(state.path(), &box_name, version, &hash);
-    }
-    // The inventory host got the old and the current version shipped.
-    make_version(remote.path(), &box_name, OLD, &"a".repeat(64));
-    make_version(remote.path(), &box_name, CURRENT, &current_hash);
-    let mut vols = Volumes(Vec::new());
-    for version in [OLD, IN_USE, CURRENT] {
-        make_base_volume(&box_name, version, &mut vols);
-    }
-    // Not named like a run's volume (metalab-<run>-…), so that no reap running meanwhile takes it.
-    let overlay = format!("{recipe_dir}-overlay.img");
-    let backing = virsh(&[
-        "vol-path",
-        "--pool",
-        "metalab",
-        &base_volume(&box_name, IN_USE),
-    ]);
-    virsh(&[
-        "vol-create-as",
-        "metalab",
-        &overlay,
-        "1M",
-        "--format",
-        "qcow2",
-        "--backing-vol",
-        backing.trim(),
-        "--backing-vol-format",
-        "qcow2",
-    ]);
-    vols.0.push(overlay.clone());
+    let f = Fixture::new("all");
+    let (state, remote, box_name, overlay) = (&f.state, &f.remote, &f.box_name, &f.overlay);
     let prune = |args: &[&str]| {
-        let out = lab
-            .metalab(&[&["box", "prune"], args].concat())
-            .env("METALAB_HOME", state.path())
-            .output()
-            .unwrap();
+        let out = f.prune(args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         text(&out)
     };
-    // The line about `version` in `host`'s part of the output.
-    let line = |out: &str, host: &str, version: &str| {
-        out.split_once(&format!("{host}:\n"))
-            .and_then(|(_, part)| {
-                part.lines()
-                    .take_while(|l| l.starts_with("  "))
-                    .find(|l| l.contains(version))
-            })
-            .unwrap_or_else(|| panic!("no line for {version} on {host} in:\n{out}"))
-            .to_string()
-    };
-
     // A dry run says what would go, and nothing goes.
     let out = prune(&["--dry-run"]);
     assert!(
@@ -219,9 +260,9 @@ fn prune_removes_old_versions_everywhere_and_keeps_the_current_one_and_those_in_
         line(&out, "loopback", OLD).contains("would remove (box, vagrant, pool"),
         "{out}"
     );
-    assert!(volume_exists(&base_volume(&box_name, OLD)));
-    assert!(registered_dir(state.path(), &box_name, OLD).is_dir());
-    assert!(registered_dir(remote.path(), &box_name, OLD).is_dir());
+    assert!(volume_exists(&base_volume(box_name, OLD)));
+    assert!(registered_dir(state.path(), box_name, OLD).is_dir());
+    assert!(registered_dir(remote.path(), box_name, OLD).is_dir());
 
     let out = prune(&[]);
     assert!(
@@ -246,9 +287,9 @@ fn prune_removes_old_versions_everywhere_and_keeps_the_current_one_and_those_in_
         "{out}"
     );
     // The old version is gone from every place; the others are untouched.
-    assert!(!volume_exists(&base_volume(&box_name, OLD)));
-    assert!(volume_exists(&base_volume(&box_name, IN_USE)));
-    assert!(volume_exists(&base_volume(&box_name, CURRENT)));
+    assert!(!volume_exists(&base_volume(box_name, OLD)));
+    assert!(volume_exists(&base_volume(box_name, IN_USE)));
+    assert!(volume_exists(&base_volume(box_name, CURRENT)));
     assert_eq!(box_versions(state.path()), [IN_USE, CURRENT]);
     assert_eq!(box_versions(remote.path()), [CURRENT]);
     for home in [state.path(), remote.path()] {
@@ -265,10 +306,57 @@ fn prune_removes_old_versions_everywhere_and_keeps_the_current_one_and_those_in_
     }
 
     // Once the overlay is gone, the version it held is free to go too.
-    virsh(&["vol-delete", "--pool", "metalab", &overlay]);
-    vols.0.retain(|v| v != &overlay);
+    virsh(&["vol-delete", "--pool", "metalab", overlay]);
+
     let out = prune(&[]);
     assert!(line(&out, "local", IN_USE).contains("removed"), "{out}");
-    assert!(!volume_exists(&base_volume(&box_name, IN_USE)));
-    assert!(volume_exists(&base_volume(&box_name, CURRENT)));
+    assert!(!volume_exists(&base_volume(box_name, IN_USE)));
+    assert!(volume_exists(&base_volume(box_name, CURRENT)));
+}
+
+#[test]
+fn a_host_whose_libvirt_does_not_answer_is_left_alone_and_the_others_are_pruned() {
+    let f = Fixture::new("down");
+    // This machine's virsh fails as it does when libvirtd is down; the inventory host's, reached
+    // over SSH with its own PATH, answers. Nothing in use could be seen here, so nothing may go.
+    let bin = tempfile::tempdir().unwrap();
+    let virsh = bin.path().join("virsh");
+    std::fs::write(
+        &virsh,
+        "#!/bin/sh\necho 'error: failed to connect to the hypervisor' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&virsh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = f.prune(&[]).env("PATH", path).output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    assert!(
+        shown.contains("failed to connect to the hypervisor"),
+        "{shown}"
+    );
+    assert_eq!(
+        f.places(f.state.path(), OLD),
+        (true, true, false),
+        "{shown}"
+    );
+    assert_eq!(
+        f.places(f.state.path(), IN_USE),
+        (true, true, true),
+        "{shown}"
+    );
+    // The inventory host was pruned as usual (and, sharing this machine's pool, took the volume).
+    assert!(
+        line(&shown, "loopback", OLD).contains("removed (box, vagrant, pool"),
+        "{shown}"
+    );
+    assert_eq!(
+        f.places(f.remote.path(), OLD),
+        (false, false, false),
+        "{shown}"
+    );
 }

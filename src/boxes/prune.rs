@@ -105,9 +105,10 @@ fn entry<'a>(versions: &'a mut Vec<Version>, version: &str) -> &'a mut Version {
     versions.last_mut().expect("just pushed")
 }
 
-/// Decides each version's fate. `versions` is newest first; `keep_newest` counts the versions kept
-/// beyond the current one and those in use.
+/// Decides each version's fate. `versions` (of `box_name`) is newest first; `keep_newest` counts
+/// the versions kept beyond the current one and those in use.
 pub fn plan(
+    box_name: &str,
     versions: &[Version],
     current: Option<&str>,
     users: &[Definition],
@@ -120,7 +121,7 @@ pub fn plan(
             if current == Some(v.version.as_str()) {
                 return Verdict::Keep("built by the current recipe".into());
             }
-            if let Some(user) = users.iter().find(|u| refers_to(u, &v.version)) {
+            if let Some(user) = users.iter().find(|u| refers_to(u, box_name, &v.version)) {
                 return Verdict::Keep(format!("used by {} {}", user.kind, user.name));
             }
             if kept_newest < keep_newest {
@@ -201,10 +202,14 @@ pub fn places(v: &Version) -> String {
     places.join(", ")
 }
 
-/// A definition refers to a version through a path: the registered box's kernel, or a base
-/// volume in a backing chain. Versions are build times (`20261123.031350.0`), found nowhere else.
-fn refers_to(user: &Definition, version: &str) -> bool {
-    user.xml.contains(&format!("/{version}/")) || user.xml.contains(&format!("_{version}_"))
+/// A definition refers to a version of a box through a path: the registered box's kernel
+/// (`…/boxes/<slug>/<version>/libvirt/vmlinuz`), or its base volume in a backing chain.
+fn refers_to(user: &Definition, box_name: &str, version: &str) -> bool {
+    let slug = slug(box_name);
+    user.xml.contains(&format!("/{slug}/{version}/"))
+        || user
+            .xml
+            .contains(&format!("/{slug}_vagrant_box_image_{version}_box.img"))
 }
 
 fn slug(box_name: &str) -> String {
@@ -240,6 +245,8 @@ async fn run(host: &Host, script: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BOX: &str = "metalab/debian12";
 
     fn version(v: &str) -> Version {
         Version {
@@ -307,7 +314,7 @@ mod tests {
                 "<backingStore><path>/var/lib/metalab/pool/metalab-VAGRANTSLASH-debian12_vagrant_box_image_20261120.000000.0_box.img</path></backingStore>",
             ),
         ];
-        let verdicts = plan(&versions, Some("20261123.000000.0"), &users, 0);
+        let verdicts = plan(BOX, &versions, Some("20261123.000000.0"), &users, 0);
         assert_eq!(
             verdicts,
             [
@@ -326,26 +333,31 @@ mod tests {
             version("20261122.000000.0"),
             version("20261121.000000.0"),
         ];
-        let verdicts = plan(&versions, Some("20261123.000000.0"), &[], 1);
+        let verdicts = plan(BOX, &versions, Some("20261123.000000.0"), &[], 1);
         assert_eq!(
             verdicts[1],
             Verdict::Keep("one of the 1 newest kept (--keep)".into())
         );
         assert_eq!(verdicts[2], Verdict::Remove);
         // No current build (the recipe changed and is not built yet): only --keep protects.
-        let verdicts = plan(&versions, None, &[], 1);
+        let verdicts = plan(BOX, &versions, None, &[], 1);
         assert!(matches!(verdicts[0], Verdict::Keep(_)));
         assert_eq!(&verdicts[1..], [Verdict::Remove, Verdict::Remove]);
     }
 
     #[test]
-    fn a_version_is_not_mistaken_for_another_that_contains_it() {
+    fn a_version_is_not_mistaken_for_another_or_for_another_box_s() {
         let users = [user(
             "domain",
             "d",
             "/boxes/metalab-VAGRANTSLASH-debian12/20261121.000000.0/libvirt/vmlinuz",
         )];
-        assert!(!refers_to(&users[0], "1121.000000.0"));
-        assert!(refers_to(&users[0], "20261121.000000.0"));
+        assert!(refers_to(&users[0], BOX, "20261121.000000.0"));
+        assert!(!refers_to(&users[0], BOX, "1121.000000.0"));
+        assert!(!refers_to(
+            &users[0],
+            "metalab/debian13",
+            "20261121.000000.0"
+        ));
     }
 }

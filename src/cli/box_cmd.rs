@@ -107,7 +107,7 @@ async fn prune_host(
 ) -> anyhow::Result<()> {
     let versions = prune::inventory(host, name).await?;
     let users = crate::libvirt::definitions(host.transport.as_ref()).await?;
-    let verdicts = prune::plan(&versions, current, &users, keep);
+    let verdicts = prune::plan(name, &versions, current, &users, keep);
     if versions.is_empty() {
         println!("{}: no versions of {name}", host.name);
         return Ok(());
