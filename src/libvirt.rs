@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::transport::{Collect, Command, Transport, TransportError, sh_quote};
+use crate::transport::{Collect, Command, Transport, TransportError, sh_quote, stdout_of};
 
 const VIRSH: &str = "virsh -q -c qemu:///system";
 /// The storage pool scripts/setup-host defines and the Vagrantfile uses.
@@ -214,24 +214,7 @@ async fn run_checked(host: &dyn Transport, script: &str) -> anyhow::Result<()> {
     checked_output(host, script).await.map(drop)
 }
 
-/// A script's stdout, or an error with its stderr when it fails.
+/// A script's stdout, run as root; an error with its stderr when it fails.
 async fn checked_output(host: &dyn Transport, script: &str) -> anyhow::Result<String> {
-    let mut out = Collect::default();
-    let outcome = host
-        .exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
-        .await?;
-    if !outcome.success() {
-        let first = script.lines().next().unwrap_or_default();
-        let more = if script.trim_end().contains('\n') {
-            " …"
-        } else {
-            ""
-        };
-        anyhow::bail!(
-            "{first}{more} ({}): {}",
-            outcome.describe(),
-            out.stderr_text().trim()
-        );
-    }
-    Ok(out.stdout_text())
+    stdout_of(host, &Command::new(script, TIMEOUT).sudo(true)).await
 }

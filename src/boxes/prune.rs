@@ -11,12 +11,12 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::host::Host;
 use crate::libvirt::{self, Definition};
 use crate::report::record::BoxInfo;
-use crate::transport::{Collect, Command, sh_quote};
+use crate::transport::{Command, sh_quote, stdout_of};
 
 /// One version of a box, wherever it is found on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,17 +147,9 @@ pub async fn remove(host: &Host, box_name: &str, v: &Version) -> anyhow::Result<
             .env("VAGRANT_HOME", host.vagrant_home())
             .env("VAGRANT_CHECKPOINT_DISABLE", "1")
             .sudo(true);
-        let mut out = Collect::default();
-        let outcome = host.transport.exec(&cmd, &mut out).await?;
-        if !outcome.success() {
-            bail!(
-                "vagrant box remove {box_name} {} on {} failed ({}): {}",
-                v.version,
-                host.name,
-                outcome.describe(),
-                out.stderr_text().trim()
-            );
-        }
+        stdout_of(host.transport.as_ref(), &cmd)
+            .await
+            .with_context(|| format!("on {}", host.name))?;
     }
     if let Some((name, _)) = &v.volume {
         libvirt::delete_volume(host.transport.as_ref(), name).await?;
@@ -226,20 +218,12 @@ fn base_volume_version<'a>(box_name: &str, volume: &'a str) -> Option<&'a str> {
 
 /// Runs a script on the host as root; its stdout, or its failure.
 async fn run(host: &Host, script: &str) -> anyhow::Result<String> {
-    let mut out = Collect::default();
-    let outcome = host
-        .transport
-        .exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
-        .await?;
-    if !outcome.success() {
-        bail!(
-            "on {}: {script} ({}): {}",
-            host.name,
-            outcome.describe(),
-            out.stderr_text().trim()
-        );
-    }
-    Ok(out.stdout_text())
+    stdout_of(
+        host.transport.as_ref(),
+        &Command::new(script, TIMEOUT).sudo(true),
+    )
+    .await
+    .with_context(|| format!("on {}", host.name))
 }
 
 #[cfg(test)]

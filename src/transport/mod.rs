@@ -211,6 +211,27 @@ pub trait Transport: Send + Sync {
     fn target(&self) -> String;
 }
 
+/// Runs a command to completion and returns its stdout. A failure is an error naming the command
+/// (its first line) and carrying its stderr.
+pub async fn stdout_of(t: &dyn Transport, cmd: &Command) -> anyhow::Result<String> {
+    let mut out = Collect::default();
+    let outcome = t.exec(cmd, &mut out).await?;
+    if !outcome.success() {
+        let first = cmd.script.lines().next().unwrap_or_default();
+        let more = if cmd.script.trim_end().contains('\n') {
+            " …"
+        } else {
+            ""
+        };
+        anyhow::bail!(
+            "{first}{more} ({}): {}",
+            outcome.describe(),
+            out.stderr_text().trim()
+        );
+    }
+    Ok(out.stdout_text())
+}
+
 /// Quotes a string for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
