@@ -150,7 +150,7 @@ impl BuiltBox {
     pub fn registered_dir(&self, vagrant_home: &Path) -> PathBuf {
         vagrant_home
             .join("boxes")
-            .join(self.info.name.replace('/', "-VAGRANTSLASH-"))
+            .join(vagrant_slug(&self.info.name))
             .join(&self.info.version)
             .join("libvirt")
     }
@@ -211,6 +211,12 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A box name as Vagrant spells it in paths and vagrant-libvirt in volume names:
+/// `metalab/debian12` is `metalab-VAGRANTSLASH-debian12`.
+pub fn vagrant_slug(box_name: &str) -> String {
+    box_name.replace('/', "-VAGRANTSLASH-")
 }
 
 /// How many other builds of the same box the cache holds: versions of earlier recipes.

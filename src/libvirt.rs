@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::transport::{Collect, Command, Transport, TransportError, sh_quote, stdout_of};
+use crate::transport::{
+    Collect, Command, Transport, TransportError, marked_sections, sh_quote, stdout_of,
+};
 
 const VIRSH: &str = "virsh -q -c qemu:///system";
 /// The storage pool scripts/setup-host defines and the Vagrantfile uses.
@@ -132,21 +134,18 @@ pub async fn definitions(host: &dyn Transport) -> anyhow::Result<Vec<Definition>
          for v in $(printf '%s\\n' \"$volumes\" | awk '{{print $1}}'); do echo \"{MARK} volume $v\"; \
          {VIRSH} vol-dumpxml --pool {POOL} \"$v\" | sed -n '/<backingStore>/,/<\\/backingStore>/p' || true; done\n"
     );
-    let mut found: Vec<Definition> = Vec::new();
-    for line in checked_output(host, &script).await?.lines() {
-        if let Some(head) = line.strip_prefix(MARK) {
-            let (kind, name) = head.trim().split_once(' ').unwrap_or((head.trim(), ""));
-            found.push(Definition {
+    let listed = checked_output(host, &script).await?;
+    Ok(marked_sections(&listed, MARK)
+        .into_iter()
+        .map(|(head, xml)| {
+            let (kind, name) = head.split_once(' ').unwrap_or((head, ""));
+            Definition {
                 kind: if kind == "domain" { "domain" } else { "volume" },
                 name: name.to_string(),
-                xml: String::new(),
-            });
-        } else if let Some(d) = found.last_mut() {
-            d.xml.push_str(line);
-            d.xml.push('\n');
-        }
-    }
-    Ok(found)
+                xml,
+            }
+        })
+        .collect())
 }
 
 /// The volumes of metalab's storage pool: name and path.

@@ -229,16 +229,20 @@ impl Fixture {
     }
 }
 
-/// The line about `version` in `host`'s part of prune's output.
-fn line(out: &str, host: &str, version: &str) -> String {
-    out.split_once(&format!("{host}:\n"))
+/// Asserts what prune's output says about `version` in `host`'s part.
+fn says(out: &str, host: &str, version: &str, what: &str) {
+    let line = out
+        .split_once(&format!("{host}:\n"))
         .and_then(|(_, part)| {
             part.lines()
                 .take_while(|l| l.starts_with("  "))
                 .find(|l| l.contains(version))
         })
-        .unwrap_or_else(|| panic!("no line for {version} on {host} in:\n{out}"))
-        .to_string()
+        .unwrap_or_else(|| panic!("no line for {version} on {host} in:\n{out}"));
+    assert!(
+        line.contains(what),
+        "{host} {version}: want {what:?} in:\n{out}"
+    );
 }
 
 #[test]
@@ -252,66 +256,48 @@ fn prune_removes_old_versions_everywhere_and_keeps_the_current_one_and_those_in_
     };
     // A dry run says what would go, and nothing goes.
     let out = prune(&["--dry-run"]);
-    assert!(
-        line(&out, "local", OLD).contains("would remove (box, vagrant, pool"),
-        "{out}"
-    );
-    assert!(
-        line(&out, "loopback", OLD).contains("would remove (box, vagrant, pool"),
-        "{out}"
-    );
-    assert!(volume_exists(&base_volume(box_name, OLD)));
-    assert!(registered_dir(state.path(), box_name, OLD).is_dir());
-    assert!(registered_dir(remote.path(), box_name, OLD).is_dir());
+    says(&out, "local", OLD, "would remove (box, vagrant, pool");
+    says(&out, "loopback", OLD, "would remove (box, vagrant, pool");
+    assert_eq!(f.places(state.path(), OLD), (true, true, true));
+    assert_eq!(f.places(remote.path(), OLD), (true, true, true));
 
     let out = prune(&[]);
-    assert!(
-        line(&out, "local", OLD).contains("removed (box, vagrant, pool"),
-        "{out}"
+    says(&out, "local", OLD, "removed (box, vagrant, pool");
+    says(
+        &out,
+        "local",
+        IN_USE,
+        &format!("kept (used by volume {overlay})"),
     );
-    assert!(
-        line(&out, "local", IN_USE).contains(&format!("kept (used by volume {overlay})")),
-        "{out}"
-    );
-    assert!(
-        line(&out, "local", CURRENT).contains("kept (built by the current recipe)"),
-        "{out}"
-    );
+    says(&out, "local", CURRENT, "kept (built by the current recipe)");
     // The pool is shared here: this machine's prune already took the old volume.
-    assert!(
-        line(&out, "loopback", OLD).contains("removed (box, vagrant"),
-        "{out}"
+    says(&out, "loopback", OLD, "removed (box, vagrant;");
+    says(
+        &out,
+        "loopback",
+        CURRENT,
+        "kept (built by the current recipe)",
     );
-    assert!(
-        line(&out, "loopback", CURRENT).contains("kept (built by the current recipe)"),
-        "{out}"
-    );
-    // The old version is gone from every place; the others are untouched.
-    assert!(!volume_exists(&base_volume(box_name, OLD)));
-    assert!(volume_exists(&base_volume(box_name, IN_USE)));
-    assert!(volume_exists(&base_volume(box_name, CURRENT)));
-    assert_eq!(box_versions(state.path()), [IN_USE, CURRENT]);
-    assert_eq!(box_versions(remote.path()), [CURRENT]);
+    // The old version is gone from every place, Vagrant's version directory included; the others
+    // are untouched.
     for home in [state.path(), remote.path()] {
-        let listed = vagrant_box_list(home);
-        assert!(!listed.contains(OLD), "{listed}");
-        assert!(listed.contains(CURRENT), "{listed}");
+        assert_eq!(f.places(home, OLD), (false, false, false));
+        assert_eq!(f.places(home, CURRENT), (true, true, true));
         assert!(
-            !home
-                .join("vagrant.d/boxes")
-                .join(box_name.replace('/', "-VAGRANTSLASH-"))
-                .join(OLD)
+            !registered_dir(home, box_name, OLD)
+                .parent()
+                .unwrap()
                 .exists()
         );
     }
+    assert_eq!(f.places(state.path(), IN_USE), (true, true, true));
 
     // Once the overlay is gone, the version it held is free to go too.
     virsh(&["vol-delete", "--pool", "metalab", overlay]);
-
     let out = prune(&[]);
-    assert!(line(&out, "local", IN_USE).contains("removed"), "{out}");
-    assert!(!volume_exists(&base_volume(box_name, IN_USE)));
-    assert!(volume_exists(&base_volume(box_name, CURRENT)));
+    says(&out, "local", IN_USE, "removed (box, vagrant, pool");
+    assert_eq!(f.places(state.path(), IN_USE), (false, false, false));
+    assert_eq!(f.places(state.path(), CURRENT), (true, true, true));
 }
 
 #[test]
@@ -350,10 +336,7 @@ fn a_host_whose_libvirt_does_not_answer_is_left_alone_and_the_others_are_pruned(
         "{shown}"
     );
     // The inventory host was pruned as usual (and, sharing this machine's pool, took the volume).
-    assert!(
-        line(&shown, "loopback", OLD).contains("removed (box, vagrant, pool"),
-        "{shown}"
-    );
+    says(&shown, "loopback", OLD, "removed (box, vagrant, pool");
     assert_eq!(
         f.places(f.remote.path(), OLD),
         (false, false, false),

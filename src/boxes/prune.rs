@@ -9,14 +9,16 @@
 //! (`--keep`). Everything goes through the host's transport, so this machine and an inventory
 //! host over SSH are pruned alike.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::boxes::vagrant_slug;
 use crate::host::Host;
 use crate::libvirt::{self, Definition};
 use crate::report::record::BoxInfo;
-use crate::transport::{Command, sh_quote, stdout_of};
+use crate::transport::{Command, marked_sections, sh_quote, stdout_of};
 
 /// One version of a box, wherever it is found on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,60 +51,47 @@ pub async fn inventory(host: &Host, box_name: &str) -> anyhow::Result<Vec<Versio
         "for f in {boxes}/*/box.json; do [ -f \"$f\" ] && echo \"{MARK} box ${{f%/box.json}}\" && cat \"$f\" && echo; done; \
          for m in {registered}/*/libvirt/metadata.json; do [ -f \"$m\" ] && echo \"{MARK} registered ${{m%/libvirt/metadata.json}}\"; done; true",
         boxes = sh_quote(&format!("{}/boxes", host.home)),
-        registered = sh_quote(&format!("{}/boxes/{}", host.vagrant_home(), slug(box_name))),
+        registered = sh_quote(&format!(
+            "{}/boxes/{}",
+            host.vagrant_home(),
+            vagrant_slug(box_name)
+        )),
     );
     let listed = run(host, &script).await?;
-    let mut versions: Vec<Version> = Vec::new();
-    for (kind, path, body) in sections(&listed) {
-        match kind {
-            "box" => {
+    // By version; a version may be in any of the three places.
+    let mut found: BTreeMap<String, Version> = BTreeMap::new();
+    for (head, body) in marked_sections(&listed, MARK) {
+        match head.split_once(' ') {
+            Some(("box", dir)) => {
                 let info: BoxInfo = serde_json::from_str(&body)
-                    .with_context(|| format!("corrupt {path}/box.json on {}", host.name))?;
+                    .with_context(|| format!("corrupt {dir}/box.json on {}", host.name))?;
                 if info.name == box_name {
-                    entry(&mut versions, &info.version).box_dir = Some(path.to_string());
+                    at(&mut found, &info.version).box_dir = Some(dir.to_string());
                 }
             }
-            _ => {
-                let version = path.rsplit('/').next().unwrap_or_default();
-                entry(&mut versions, version).registered_dir = Some(path.to_string());
+            Some((_, dir)) => {
+                let version = dir.rsplit('/').next().unwrap_or_default();
+                at(&mut found, version).registered_dir = Some(dir.to_string());
             }
+            None => {}
         }
     }
     for (name, path) in libvirt::pool_volumes(host.transport.as_ref()).await? {
         if let Some(version) = base_volume_version(box_name, &name) {
-            entry(&mut versions, version).volume = Some((name.clone(), path));
+            at(&mut found, version).volume = Some((name.clone(), path));
         }
     }
-    versions.sort_by(|a, b| b.version.cmp(&a.version));
-    Ok(versions)
+    Ok(found.into_values().rev().collect())
 }
 
-/// The inventory script's output cut at its marks: (kind, path, the lines that follow).
-fn sections(listed: &str) -> Vec<(&str, &str, String)> {
-    let mut found: Vec<(&str, &str, String)> = Vec::new();
-    for line in listed.lines() {
-        if let Some(head) = line.strip_prefix(MARK) {
-            let (kind, path) = head.trim().split_once(' ').unwrap_or(("", ""));
-            found.push((kind, path, String::new()));
-        } else if let Some((_, _, body)) = found.last_mut() {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    found
-}
-
-fn entry<'a>(versions: &'a mut Vec<Version>, version: &str) -> &'a mut Version {
-    if let Some(i) = versions.iter().position(|v| v.version == version) {
-        return &mut versions[i];
-    }
-    versions.push(Version {
+/// The entry of a version, made on first sight.
+fn at<'a>(found: &'a mut BTreeMap<String, Version>, version: &str) -> &'a mut Version {
+    found.entry(version.to_string()).or_insert_with(|| Version {
         version: version.to_string(),
         box_dir: None,
         registered_dir: None,
         volume: None,
-    });
-    versions.last_mut().expect("just pushed")
+    })
 }
 
 /// Decides each version's fate. `versions` (of `box_name`) is newest first; `keep_newest` counts
@@ -197,22 +186,18 @@ pub fn places(v: &Version) -> String {
 /// A definition refers to a version of a box through a path: the registered box's kernel
 /// (`…/boxes/<slug>/<version>/libvirt/vmlinuz`), or its base volume in a backing chain.
 fn refers_to(user: &Definition, box_name: &str, version: &str) -> bool {
-    let slug = slug(box_name);
+    let slug = vagrant_slug(box_name);
     user.xml.contains(&format!("/{slug}/{version}/"))
         || user
             .xml
             .contains(&format!("/{slug}_vagrant_box_image_{version}_box.img"))
 }
 
-fn slug(box_name: &str) -> String {
-    box_name.replace('/', "-VAGRANTSLASH-")
-}
-
 /// The version in a base volume's name, as vagrant-libvirt names them:
 /// `metalab-VAGRANTSLASH-debian12_vagrant_box_image_20261123.031350.0_box.img`.
 fn base_volume_version<'a>(box_name: &str, volume: &'a str) -> Option<&'a str> {
     volume
-        .strip_prefix(&format!("{}_vagrant_box_image_", slug(box_name)))?
+        .strip_prefix(&format!("{}_vagrant_box_image_", vagrant_slug(box_name)))?
         .strip_suffix("_box.img")
 }
 
@@ -247,21 +232,6 @@ mod tests {
             name: name.into(),
             xml: xml.into(),
         }
-    }
-
-    #[test]
-    fn the_inventory_output_is_cut_into_its_sections() {
-        let listed = format!(
-            "{MARK} box /h/boxes/a\n{{\"name\": \"x\"}}\n\n{MARK} registered /h/vagrant.d/boxes/x/1\n"
-        );
-        let found = sections(&listed);
-        assert_eq!(found.len(), 2);
-        assert_eq!((found[0].0, found[0].1), ("box", "/h/boxes/a"));
-        assert_eq!(found[0].2.trim(), "{\"name\": \"x\"}");
-        assert_eq!(
-            (found[1].0, found[1].1, found[1].2.as_str()),
-            ("registered", "/h/vagrant.d/boxes/x/1", "")
-        );
     }
 
     #[test]

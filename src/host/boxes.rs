@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::Host;
-use crate::boxes::BuiltBox;
+use crate::boxes::{BuiltBox, vagrant_slug};
 use crate::transport::{Collect, Command, OutputSink, sh_quote};
 
 /// What installing the box took.
@@ -25,7 +25,7 @@ pub async fn install(
     built: &BuiltBox,
     sink: &mut dyn OutputSink,
 ) -> anyhow::Result<Installed> {
-    let slug = built.info.name.replace('/', "-VAGRANTSLASH-");
+    let slug = vagrant_slug(&built.info.name);
     let registered_dir = format!(
         "{}/boxes/{slug}/{}/libvirt",
         host.vagrant_home(),
@@ -79,11 +79,12 @@ fn box_dir(host: &Host, built: &BuiltBox) -> String {
 }
 
 /// Shell that writes `box.json` (what the box is, as in the build cache) beside a shipped copy of
-/// this very build: `metalab box prune` finds a host's versions by it.
+/// this very build, unless it says so already: `metalab box prune` finds a host's versions by it.
 fn record_version(host: &Host, built: &BuiltBox) -> anyhow::Result<String> {
     let dir = box_dir(host, built);
     Ok(format!(
-        "if [ \"$(cat {sum} 2>/dev/null)\" = {sha} ]; then printf '%s' {info} > {info_file}; fi; true",
+        "if [ \"$(cat {sum} 2>/dev/null)\" = {sha} ] && [ \"$(cat {info_file} 2>/dev/null)\" != {info} ]; \
+         then printf '%s' {info} > {info_file}; fi; true",
         sum = sh_quote(&format!("{dir}/box.box.sha256")),
         sha = sh_quote(&built.info.sha256),
         info_file = sh_quote(&format!("{dir}/box.json")),
@@ -163,7 +164,7 @@ async fn register(
         done = sh_quote(&format!(
             "{}/boxes/{}/{}/libvirt/metadata.json",
             host.vagrant_home(),
-            built.info.name.replace('/', "-VAGRANTSLASH-"),
+            vagrant_slug(&built.info.name),
             built.info.version
         )),
     );

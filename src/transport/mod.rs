@@ -232,6 +232,21 @@ pub async fn stdout_of(t: &dyn Transport, cmd: &Command) -> anyhow::Result<Strin
     Ok(out.stdout_text())
 }
 
+/// Cuts a script's output at the lines that start with `mark` (what a script listing several
+/// things prints before each): the rest of each mark line, and the lines that follow it.
+pub fn marked_sections<'a>(output: &'a str, mark: &str) -> Vec<(&'a str, String)> {
+    let mut found: Vec<(&str, String)> = Vec::new();
+    for line in output.lines() {
+        if let Some(head) = line.strip_prefix(mark) {
+            found.push((head.trim(), String::new()));
+        } else if let Some((_, body)) = found.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    found
+}
+
 /// Quotes a string for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
@@ -259,6 +274,18 @@ mod tests {
         assert_eq!(sh_quote("plain/path-1"), "plain/path-1");
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn output_is_cut_at_its_marks_and_what_comes_before_the_first_is_dropped() {
+        let out = "noise\n@@m box /h/boxes/a\n{\"name\": \"x\"}\n\n@@m registered /h/v/1\n";
+        let found = marked_sections(out, "@@m");
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            found[0],
+            ("box /h/boxes/a", "{\"name\": \"x\"}\n\n".to_string())
+        );
+        assert_eq!(found[1], ("registered /h/v/1", String::new()));
     }
 
     #[test]
