@@ -232,3 +232,30 @@ fn with_ci_set_the_output_has_no_ansi_codes_even_on_a_terminal() {
     let coloured = on_a_terminal(&lab, false);
     assert!(coloured.contains("\x1b["), "{coloured:?}");
 }
+
+/// The README's first command is `cargo run --release -- run`: with two binaries in the package,
+/// `cargo run` must know which one to pick (`default-run`), or it fails before anything starts.
+#[test]
+fn the_readme_cargo_run_picks_metalab_among_the_binaries() {
+    let readme = read("README.md");
+    let first = readme
+        .lines()
+        .find(|l| l.contains("cargo run"))
+        .expect("the README has a `cargo run` command");
+    assert!(
+        first.contains("cargo run --release -- run"),
+        "the README's first command changed: {first}"
+    );
+    // The same selection without the release build: the debug binary the tests already built.
+    let out = Command::new(env!("CARGO"))
+        .current_dir(repo())
+        .args(["run", "--locked", "--quiet", "--", "--version"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("metalab "),
+        "{}",
+        text(&out)
+    );
+}
