@@ -124,7 +124,9 @@ pub async fn run(host: &Host, state: &StateDir, config: Option<&Config>) -> Vec<
     checks.push(kvm_check());
     checks.push(accel_check(accel));
     if let Some(config) = config {
-        checks.push(box_check(state, &config.box_recipe));
+        if let Some(recipe) = &config.box_recipe {
+            checks.push(box_check(state, recipe));
+        }
         checks.push(memory_check(config));
     }
     checks.push(disk_check(state.root()));
@@ -133,7 +135,9 @@ pub async fn run(host: &Host, state: &StateDir, config: Option<&Config>) -> Vec<
 
 /// Probes afresh, so a host whose KVM got fixed (or broke) is noticed.
 async fn probe_accel(host: &Host, state: &StateDir, config: &Config) -> Option<Accel> {
-    let built = Recipe::new(&config.box_recipe).cached(state).ok()??;
+    let built = Recipe::new(config.box_recipe.as_deref()?)
+        .cached(state)
+        .ok()??;
     let kernel = built.registered_dir(&state.vagrant_home()).join("vmlinuz");
     Some(crate::host::accel::resolve(host, Accel::Auto, &kernel.display().to_string(), true).await)
 }

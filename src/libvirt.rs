@@ -41,36 +41,44 @@ impl Leftovers {
     }
 }
 
-async fn lines(host: &dyn Transport, script: &str) -> Result<Vec<String>, TransportError> {
-    let mut out = Collect::default();
-    host.exec(&Command::new(script, TIMEOUT).sudo(true), &mut out)
-        .await?;
-    Ok(out
-        .stdout_text()
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect())
+/// Everything of libvirt whose name starts with `prefix`. Fails when libvirt does not answer:
+/// a survey that could not look is never "nothing there".
+pub async fn find(host: &dyn Transport, prefix: &str) -> anyhow::Result<Leftovers> {
+    const MARK: &str = "@@metalab-survey";
+    let script = format!(
+        "set -e\n\
+         d=$({VIRSH} list --all --name); n=$({VIRSH} net-list --all --name)\n\
+         v=; if {VIRSH} pool-info {POOL} >/dev/null 2>&1; then v=$({VIRSH} vol-list {POOL}); fi\n\
+         echo '{MARK} domains'; printf '%s\\n' \"$d\"\n\
+         echo '{MARK} networks'; printf '%s\\n' \"$n\"\n\
+         echo '{MARK} volumes'; printf '%s\\n' \"$v\" | awk '{{print $1}}'\n"
+    );
+    let listed = checked_output(host, &script).await?;
+    let mut found = Leftovers::default();
+    for (kind, body) in marked_sections(&listed, MARK) {
+        let names = body
+            .lines()
+            .map(str::trim)
+            .filter(|n| n.starts_with(prefix))
+            .map(str::to_string);
+        match kind {
+            "domains" => found.domains.extend(names),
+            "networks" => found.networks.extend(names),
+            _ => found.volumes.extend(names),
+        }
+    }
+    Ok(found)
 }
 
-/// Everything of libvirt whose name starts with `prefix`.
-pub async fn find(host: &dyn Transport, prefix: &str) -> Result<Leftovers, TransportError> {
-    let ours = |v: Vec<String>| {
-        v.into_iter()
-            .filter(|n| n.starts_with(prefix))
-            .collect::<Vec<_>>()
-    };
-    Ok(Leftovers {
-        domains: ours(lines(host, &format!("{VIRSH} list --all --name")).await?),
-        networks: ours(lines(host, &format!("{VIRSH} net-list --all --name")).await?),
-        volumes: ours(
-            lines(
-                host,
-                &format!("{VIRSH} vol-list {POOL} 2>/dev/null | awk '{{print $1}}'"),
-            )
-            .await?,
-        ),
-    })
+/// The names of every libvirt network on the host.
+pub async fn network_names(host: &dyn Transport) -> anyhow::Result<Vec<String>> {
+    let listed = checked_output(host, &format!("{VIRSH} net-list --all --name")).await?;
+    Ok(listed
+        .lines()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 /// Removes everything `find` returned: domains first (with their snapshots and storage), then
@@ -105,7 +113,7 @@ pub async fn remove(host: &dyn Transport, found: &Leftovers) -> Result<(), Trans
 }
 
 /// Finds and removes everything named with `prefix`; returns what was there.
-pub async fn sweep(host: &dyn Transport, prefix: &str) -> Result<Leftovers, TransportError> {
+pub async fn sweep(host: &dyn Transport, prefix: &str) -> anyhow::Result<Leftovers> {
     let found = find(host, prefix).await?;
     if !found.is_empty() {
         remove(host, &found).await?;

@@ -1,9 +1,13 @@
 //! `metalab reap`: finds what earlier runs left behind on a host and removes it.
 //!
-//! Candidates come from two places: the run journals in the state directory, and the real
-//! resources, whose names carry run ids (libvirt domains, networks, volumes). The real resources
-//! are the truth; a journal only adds what Vagrant knew (the project to `vagrant destroy`). A run
-//! whose owner process still lives, or whose kept VMs have not expired, is never touched.
+//! Candidates come from three places: the run journals in the state directory, the real libvirt
+//! resources, whose names carry run ids (domains, networks, volumes), and the processes on the
+//! host tagged with a run id (a `vagrant up` whose metalab was killed goes on creating VMs). The
+//! real resources are the truth; a journal only adds what Vagrant knew (the project to `vagrant
+//! destroy`). A run whose owner process still lives, or whose kept VMs have not expired, is never
+//! touched. A dead run's processes are ended first, then its VMs destroyed, then libvirt and
+//! Vagrant's index are surveyed again: a run counts as removed only when that survey finds
+//! nothing of it, and a survey that fails is an error, never "nothing left".
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,6 +34,8 @@ pub struct Finding {
     pub leftovers: Leftovers,
     /// Vagrant projects the journal says were created and not torn down.
     pub projects: Vec<crate::vagrant::Project>,
+    /// How many processes on the host carry the run's tag.
+    pub processes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +52,46 @@ pub enum Verdict {
 
 impl Finding {
     pub fn is_empty(&self) -> bool {
-        self.leftovers.is_empty() && self.projects.is_empty()
+        self.leftovers.is_empty() && self.projects.is_empty() && self.processes == 0
+    }
+
+    /// What the run left, in words.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.processes > 0 {
+            parts.push(format!("{} process(es)", self.processes));
+        }
+        if !self.leftovers.is_empty() {
+            parts.push(self.leftovers.describe());
+        }
+        if parts.is_empty() {
+            parts.push(format!(
+                "{} Vagrant project(s) on record",
+                self.projects.len()
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// How removing one run's leftovers ended.
+#[derive(Debug, Clone)]
+pub struct Reaped {
+    /// What the run had.
+    pub finding: Finding,
+    /// `None`: a survey afterwards found nothing of it. Otherwise what is left, or why it could
+    /// not be checked.
+    pub problem: Option<String>,
+}
+
+impl Reaped {
+    /// "reaped run X: what it had", or "run X is not gone: why".
+    pub fn describe(&self) -> String {
+        let f = &self.finding;
+        match &self.problem {
+            None => format!("reaped run {}: {}", f.run_id, f.describe()),
+            Some(p) => format!("run {} is not gone ({}): {p}", f.run_id, f.describe()),
+        }
     }
 }
 
@@ -57,6 +102,7 @@ pub async fn survey(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Finding>> {
     let all = libvirt::find(host.transport.as_ref(), "metalab-").await?;
+    let processes = tagged_processes(host).await?;
     let mut by_run: BTreeMap<RunId, Leftovers> = BTreeMap::new();
     for (names, pick) in [
         (&all.domains, 0usize),
@@ -70,7 +116,7 @@ pub async fn survey(
             }
         }
     }
-    for id in state.run_ids() {
+    for id in state.run_ids().into_iter().chain(processes.keys().cloned()) {
         by_run.entry(id).or_default();
     }
     Ok(by_run
@@ -79,6 +125,7 @@ pub async fn survey(
             let projects = pending_projects(state, &run_id, &host.name);
             let verdict = judge(state, &run_id, now);
             Finding {
+                processes: processes.get(&run_id).copied().unwrap_or(0),
                 run_id,
                 verdict,
                 leftovers,
@@ -135,40 +182,115 @@ pub fn judge(state: &StateDir, run: &RunId, now: DateTime<Utc>) -> Verdict {
     }
 }
 
-/// Removes what `survey` marked for reaping. Returns what each run had.
-pub async fn reap(
-    host: &Host,
-    state: &StateDir,
-    findings: &[Finding],
-) -> anyhow::Result<Vec<Finding>> {
-    let t = host.transport.as_ref();
+/// Removes what `survey` marked for reaping: ends the run's processes, destroys its VMs, sweeps
+/// its names, and surveys again. Each run says whether that survey found it gone.
+pub async fn reap(host: &Host, state: &StateDir, findings: &[Finding]) -> Vec<Reaped> {
     let mut reaped = Vec::new();
     for f in findings
         .iter()
         .filter(|f| matches!(f.verdict, Verdict::Reap { .. }))
     {
-        for project in &f.projects {
-            // Lets Vagrant drop the machines from its index; the sweep below does the rest.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(120),
-                project.destroy(t, Duration::from_secs(110), &mut Discard),
-            )
-            .await;
-        }
-        let left = libvirt::sweep(t, &f.run_id.resource_prefix()).await?;
-        let run = state.run(&f.run_id);
-        crate::mux::stop(&run);
-        for lab in run.lab_states() {
-            let _ = std::fs::remove_file(lab);
-        }
-        mark_done(state, &f.run_id);
-        reaped.push(Finding {
-            leftovers: left,
-            ..f.clone()
+        let problem = remove_run(host, state, f)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
+        reaped.push(Reaped {
+            finding: f.clone(),
+            problem,
         });
     }
     prune_vagrant_index(host).await;
-    Ok(reaped)
+    for r in reaped.iter_mut().filter(|r| r.problem.is_none()) {
+        r.problem = indexed_machines(host, &r.finding.run_id)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
+        if r.problem.is_none() {
+            mark_done(state, &r.finding.run_id);
+        }
+    }
+    reaped
+}
+
+async fn remove_run(host: &Host, state: &StateDir, f: &Finding) -> anyhow::Result<()> {
+    let t = host.transport.as_ref();
+    end_processes(host, &f.run_id).await?;
+    for project in &f.projects {
+        // Lets Vagrant drop the machines from its index; the sweep below does the rest.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(120),
+            project.destroy(t, Duration::from_secs(110), &mut Discard),
+        )
+        .await;
+    }
+    let prefix = f.run_id.resource_prefix();
+    libvirt::sweep(t, &prefix).await?;
+    let left = libvirt::find(t, &prefix).await?;
+    if !left.is_empty() {
+        anyhow::bail!("still present after removal: {}", left.describe());
+    }
+    let run = state.run(&f.run_id);
+    crate::mux::stop(&run);
+    for lab in run.lab_states() {
+        let _ = std::fs::remove_file(lab);
+    }
+    Ok(())
+}
+
+/// Lists the run ids in the environment of processes on the host, with how many carry each.
+const TAGGED: &str = r#"grep -saozh "^@VAR@=[^[:cntrl:]]*" /proc/[0-9]*/environ | tr '\0' '\n' | cut -d= -f2 | sort | uniq -c"#;
+
+/// Ends a dead run's processes on the host (TERM, then KILL after 10 s): Vagrant and whatever it
+/// started, found by the run's tag in their environment. Fails if any survive.
+const END_TAGGED: &str = r#"
+list() { grep -lsaz "^@VAR@=$RUN\$" /proc/[0-9]*/environ | cut -d/ -f3 | grep -vx "$$" || true; }
+p=$(list); [ -n "$p" ] || exit 0
+kill -TERM $p 2>/dev/null || true
+for _ in $(seq 50); do p=$(list); [ -n "$p" ] || exit 0; sleep 0.2; done
+kill -KILL $p 2>/dev/null || true
+sleep 0.5; p=$(list); [ -n "$p" ] || exit 0
+echo "processes of run $RUN survive SIGKILL: $p" >&2; exit 1
+"#;
+
+async fn tagged_processes(host: &Host) -> anyhow::Result<BTreeMap<RunId, usize>> {
+    let script = TAGGED.replace("@VAR@", crate::vagrant::RUN_TAG);
+    let cmd = crate::transport::Command::new(script, Duration::from_secs(30)).sudo(true);
+    let listed = crate::transport::stdout_of(host.transport.as_ref(), &cmd).await?;
+    Ok(listed
+        .lines()
+        .filter_map(|l| {
+            let (count, id) = l.trim().split_once(' ')?;
+            Some((RunId::parse(id.trim())?, count.parse().ok()?))
+        })
+        .collect())
+}
+
+async fn end_processes(host: &Host, run: &RunId) -> anyhow::Result<()> {
+    let script = END_TAGGED.replace("@VAR@", crate::vagrant::RUN_TAG);
+    let cmd = crate::transport::Command::new(script, Duration::from_secs(60))
+        .env("RUN", run.as_str())
+        .sudo(true);
+    crate::transport::stdout_of(host.transport.as_ref(), &cmd)
+        .await
+        .map(drop)
+}
+
+/// Fails when Vagrant's index on the host still lists a machine of the run.
+async fn indexed_machines(host: &Host, run: &RunId) -> anyhow::Result<()> {
+    let index = format!("{}/data/machine-index/index", host.vagrant_home());
+    let script = format!(
+        "[ -f {i} ] || exit 0; grep -o '\"local_data_path\":\"[^\"]*/runs/{run}/[^\"]*\"' {i} || true",
+        i = crate::transport::sh_quote(&index)
+    );
+    let cmd = crate::transport::Command::new(script, Duration::from_secs(30)).sudo(true);
+    let found = crate::transport::stdout_of(host.transport.as_ref(), &cmd).await?;
+    if !found.trim().is_empty() {
+        anyhow::bail!(
+            "Vagrant's index ({index}) still lists {} machine(s) of the run",
+            found.lines().count()
+        );
+    }
+    Ok(())
 }
 
 /// Closes a reaped run's journal and owner record, so later surveys skip it.
@@ -200,13 +322,13 @@ pub async fn locked_survey_and_reap(
     host: &Host,
     state: &StateDir,
     dry_run: bool,
-) -> anyhow::Result<(Vec<Finding>, Vec<Finding>)> {
+) -> anyhow::Result<(Vec<Finding>, Vec<Reaped>)> {
     let _lock = FileLock::acquire(state.lock("reap")).await?;
     let findings = survey(host, state, Utc::now()).await?;
     let reaped = if dry_run {
         Vec::new()
     } else {
-        reap(host, state, &findings).await?
+        reap(host, state, &findings).await
     };
     Ok((findings, reaped))
 }

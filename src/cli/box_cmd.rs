@@ -41,19 +41,20 @@ pub enum BoxCommand {
 }
 
 pub async fn run(config: Option<&Path>, cmd: BoxCommand) -> Result<Status, Failure> {
-    let path = match config {
-        Some(p) => p.to_path_buf(),
-        None => Config::discover(&std::env::current_dir().unwrap_or_default())
-            .map_err(|e| Failure::new(Status::BadInput, e.to_string()))?,
+    let config = Config::find(config).map_err(|e| Failure::new(Status::BadInput, e.to_string()))?;
+    let Some(recipe) = config.box_recipe.as_deref().map(Recipe::new) else {
+        return Err(Failure::new(
+            Status::BadInput,
+            format!(
+                "the lab in {} has no box recipe (`lab.box`): its Vagrantfile's box is used as Vagrant finds it",
+                config.root.display()
+            ),
+        ));
     };
-    let config = Config::load(&path).map_err(|e| Failure::new(Status::BadInput, e.to_string()))?;
-    let recipe = Recipe::new(&config.box_recipe);
     let state = StateDir::from_env();
     let result = match cmd {
         BoxCommand::Build => build(&recipe, &state).await,
-        BoxCommand::Prune { keep, dry_run } => {
-            prune(Some(&path), &recipe, &state, keep, dry_run).await
-        }
+        BoxCommand::Prune { keep, dry_run } => prune(&config, &recipe, &state, keep, dry_run).await,
     };
     result.map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))
 }
@@ -74,7 +75,7 @@ async fn build(recipe: &Recipe, state: &StateDir) -> anyhow::Result<Status> {
 }
 
 async fn prune(
-    config: Option<&Path>,
+    config: &Config,
     recipe: &Recipe,
     state: &StateDir,
     keep: usize,
@@ -85,7 +86,7 @@ async fn prune(
     let name = recipe.box_name();
     let current = recipe.cached(state)?.map(|b| b.info.version);
     let mut status = Status::Passed;
-    for host in lab_hosts::all(config, state).await {
+    for host in lab_hosts::all(Some(config), state).await {
         let pruned = match host {
             Ok(host) => prune_host(&host, &name, current.as_deref(), keep, dry_run).await,
             Err(e) => Err(e),

@@ -14,13 +14,7 @@ use crate::state::StateDir;
 pub async fn doctor(config_path: Option<&Path>) -> Result<Status, Failure> {
     let state = StateDir::from_env();
     // Doctor must work even when the lab's config is broken or absent: it then skips the box.
-    let config = match config_path {
-        Some(p) => Some(p.to_path_buf()),
-        None => std::env::current_dir()
-            .ok()
-            .and_then(|d| Config::discover(&d).ok()),
-    }
-    .and_then(|p| Config::load(&p).ok());
+    let config = Config::find(config_path).ok();
     let host = LocalProvider {
         state: state.clone(),
     }

@@ -71,15 +71,7 @@ pub(super) struct Settings {
 }
 
 pub(super) fn settings(config: Option<&Path>, db: &DbArg) -> Result<Settings, Failure> {
-    let path = match config {
-        Some(p) => Some(p.to_path_buf()),
-        None => std::env::current_dir()
-            .ok()
-            .and_then(|cwd| Config::discover(&cwd).ok()),
-    };
-    let loaded = path
-        .map(|p| Config::load(&p))
-        .transpose()
+    let loaded = Config::find_optional(config)
         .map_err(|e: ConfigError| Failure::new(Status::BadInput, e.to_string()))?;
     let default_db = || {
         loaded

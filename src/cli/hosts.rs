@@ -11,16 +11,11 @@ use crate::provider::metal;
 
 pub async fn hosts(config: Option<&Path>) -> Result<Status, Failure> {
     let bad = |m: String| Failure::new(Status::BadInput, m);
-    let path = match config {
-        Some(p) => p.to_path_buf(),
-        None => Config::discover(&std::env::current_dir().unwrap_or_default())
-            .map_err(|e| bad(e.to_string()))?,
-    };
-    let config = Config::load(&path).map_err(|e| bad(e.to_string()))?;
+    let config = Config::find(config).map_err(|e| bad(e.to_string()))?;
     let Some(m) = &config.metal else {
         return Err(bad(format!(
             "{} has no [provider.metal]: `metalab hosts` lists Metal devices",
-            path.display()
+            config.path.display()
         )));
     };
     let token = metal::token(m).map_err(|e| bad(e.to_string()))?;

@@ -4,15 +4,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::Failure;
 use crate::config::{Config, ConfigError};
 use crate::exit::Status;
+use crate::host::subnet;
 use crate::state::StateDir;
 use crate::suite::{self, Suite, SuiteError};
 use crate::transport::local::Local;
 use crate::vagrant::Project;
+use crate::vagrant::describe::LabDescription;
 
 /// A loaded, validated lab.
 pub struct Lab {
@@ -20,21 +20,16 @@ pub struct Lab {
     pub state: StateDir,
     /// The machines the Vagrantfile defines, in its order.
     pub machines: Vec<String>,
+    /// What Vagrant makes of each of them: box, networks, provisioners.
+    pub description: LabDescription,
     pub suites: Vec<Suite>,
 }
 
 pub async fn load(config: Option<&Path>) -> Result<Lab, Failure> {
-    let path = match config {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let cwd = std::env::current_dir()
-                .map_err(|e| Failure::new(Status::BadInput, e.to_string()))?;
-            Config::discover(&cwd).map_err(config_failure)?
-        }
-    };
-    let config = Config::load(&path).map_err(config_failure)?;
+    let config = Config::find(config).map_err(config_failure)?;
     let state = StateDir::from_env();
-    let machines = machines(&config, &state).await?;
+    let description = describe(&config, &state).await?;
+    let machines = description.names();
     let suites = suite::load_all(&config.suites_dir, &machines).map_err(|e| match e {
         SuiteError::Read { .. } => Failure::new(Status::BadInput, e.to_string()),
         other => Failure::new(Status::BadInput, other.to_string()),
@@ -43,6 +38,7 @@ pub async fn load(config: Option<&Path>) -> Result<Lab, Failure> {
         config,
         state,
         machines,
+        description,
         suites,
     })
 }
@@ -51,26 +47,15 @@ fn config_failure(e: ConfigError) -> Failure {
     Failure::new(Status::BadInput, e.to_string())
 }
 
-/// The Vagrantfile's machines, from `vagrant status`; cached by the Vagrantfile's content because
-/// Vagrant takes a few seconds to start.
-async fn machines(config: &Config, state: &StateDir) -> Result<Vec<String>, Failure> {
-    let text = std::fs::read(&config.vagrantfile).map_err(|e| {
-        Failure::new(
+/// What the Vagrantfile defines, as Vagrant resolves it (see [`crate::vagrant::describe`]).
+/// Described with `METALAB_SUBNET` set to [`subnet::PROBE`], so that a network which follows
+/// it is told apart from one the lab pins.
+async fn describe(config: &Config, state: &StateDir) -> Result<LabDescription, Failure> {
+    if !config.vagrantfile.is_file() {
+        return Err(Failure::new(
             Status::BadInput,
-            format!("cannot read {}: {e}", config.vagrantfile.display()),
-        )
-    })?;
-    let hash = hex::encode(Sha256::digest(&text));
-    let cache = state
-        .root()
-        .join("cache")
-        .join("vagrantfile-machines")
-        .join(format!("{}.json", &hash[..16]));
-    if let Some(names) = std::fs::read(&cache)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
-    {
-        return Ok(names);
+            format!("{}: no such Vagrantfile", config.vagrantfile.display()),
+        ));
     }
     if which::which("vagrant").is_err() {
         return Err(Failure::new(
@@ -91,11 +76,19 @@ async fn machines(config: &Config, state: &StateDir) -> Result<Vec<String>, Fail
             .vagrantfile
             .file_name()
             .map_or("Vagrantfile".into(), |n| n.to_string_lossy().into_owned()),
+        wrapper: scratch.path().join("Vagrantfile").display().to_string(),
         dotfile_dir: scratch.path().display().to_string(),
         vagrant_home: state.vagrant_home().display().to_string(),
-        vars: vec![("METALAB_HOME".into(), state.root().display().to_string())],
+        vars: vec![
+            ("METALAB_HOME".into(), state.root().display().to_string()),
+            ("METALAB_SUBNET".into(), subnet::PROBE.into()),
+        ],
     };
-    let names = tokio::time::timeout(Duration::from_secs(120), project.machine_names(&Local))
+    project
+        .install_wrapper(&Local)
+        .await
+        .map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
+    let described = tokio::time::timeout(Duration::from_secs(120), project.describe(&Local))
         .await
         .map_err(|_| {
             Failure::new(
@@ -109,17 +102,13 @@ async fn machines(config: &Config, state: &StateDir) -> Result<Vec<String>, Fail
                 format!("{}: {e}", config.vagrantfile.display()),
             )
         })?;
-    if names.is_empty() {
+    if described.machines.is_empty() {
         return Err(Failure::new(
             Status::BadInput,
             format!("{} defines no machines", config.vagrantfile.display()),
         ));
     }
-    if let Some(dir) = cache.parent() {
-        let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::write(&cache, serde_json::to_vec(&names).unwrap_or_default());
-    }
-    Ok(names)
+    Ok(described)
 }
 
 /// `metalab list`.

@@ -1,6 +1,5 @@
 //! The hosts whose libvirt a lab may have used: this machine, and the ssh provider's inventory.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +12,12 @@ use crate::transport::ssh::SshSession;
 
 /// This machine, plus every inventory host when the lab (if there is one here) uses the ssh
 /// provider.
-pub async fn all(config: Option<&Path>, state: &StateDir) -> Vec<anyhow::Result<Host>> {
+pub async fn all(config: Option<&Config>, state: &StateDir) -> Vec<anyhow::Result<Host>> {
     let mut hosts = vec![Ok(LocalProvider {
         state: state.clone(),
     }
     .host())];
-    let path = config
-        .map(Path::to_path_buf)
-        .or_else(|| Config::discover(&std::env::current_dir().ok()?).ok());
-    let Some(config) = path.and_then(|p| Config::load(&p).ok()) else {
+    let Some(config) = config else {
         return hosts;
     };
     for h in &config.ssh_hosts {

@@ -7,7 +7,7 @@ use clap::Args;
 use super::{Failure, lab_hosts};
 use crate::config::Config;
 use crate::exit::Status;
-use crate::reap::{self, Finding, Verdict};
+use crate::reap::{self, Finding, Reaped, Verdict};
 use crate::state::StateDir;
 
 #[derive(Args, Debug)]
@@ -20,7 +20,8 @@ pub struct ReapArgs {
 pub async fn reap(config: Option<&Path>, args: ReapArgs) -> Result<Status, Failure> {
     let state = StateDir::from_env();
     let mut status = Status::Passed;
-    for host in lab_hosts::all(config, &state).await {
+    let lab = load(config);
+    for host in lab_hosts::all(lab.as_ref(), &state).await {
         let host = match host {
             Ok(h) => h,
             Err(e) => {
@@ -30,24 +31,25 @@ pub async fn reap(config: Option<&Path>, args: ReapArgs) -> Result<Status, Failu
             }
         };
         match reap::locked_survey_and_reap(&host, &state, args.dry_run).await {
-            Ok((findings, reaped)) => report(&host.name, &findings, &reaped, args.dry_run),
+            Ok((findings, reaped)) => {
+                if !report(&host.name, &findings, &reaped, args.dry_run) {
+                    status = Status::InfraError;
+                }
+            }
             Err(e) => {
                 eprintln!("metalab: error: {}: {e:#}", host.name);
                 status = Status::InfraError;
             }
         }
     }
-    if let Some(m) = load(config).and_then(|c| c.metal) {
+    if let Some(m) = lab.and_then(|c| c.metal) {
         status = status.worst(reap_metal(&m, &state, args.dry_run).await);
     }
     Ok(status)
 }
 
 fn load(config: Option<&Path>) -> Option<Config> {
-    let path = config
-        .map(Path::to_path_buf)
-        .or_else(|| Config::discover(&std::env::current_dir().ok()?).ok());
-    path.and_then(|p| Config::load(&p).ok())
+    Config::find(config).ok()
 }
 
 /// The Metal half: metalab devices and keys of the project whose run is over or past its TTL.
@@ -83,28 +85,44 @@ async fn reap_metal(m: &crate::config::MetalConfig, state: &StateDir, dry_run: b
     }
 }
 
-fn report(host: &str, findings: &[Finding], reaped: &[Finding], dry_run: bool) {
+/// Prints what the survey found and what became of it. `false` when something the reap meant to
+/// remove is still there (or could not be checked).
+fn report(host: &str, findings: &[Finding], reaped: &[Reaped], dry_run: bool) -> bool {
     if findings.is_empty() {
         println!("{host}: nothing left behind by earlier runs");
-        return;
+        return true;
     }
     println!("{host}:");
     for f in findings {
-        let what = if f.leftovers.is_empty() {
-            format!("{} Vagrant project(s) on record", f.projects.len())
-        } else {
-            f.leftovers.describe()
+        let outcome = reaped.iter().find(|r| r.finding.run_id == f.run_id);
+        let verdict = match (&f.verdict, outcome) {
+            (Verdict::Live { pid }, _) => format!("left alone: running (pid {pid})"),
+            (Verdict::Kept { until }, _) => format!("left alone: kept until {until}"),
+            (Verdict::Recent, _) => {
+                "left alone: not on record here and under an hour old".to_string()
+            }
+            (Verdict::Reap { why }, _) if dry_run => format!("would remove ({why})"),
+            (Verdict::Reap { why }, Some(Reaped { problem: None, .. })) => {
+                format!("removed ({why}), and a survey afterwards found nothing of it")
+            }
+            (
+                Verdict::Reap { why },
+                Some(Reaped {
+                    problem: Some(p), ..
+                }),
+            ) => {
+                format!("NOT removed ({why}): {p}")
+            }
+            (Verdict::Reap { why }, None) => format!("NOT removed ({why})"),
         };
-        let verdict = match &f.verdict {
-            Verdict::Live { pid } => format!("left alone: running (pid {pid})"),
-            Verdict::Kept { until } => format!("left alone: kept until {until}"),
-            Verdict::Recent => "left alone: not on record here and under an hour old".to_string(),
-            Verdict::Reap { why } if dry_run => format!("would remove ({why})"),
-            Verdict::Reap { why } => format!("removed ({why})"),
-        };
-        println!("  {}  {verdict}\n      {what}", f.run_id);
+        println!("  {}  {verdict}\n      {}", f.run_id, f.describe());
     }
+    let failed = reaped.iter().filter(|r| r.problem.is_some()).count();
     if !dry_run {
-        println!("{} run(s) reaped", reaped.len());
+        println!("{} run(s) reaped", reaped.len() - failed);
+        if failed > 0 {
+            println!("{failed} run(s) NOT reaped: see above; `metalab reap` tries again");
+        }
     }
+    failed == 0
 }

@@ -166,6 +166,7 @@ async fn execute(
         vms,
         keep,
         lanes: provider.lanes(),
+        description: lab.description.clone(),
     };
     let status = run::run(
         &lab.config,

@@ -16,6 +16,9 @@ use located::{LocatedError, SourceFile};
 /// The file name metalab looks for in the current directory and its parents.
 pub const FILE_NAME: &str = "metalab.toml";
 
+/// The box recipe a lab has when `lab.box` is not set and this directory exists.
+pub const DEFAULT_BOX_RECIPE: &str = "boxes/debian12";
+
 /// A loaded and validated lab configuration, with every path made absolute.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,7 +29,11 @@ pub struct Config {
     pub vagrantfile: PathBuf,
     pub suites_dir: PathBuf,
     pub artifacts_dir: PathBuf,
-    pub box_recipe: PathBuf,
+    /// The recipe of the box metalab builds (`lab.box`, or `boxes/debian12` when that exists);
+    /// `None`: the Vagrantfile's box is used as Vagrant finds it.
+    pub box_recipe: Option<PathBuf>,
+    /// Whether the Vagrantfile's provisioners run after `vagrant up` (`lab.provision`).
+    pub provision: bool,
     pub provider: ProviderKind,
     /// The inventory of the `ssh` provider, paths resolved.
     pub ssh_hosts: Vec<SshHostConfig>,
@@ -296,6 +303,7 @@ struct RawLab {
     artifacts: Option<Spanned<PathBuf>>,
     #[serde(rename = "box")]
     box_recipe: Option<Spanned<PathBuf>>,
+    provision: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -328,7 +336,9 @@ impl Default for RawProvider {
 /// Why a configuration could not be loaded. Every variant means "bad input" (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("no {FILE_NAME} in {0} or any parent directory (pass --config PATH)")]
+    #[error(
+        "no {FILE_NAME} and no Vagrantfile in {0} or any parent directory (pass --config PATH)"
+    )]
     NotFound(PathBuf),
     #[error("cannot read {path}: {source}")]
     Read {
@@ -340,21 +350,66 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Finds `metalab.toml` in `start` or the nearest parent directory.
-    pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
-        start
-            .ancestors()
-            .map(|d| d.join(FILE_NAME))
-            .find(|p| p.is_file())
-            .ok_or_else(|| ConfigError::NotFound(start.to_path_buf()))
+    /// Finds the lab from `start`: the nearest directory (itself or a parent) with a
+    /// `metalab.toml`, or else with a `Vagrantfile` (a lab that is only a Vagrantfile and its
+    /// suites runs with the defaults).
+    pub fn discover(start: &Path) -> Result<Config, ConfigError> {
+        for dir in start.ancestors() {
+            let file = dir.join(FILE_NAME);
+            if file.is_file() {
+                return Config::load(&file);
+            }
+            if dir.join("Vagrantfile").is_file() {
+                return Config::defaults(dir);
+            }
+        }
+        Err(ConfigError::NotFound(start.to_path_buf()))
+    }
+
+    /// The lab's configuration: the file given (`--config`), or else the one [`Config::discover`]
+    /// finds from the current directory.
+    pub fn find(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match explicit {
+            Some(path) => Config::load(path),
+            None => Config::discover(&std::env::current_dir().unwrap_or_default()),
+        }
+    }
+
+    /// [`Config::find`], with `None` when there is no lab here at all.
+    pub fn find_optional(explicit: Option<&Path>) -> Result<Option<Config>, ConfigError> {
+        match Config::find(explicit) {
+            Err(ConfigError::NotFound(_)) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    /// Every setting at its default, for the lab in `dir`.
+    pub fn defaults(dir: &Path) -> Result<Config, ConfigError> {
+        let file = SourceFile {
+            path: dir.join(FILE_NAME),
+            text: String::new(),
+        };
+        Config::parse(file)
     }
 
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if path.is_dir() {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("is a directory, not a file"),
+            });
+        }
         let file = SourceFile::read(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
+        Config::parse(file)
+    }
+
+    fn parse(file: SourceFile) -> Result<Config, ConfigError> {
+        let path = file.path.clone();
+        let path = path.as_path();
         let raw: RawConfig = toml::from_str(&file.text).map_err(|e| file.toml_error(&e))?;
         let root = path
             .parent()
@@ -375,14 +430,17 @@ impl Config {
             false,
         )?;
         let suites_dir = existing(&file, &root, &lab.suites, "suites", "lab.suites", true)?;
-        let box_recipe = existing(
-            &file,
-            &root,
-            &lab.box_recipe,
-            "boxes/debian12",
-            "lab.box",
-            true,
-        )?;
+        let box_recipe = match &lab.box_recipe {
+            None if !root.join(DEFAULT_BOX_RECIPE).is_dir() => None,
+            given => Some(existing(
+                &file,
+                &root,
+                given,
+                DEFAULT_BOX_RECIPE,
+                "lab.box",
+                true,
+            )?),
+        };
         let artifacts_dir = root.join(
             lab.artifacts
                 .as_ref()
@@ -398,6 +456,7 @@ impl Config {
             suites_dir,
             artifacts_dir,
             box_recipe,
+            provision: lab.provision.unwrap_or(true),
             provider: *raw.provider.kind.get_ref(),
             ssh_hosts,
             metal,

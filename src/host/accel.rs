@@ -14,6 +14,8 @@ const PROBE: &str = r#"
 f="$HOME_DIR/accel"
 if [ -z "${FRESH:-}" ] && [ -s "$f" ]; then cat "$f"; exit 0; fi
 result=tcg
+# A box without a kernel of its own (it boots through its bootloader): the host's will do.
+[ -f "$KERNEL" ] || KERNEL=$(ls /boot/vmlinuz-* 2>/dev/null | tail -1)
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -f "$KERNEL" ]; then
   d=$(mktemp -d)
   qemu-system-x86_64 -accel kvm -m 256 -display none -no-reboot -monitor none \

@@ -183,3 +183,124 @@ async fn register(
     }
     Ok(())
 }
+
+/// A box the Vagrantfile names, as found registered on a host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    pub version: String,
+    /// Its directory in metalab's Vagrant home on the host.
+    pub dir: String,
+    /// The sha256 of its disk image.
+    pub sha256: String,
+    /// Set when it was found in another Vagrant home and registered in metalab's from there.
+    pub imported_from: Option<String>,
+}
+
+/// Looks for a box the Vagrantfile names (newest version, or `version` when it names one) in
+/// metalab's Vagrant home on the host, then in the other Vagrant homes there (`$VAGRANT_HOME`,
+/// `~/.vagrant.d`), from which it is registered in metalab's (hard links where it can). The
+/// image's sha256 is cached beside it, by size and modification time. `None`: Vagrant has it
+/// nowhere, and fetches it itself during `vagrant up`.
+pub async fn find_registered(
+    host: &Host,
+    name: &str,
+    version: Option<&str>,
+) -> anyhow::Result<Option<Registered>> {
+    let mut homes = vec![host.vagrant_home()];
+    if host.is_local() {
+        homes.extend(std::env::var("VAGRANT_HOME").ok());
+        homes.extend(
+            std::env::var("HOME")
+                .ok()
+                .map(|h| format!("{h}/.vagrant.d")),
+        );
+    } else {
+        homes.push("${VAGRANT_HOME:-}".into());
+        homes.push("$HOME/.vagrant.d".into());
+    }
+    let script = FIND_REGISTERED.replace("@HOMES@", &homes.join(" "));
+    let cmd = Command::new(script, Duration::from_secs(1800))
+        .env("MINE", host.vagrant_home())
+        .env("SLUG", vagrant_slug(name))
+        .env("WANT", version.unwrap_or_default())
+        .sudo(true);
+    let mut out = Collect::default();
+    let outcome = host.transport.exec(&cmd, &mut out).await?;
+    if outcome.exit == crate::transport::Exit::Code(3) {
+        return Ok(None);
+    }
+    if !outcome.success() {
+        bail!(
+            "cannot look for box {name} on {} ({}): {}",
+            host.name,
+            outcome.describe(),
+            out.stderr_text().trim()
+        );
+    }
+    Ok(parse_registered(&out.stdout_text()))
+}
+
+/// Exits 3 when no home has the box; prints `imported FROM` and `box VERSION DIR SHA256`.
+const FIND_REGISTERED: &str = r#"
+set -eu
+found=""
+for home in @HOMES@; do
+  [ -n "$home" ] && [ -d "$home/boxes/$SLUG" ] || continue
+  v=$WANT
+  [ -n "$v" ] || v=$(ls -1 "$home/boxes/$SLUG" | grep -v '^metadata_url$' | sort -V | tail -1)
+  if [ -n "$v" ] && [ -f "$home/boxes/$SLUG/$v/libvirt/metadata.json" ]; then found="$home"; break; fi
+done
+[ -n "$found" ] || exit 3
+dst="$MINE/boxes/$SLUG/$v/libvirt"
+if [ "$found" != "$MINE" ]; then
+  src="$found/boxes/$SLUG/$v/libvirt"
+  mkdir -p "$(dirname "$dst")"
+  rm -rf "$dst.partial"
+  cp -al "$src" "$dst.partial" 2>/dev/null || { rm -rf "$dst.partial"; cp -a "$src" "$dst.partial"; }
+  mv "$dst.partial" "$dst"
+  echo "imported $src"
+fi
+img=$(ls "$dst"/box*.img 2>/dev/null | head -1)
+[ -n "$img" ] || { echo "box $v $dst -"; exit 0; }
+stamp=$(stat -c '%s %Y' "$img")
+cache="$dst/.metalab-sha256"
+if [ -f "$cache" ] && [ "$(cut -d' ' -f1,2 "$cache")" = "$stamp" ]; then
+  sha=$(cut -d' ' -f3 "$cache")
+else
+  sha=$(sha256sum "$img" | cut -d' ' -f1)
+  echo "$stamp $sha" > "$cache"
+fi
+echo "box $v $dst $sha"
+"#;
+
+fn parse_registered(out: &str) -> Option<Registered> {
+    let imported_from = out
+        .lines()
+        .find_map(|l| l.strip_prefix("imported "))
+        .map(str::to_string);
+    let line = out.lines().find_map(|l| l.strip_prefix("box "))?;
+    let mut words = line.split_whitespace();
+    Some(Registered {
+        version: words.next()?.to_string(),
+        dir: words.next()?.to_string(),
+        sha256: words.next().filter(|s| *s != "-").unwrap_or("").to_string(),
+        imported_from,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_box_is_read_with_where_it_came_from() {
+        let out = "imported /root/.vagrant.d/boxes/acme-VAGRANTSLASH-bookworm/0/libvirt\n\
+                   box 0 /var/lib/metalab/vagrant.d/boxes/acme-VAGRANTSLASH-bookworm/0/libvirt abc123\n";
+        let r = parse_registered(out).unwrap();
+        assert_eq!(r.version, "0");
+        assert_eq!(r.sha256, "abc123");
+        assert!(r.imported_from.unwrap().starts_with("/root/.vagrant.d"));
+        assert_eq!(parse_registered("box 1.2 /d -\n").unwrap().sha256, "");
+        assert_eq!(parse_registered("nothing\n"), None);
+    }
+}

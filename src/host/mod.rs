@@ -46,4 +46,14 @@ impl Host {
     pub fn is_local(&self) -> bool {
         self.lab_dir.is_none()
     }
+
+    /// Whether commands on the host run as root without `sudo`.
+    pub fn runs_as_root(&self) -> bool {
+        match &self.jump {
+            Some(session) => {
+                crate::transport::Transport::target(session.as_ref()).starts_with("root@")
+            }
+            None => nix::unistd::geteuid().is_root(),
+        }
+    }
 }

@@ -22,7 +22,7 @@ exec 9>"$CLAIMS/.lock"
 flock 9
 used=" $(ip -o -4 addr show | grep -o ' 10\.77\.[0-9]*\.' | cut -d. -f3 | tr '\n' ' ') "
 now=$(date +%s)
-for n in $(seq 1 255); do
+for n in $(seq 1 254); do
   case "$used" in *" $n "*) continue ;; esac
   f="$CLAIMS/$n"
   if [ -f "$f" ] && [ $(( now - $(stat -c %Y "$f") )) -lt 1800 ]; then continue; fi
@@ -30,9 +30,18 @@ for n in $(seq 1 255); do
   echo "10.77.$n"
   exit 0
 done
-echo "every subnet 10.77.1-255 is in use on this host" >&2
+echo "every subnet 10.77.1-254 is in use on this host" >&2
 exit 1
 "#;
+
+/// What `METALAB_SUBNET` is when metalab describes a lab: claims never hand it out, so a network
+/// in it follows `METALAB_SUBNET`, and any other network's subnet is pinned by the lab.
+pub const PROBE: &str = "10.77.255";
+
+/// [`PROBE`] as the network it makes: `10.77.255.0/24`.
+pub fn probe_network() -> String {
+    format!("{PROBE}.0/24")
+}
 
 /// A claimed subnet. [`release`] frees it; a claim that is never released expires by itself.
 #[derive(Debug, Clone)]

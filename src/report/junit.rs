@@ -7,6 +7,7 @@ use std::path::Path;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::record::{BenchRecord, PhaseRecord, RunRecord, TestOutcome, TestRecord};
+use crate::run::event::Phase;
 
 /// Lines of a log quoted in a failing test case.
 const LOG_TAIL_LINES: usize = 60;
@@ -76,6 +77,10 @@ fn lifecycle_suite(record: &RunRecord, run_dir: &Path) -> TestSuite {
 fn phase_case(p: &PhaseRecord, reruns: &[&PhaseRecord], run_dir: &Path) -> TestCase {
     let mut status = match &p.error {
         None => TestCaseStatus::success(),
+        // The lab's own provisioners failing is a failure of the lab, not of the infrastructure.
+        Some(e) if p.phase == Phase::Provision => {
+            non_success(NonSuccessKind::Failure, e, "provision")
+        }
         Some(e) => non_success(NonSuccessKind::Error, e, "infrastructure"),
     };
     for r in reruns {

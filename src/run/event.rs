@@ -29,6 +29,9 @@ pub enum Phase {
     Box,
     /// `vagrant up` of the VMs the selected suites need.
     Up,
+    /// The Vagrantfile's provisioners (`vagrant provision`). A failure here is the lab's own
+    /// (exit 1), not the infrastructure's.
+    Provision,
     /// One SSH session per VM, and the suites copied in.
     Connect,
     /// A snapshot of every booted VM, memory included, to start each suite from.
@@ -49,6 +52,7 @@ impl Phase {
             Phase::Prepare => "prepare",
             Phase::Box => "box",
             Phase::Up => "up",
+            Phase::Provision => "provision",
             Phase::Connect => "connect",
             Phase::Snapshot => "snapshot",
             Phase::Collect => "collect",

@@ -2,20 +2,23 @@
 //! leftovers of earlier runs reaped, the lab synced (remote hosts), the box installed, the
 //! accelerator probed, and the conditions recorded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::event::{EventKind, Phase};
 use super::log::LogSink;
 use super::{RunCtx, Stop, conditions};
-use crate::boxes::{BuiltBox, Recipe};
+use crate::boxes::Recipe;
 use crate::host::{self, Host};
+use crate::report::record::BoxInfo;
 use crate::transport::Command;
 
 /// A prepared host: everything a lane needs to bring up VMs there.
 pub struct HostReady {
     pub host: Host,
-    pub built: BuiltBox,
+    /// The version metalab built and registered (`METALAB_BOX_VERSION`); `None` when the box is
+    /// the Vagrantfile's own.
+    pub built_version: Option<String>,
     /// `kvm` or `tcg`.
     pub accel: &'static str,
     /// How this host is named in phases and logs when a run has several ("" otherwise).
@@ -36,29 +39,46 @@ pub async fn prepare(ctx: &RunCtx<'_>, host: Host, scope: String) -> Result<Host
         setup,
     )
     .await?;
-    let built = ctx
-        .phase(Phase::Box, &scope, "metalab box", |log| {
-            install_box(ctx, &host, &scope, log)
+    let detail = match &ctx.config.box_recipe {
+        Some(_) => "metalab box",
+        None => "the Vagrantfile's box",
+    };
+    let installed = ctx
+        .phase(Phase::Box, &scope, detail, |log| async {
+            let installed = match &ctx.config.box_recipe {
+                Some(recipe) => install_built_box(ctx, &host, recipe, &scope, log).await?,
+                None => find_named_box(ctx, &host, &scope).await?,
+            };
+            ctx.events.emit(EventKind::BoxReady(installed.info.clone()));
+            Ok(installed)
         })
         .await?;
-    let kernel = built.1;
-    let accel =
-        host::accel::name(host::accel::resolve(&host, ctx.config.vm.accel, &kernel, false).await);
+    let accel = host::accel::name(
+        host::accel::resolve(&host, ctx.config.vm.accel, &installed.kernel, false).await,
+    );
     let fingerprint = conditions::host_fingerprint(host.transport.as_ref()).await;
     let vm_slots = vm_slots(ctx, &host, fingerprint.cores, accel).await;
     ctx.events.emit(EventKind::Conditions(conditions::gather(
         fingerprint,
         ctx.config,
         accel,
-        &built.0.info.sha256,
+        &installed.info.sha256,
     )));
     Ok(HostReady {
         host,
-        built: built.0,
+        built_version: installed.built_version,
         accel,
         scope,
         vm_slots,
     })
+}
+
+/// The box on a host, ready for `vagrant up`.
+struct InstalledBox {
+    info: BoxInfo,
+    /// A kernel on the host for the accelerator probe (the box's, when it has one).
+    kernel: String,
+    built_version: Option<String>,
 }
 
 /// Runs scripts/setup-host (idempotent, a second or so when all is in place), reaps what dead
@@ -89,11 +109,7 @@ async fn prepare_host(
     }
     let (_, reaped) = crate::reap::locked_survey_and_reap(host, &ctx.state, false).await?;
     for r in reaped {
-        ctx.progress(
-            Phase::Prepare,
-            scope,
-            format!("reaped run {}: {}", r.run_id, r.leftovers.describe()),
-        );
+        ctx.progress(Phase::Prepare, scope, r.describe());
     }
     if let Some(dir) = &host.lab_dir {
         let stats =
@@ -111,15 +127,15 @@ async fn prepare_host(
     Ok(())
 }
 
-/// Builds the box on this machine if the recipe changed, and installs it on the host. Returns
-/// the box and its kernel's path on the host.
-async fn install_box(
+/// Builds the box on this machine if the recipe changed, and installs it on the host.
+async fn install_built_box(
     ctx: &RunCtx<'_>,
     host: &Host,
+    recipe: &Path,
     scope: &str,
     log: PathBuf,
-) -> anyhow::Result<(BuiltBox, String)> {
-    let recipe = Recipe::new(&ctx.config.box_recipe);
+) -> anyhow::Result<InstalledBox> {
+    let recipe = Recipe::new(recipe);
     let mut sink = LogSink::append(&log).on_line(|l| {
         if let Some(step) = l.strip_prefix("box: ") {
             ctx.progress(Phase::Box, scope, step.to_string());
@@ -151,8 +167,89 @@ async fn install_box(
             format!("registered {} {}", built.info.name, built.info.version),
         );
     }
-    ctx.events.emit(EventKind::BoxReady(built.info.clone()));
-    Ok((built, installed.kernel))
+    Ok(InstalledBox {
+        built_version: Some(built.info.version.clone()),
+        info: built.info,
+        kernel: installed.kernel,
+    })
+}
+
+/// The boxes the Vagrantfile names, as Vagrant finds them on the host (registered in metalab's
+/// Vagrant home, or in another one there, from which they are registered in metalab's). The run
+/// records the first machine's box. A box found nowhere is left for Vagrant to fetch.
+async fn find_named_box(
+    ctx: &RunCtx<'_>,
+    host: &Host,
+    scope: &str,
+) -> anyhow::Result<InstalledBox> {
+    let mut first: Option<InstalledBox> = None;
+    let mut seen = Vec::new();
+    for m in &ctx.description.machines {
+        let Some(name) = m.box_name.clone() else {
+            continue;
+        };
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name.clone());
+        let exact = m.box_version.as_deref().filter(|v| is_exact_version(v));
+        let found = host::boxes::find_registered(host, &name, exact).await?;
+        let info = match &found {
+            Some(r) => {
+                if let Some(from) = &r.imported_from {
+                    ctx.progress(
+                        Phase::Box,
+                        scope,
+                        format!("registered {name} {} from {from}", r.version),
+                    );
+                }
+                ctx.progress(
+                    Phase::Box,
+                    scope,
+                    format!("{name} {} (sha256 {})", r.version, r.sha256),
+                );
+                BoxInfo {
+                    name: name.clone(),
+                    version: r.version.clone(),
+                    sha256: r.sha256.clone(),
+                    recipe_hash: String::new(),
+                }
+            }
+            None => {
+                ctx.progress(
+                    Phase::Box,
+                    scope,
+                    format!(
+                        "{name} is not registered on {}: Vagrant fetches it during `up`",
+                        host.name
+                    ),
+                );
+                BoxInfo {
+                    name: name.clone(),
+                    version: m.box_version.clone().unwrap_or_default(),
+                    sha256: String::new(),
+                    recipe_hash: String::new(),
+                }
+            }
+        };
+        if first.is_none() {
+            first = Some(InstalledBox {
+                kernel: found
+                    .map(|r| format!("{}/vmlinuz", r.dir))
+                    .unwrap_or_default(),
+                info,
+                built_version: None,
+            });
+        }
+    }
+    first.ok_or_else(|| anyhow::anyhow!("the Vagrantfile names no box for any machine"))
+}
+
+/// `1.2.3` names one version; `>= 1.0` or `~> 2` constrains, and Vagrant picks.
+fn is_exact_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
 /// How many VMs the host can run at once: one per core under TCG (each keeps a core busy), two

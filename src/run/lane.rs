@@ -8,15 +8,18 @@ use std::time::{Duration, Instant};
 
 use super::event::{EventKind, Phase};
 use super::host_prep::HostReady;
+use super::lease::{self, Lease};
 use super::log::LogSink;
 use super::{Plan, RunCtx, Stop, VM_LAB_DIR, suites};
 use crate::exit::Status;
 use crate::host::subnet::{self, Claim};
 use crate::journal::{EntryId, Resource};
 use crate::lab::{LabState, VmState};
+use crate::libvirt;
 use crate::suite::Suite;
 use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
 use crate::transport::{Collect, Command, Transport, files};
+use crate::vagrant::describe::Machine;
 use crate::vagrant::{self, Project};
 
 /// One VM of a running lane, connected.
@@ -29,10 +32,12 @@ pub struct Vm {
     pub policy: HostKeyPolicy,
 }
 
-/// A Vagrant project the lane created, with its journal entry and subnet claim.
+/// A Vagrant project the lane created, with its journal entry, and what it holds of the host:
+/// the subnet claimed from metalab, and leases on the subnets the lab pins.
 pub(super) struct Created {
     pub project: Project,
-    pub claim: Claim,
+    pub claim: Option<Claim>,
+    pub lease: Lease,
     pub entry: EntryId,
 }
 
@@ -71,16 +76,22 @@ pub(super) fn plan_lanes<'a>(
             plan.vms.clone(),
         )];
     }
+    // Two lanes of a lab that pins subnets could not be up at once on one host: one lane a host.
+    let pinned = !plan
+        .description
+        .pinned_subnets(&plan.vms, Some(&subnet::probe_network()))
+        .is_empty();
     let most = plan
         .suites
         .len()
         .min(ready.iter().map(|h| h.vm_slots).sum::<usize>())
+        .min(if pinned { ready.len() } else { usize::MAX })
         .max(1);
     for count in (1..=most).rev() {
         let groups = split(&plan.suites, count);
         let vms: Vec<Vec<String>> = groups.iter().map(|g| needed_vms(&plan.vms, g)).collect();
         let room: Vec<usize> = ready.iter().map(|h| h.vm_slots).collect();
-        let Some(hosts) = place(&vms, &room) else {
+        let Some(hosts) = place(&vms, &room, pinned) else {
             continue;
         };
         return groups
@@ -150,9 +161,9 @@ fn needed_vms(all: &[String], suites: &[Suite]) -> Vec<String> {
         .collect()
 }
 
-/// Which host each lane goes to, biggest lanes first into the host with most room left; `None`
-/// when they do not all fit.
-fn place(lanes: &[Vec<String>], room: &[usize]) -> Option<Vec<usize>> {
+/// Which host each lane goes to, biggest lanes first into the host with most room left (with
+/// `one_per_host`, a host takes one lane at most); `None` when they do not all fit.
+fn place(lanes: &[Vec<String>], room: &[usize], one_per_host: bool) -> Option<Vec<usize>> {
     let mut room = room.to_vec();
     let mut order: Vec<usize> = (0..lanes.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lanes[i].len()));
@@ -162,7 +173,11 @@ fn place(lanes: &[Vec<String>], room: &[usize]) -> Option<Vec<usize>> {
         if room[h] < lanes[i].len() {
             return None;
         }
-        room[h] -= lanes[i].len();
+        room[h] = if one_per_host {
+            0
+        } else {
+            room[h] - lanes[i].len()
+        };
         host_of[i] = h;
     }
     Some(host_of)
@@ -253,6 +268,29 @@ impl Lane<'_> {
             .ctx
             .phase(Phase::Up, &scope, &detail, |log| self.up(log))
             .await?;
+        if self.ctx.config.provision && self.ctx.description.provisions(&self.vms) {
+            let detail = format!("vagrant provision {}", self.vms.join(" "));
+            let provisioned = self
+                .ctx
+                .phase_raw(Phase::Provision, &scope, &detail, |log| {
+                    self.provision(log, &project)
+                })
+                .await;
+            match provisioned {
+                Ok(()) => {}
+                Err(e) if e.downcast_ref::<ProvisionFailed>().is_some() => {
+                    for suite in &self.suites {
+                        suites::skip_suite(self, suite, "the VMs' provisioning failed");
+                    }
+                    return Ok(Status::TestsFailed);
+                }
+                Err(_) => {
+                    return Err(Stop::Infra {
+                        before_suites: true,
+                    });
+                }
+            }
+        }
         let mut vms = self
             .ctx
             .phase(
@@ -266,12 +304,23 @@ impl Lane<'_> {
         suites::run_all(self, &mut vms, snapshot.as_deref()).await
     }
 
-    /// `vagrant up` of the lane's VMs. Their teardown is registered (and journaled) before
+    /// `vagrant up` of the lane's VMs, through metalab's wrapper around the lab's Vagrantfile.
+    /// First the lane claims a subnet when the lab takes one from metalab (`METALAB_SUBNET`),
+    /// and waits for the subnets the lab pins. Teardown is registered (and journaled) before
     /// Vagrant starts.
     async fn up(&self, log: PathBuf) -> anyhow::Result<Project> {
         let host = &self.ready.host;
-        let claim = subnet::claim(host, &self.vagrant_run_id()).await?;
-        let project = self.project(&claim.prefix);
+        let description = &self.ctx.description;
+        let probe = subnet::probe_network();
+        let claim = match description.follows_subnet(&probe) {
+            true => Some(subnet::claim(host, &self.vagrant_run_id()).await?),
+            false => None,
+        };
+        let pinned = description.pinned_subnets(&self.vms, Some(&probe));
+        let tell = |m: String| self.progress(Phase::Up, m);
+        let lease = lease::acquire(host, &self.ctx.state, &pinned, &tell).await?;
+        let shared = libvirt::network_names(host.transport.as_ref()).await?;
+        let project = self.project(claim.as_ref(), &shared);
         // With several hosts, say which one this lane's VMs are on.
         let on = if self.ready.scope.is_empty() {
             String::new()
@@ -281,9 +330,9 @@ impl Lane<'_> {
         self.progress(
             Phase::Up,
             format!(
-                "{} VM(s), {} MiB each, {}{on}",
+                "{} VM(s) of {}, {}{on}",
                 self.vms.len(),
-                self.ctx.config.vm.memory,
+                self.ctx.config.vagrantfile.display(),
                 self.ready.accel
             ),
         );
@@ -300,8 +349,10 @@ impl Lane<'_> {
         *self.res.created.lock().expect("not poisoned") = Some(Created {
             project: project.clone(),
             claim,
+            lease,
             entry,
         });
+        project.install_wrapper(host.transport.as_ref()).await?;
         let mut sink = LogSink::append(&log).on_line(|l| {
             if let Some((vm, msg)) = vagrant::progress_line(l) {
                 self.progress(Phase::Up, format!("{vm}: {msg}"));
@@ -316,30 +367,81 @@ impl Lane<'_> {
             )
             .await?;
         if !outcome.success() {
-            let why = sink
-                .combined_text()
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty() && !l.starts_with("==>") && !l.starts_with("    "))
-                .map(|l| format!(": {}", l.trim()))
-                .unwrap_or_default();
-            anyhow::bail!("vagrant up failed ({}){why}", outcome.describe());
+            anyhow::bail!(
+                "vagrant up failed ({}){}",
+                outcome.describe(),
+                last_words(&sink)
+            );
         }
+        // What the lab made on the host, every name the run's own.
+        let made = libvirt::find(host.transport.as_ref(), &self.prefix()).await?;
+        sink.note(&format!(
+            "metalab: the run's libvirt resources: {}",
+            made.describe()
+        ));
         Ok(project)
     }
 
-    fn project(&self, subnet: &str) -> Project {
+    /// The Vagrantfile's provisioners on the lane's VMs, side by side as `vagrant up` runs them
+    /// with vagrant-libvirt. Their failure is the lab's ([`ProvisionFailed`]); a connection that
+    /// drops is the infrastructure's.
+    async fn provision(&self, log: PathBuf, project: &Project) -> anyhow::Result<()> {
+        let each = self.vms.iter().map(|vm| {
+            let log = &log;
+            async move {
+                let mut sink = LogSink::append(log).whole_lines().on_line(|l| {
+                    if let Some((vm, msg)) = vagrant::progress_line(l) {
+                        self.progress(Phase::Provision, format!("{vm}: {msg}"));
+                    }
+                });
+                let outcome = project
+                    .provision(
+                        self.ready.host.transport.as_ref(),
+                        std::slice::from_ref(vm),
+                        self.ctx.config.timeouts.up,
+                        &mut sink,
+                    )
+                    .await?;
+                let failed = (!outcome.success())
+                    .then(|| format!("{vm}: {}{}", outcome.describe(), last_words(&sink)));
+                anyhow::Ok(failed)
+            }
+        });
+        let failures: Vec<String> = futures::future::try_join_all(each)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        if !failures.is_empty() {
+            return Err(ProvisionFailed(format!(
+                "vagrant provision failed: {}",
+                failures.join("; ")
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    fn project(&self, claim: Option<&Claim>, host_networks: &[String]) -> Project {
         let host = &self.ready.host;
         let config = self.ctx.config;
-        let vars = [
+        let mut vars = vec![
             ("METALAB_RUN_ID", self.vagrant_run_id()),
             ("METALAB_CPUS", config.vm.cpus.to_string()),
             ("METALAB_MEMORY", config.vm.memory.to_string()),
             ("METALAB_ACCEL", self.ready.accel.to_string()),
-            ("METALAB_SUBNET", subnet.to_string()),
-            ("METALAB_BOX_VERSION", self.ready.built.info.version.clone()),
             ("METALAB_HOME", host.home.clone()),
+            ("METALAB_NAME_PREFIX", self.prefix()),
+            ("METALAB_HOST_NETWORKS", host_networks.join(",")),
+            ("METALAB_STORAGE_POOL", libvirt::POOL.to_string()),
+            (vagrant::RUN_TAG, self.ctx.run_id.to_string()),
         ];
+        if let Some(c) = claim {
+            vars.push(("METALAB_SUBNET", c.prefix.clone()));
+        }
+        if let Some(version) = &self.ready.built_version {
+            vars.push(("METALAB_BOX_VERSION", version.clone()));
+        }
         // The Vagrantfile's directory, where the host sees it.
         let local_dir = config.vagrantfile.parent().unwrap_or(Path::new("/"));
         let dir = match &host.lab_dir {
@@ -356,13 +458,15 @@ impl Lane<'_> {
         } else {
             self.name.as_str()
         };
+        let dotfile_dir = host.vagrant_dotfile(&self.ctx.run_id, lane);
         Project {
             dir,
             vagrantfile: config
                 .vagrantfile
                 .file_name()
                 .map_or("Vagrantfile".into(), |n| n.to_string_lossy().into_owned()),
-            dotfile_dir: host.vagrant_dotfile(&self.ctx.run_id, lane),
+            wrapper: format!("{dotfile_dir}/../Vagrantfile"),
+            dotfile_dir,
             vagrant_home: host.vagrant_home(),
             vars: vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }
@@ -382,13 +486,13 @@ impl Lane<'_> {
             .lock()
             .expect("not poisoned")
             .as_ref()
-            .map(|c| c.claim.prefix.clone())
+            .and_then(|c| c.claim.as_ref().map(|c| c.prefix.clone()))
             .unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(120);
         let connected = futures::future::try_join_all(
             targets
                 .into_iter()
-                .map(|(name, target)| self.connect_vm(&log, name, target, &subnet, deadline)),
+                .map(|(name, target)| self.connect_vm(&log, name, target, deadline)),
         )
         .await?;
         let states = connected
@@ -422,7 +526,6 @@ impl Lane<'_> {
         log: &Path,
         name: String,
         target: SshTarget,
-        subnet: &str,
         deadline: Instant,
     ) -> anyhow::Result<Vm> {
         let host = &self.ready.host;
@@ -447,9 +550,10 @@ impl Lane<'_> {
             Duration::from_secs(120),
         )
         .await?;
-        let private_ip = private_address(session.as_ref(), subnet).await?;
+        let machine = self.ctx.description.machine(&name);
+        let private_ip = lab_address(session.as_ref(), machine, &target.host).await?;
         sink.note(&format!(
-            "{name}: connected; private address {}",
+            "{name}: connected; lab address {}",
             private_ip.as_deref().unwrap_or("none")
         ));
         self.ctx.events.emit(EventKind::VmReady {
@@ -517,28 +621,71 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)
 }
 
-/// The VM's address inside the lane's private subnet (`10.77.<n>.x`). The lab network hands it
-/// out by DHCP during boot, possibly a moment after the management address SSH came in on.
-async fn private_address(vm: &dyn Transport, subnet: &str) -> anyhow::Result<Option<String>> {
-    let prefix = format!("{subnet}.");
+/// Why provisioning failed: the lab's own failure (exit 1), not the infrastructure's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct ProvisionFailed(String);
+
+/// The last line of a Vagrant command's output that says something: its error, usually. An
+/// exception Vagrant did not handle says it before its backtrace (`file:1:in `x': what (Class)`).
+fn last_words(sink: &LogSink) -> String {
+    let text = sink.combined_text();
+    let said = text.lines().rev().find(|l| {
+        let t = l.trim();
+        !t.is_empty() && !l.starts_with("==>") && !l.starts_with(' ') && !t.starts_with("from ")
+    });
+    said.map(|l| {
+        let what = l.split_once("': ").map_or(l, |(_, what)| what);
+        format!(": {}", what.trim())
+    })
+    .unwrap_or_default()
+}
+
+/// The VM's address on the lab's network (`METALAB_IP_<VM>`), from what the Vagrantfile gives
+/// it: the fixed address of its first private network that has one; else, when it takes its
+/// address by DHCP, the first address it has besides the one SSH came in on (which may come a
+/// moment after the management address: waited for, up to 30 s); else, with no private network
+/// at all, the management address itself.
+async fn lab_address(
+    vm: &dyn Transport,
+    machine: Option<&Machine>,
+    management: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(fixed) = machine.and_then(Machine::fixed_address) {
+        return Ok(Some(fixed.to_string()));
+    }
+    if !machine.is_some_and(|m| m.networks.iter().any(|n| n.dhcp)) {
+        return Ok(Some(management.to_string()));
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut out = Collect::default();
         vm.exec(
-            &Command::new("ip -o -4 addr show", Duration::from_secs(30)),
+            &Command::new("ip -o -4 addr show scope global", Duration::from_secs(30)),
             &mut out,
         )
         .await?;
-        let found = out
-            .stdout_text()
-            .split_whitespace()
-            .find(|w| w.starts_with(&prefix))
-            .map(|w| w.split('/').next().unwrap_or(w).to_string());
+        let found = other_addresses(&out.stdout_text(), management)
+            .into_iter()
+            .next();
         if found.is_some() || Instant::now() >= deadline {
             return Ok(found);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The IPv4 addresses in `ip -o -4 addr show` output, in interface order, but `except`.
+fn other_addresses(listing: &str, except: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace().skip(2);
+            (words.next()? == "inet").then_some(())?;
+            words.next()?.split('/').next().map(str::to_string)
+        })
+        .filter(|a| a != except)
+        .collect()
 }
 
 #[cfg(test)]
@@ -566,19 +713,39 @@ mod tests {
     }
 
     #[test]
+    fn the_lab_address_is_any_but_the_management_one() {
+        let listing = "2: eth0    inet 192.168.121.17/24 brd 192.168.121.255 scope global dynamic eth0\\       valid_lft 3591sec\n\
+                       3: eth1    inet 10.77.4.23/24 brd 10.77.4.255 scope global dynamic eth1\\       valid_lft 3591sec\n";
+        assert_eq!(
+            other_addresses(listing, "192.168.121.17"),
+            vec!["10.77.4.23"]
+        );
+        assert_eq!(
+            other_addresses(listing, "10.77.4.23"),
+            vec!["192.168.121.17"]
+        );
+    }
+
+    #[test]
     fn lanes_that_fit_are_placed_and_lanes_that_do_not_are_refused() {
         // Two single-VM lanes fit a host with two slots; a two-VM lane and a one-VM lane do not.
         assert_eq!(
-            place(&[vms(&["node1"]), vms(&["node1"])], &[2]),
+            place(&[vms(&["node1"]), vms(&["node1"])], &[2], false),
             Some(vec![0, 0])
         );
         assert_eq!(
-            place(&[vms(&["node1", "node2"]), vms(&["node1"])], &[2]),
+            place(&[vms(&["node1", "node2"]), vms(&["node1"])], &[2], false),
             None
         );
         // Over two hosts, the bigger lane goes where there is most room.
         assert_eq!(
-            place(&[vms(&["node1"]), vms(&["node1", "node2"])], &[1, 2]),
+            place(&[vms(&["node1"]), vms(&["node1", "node2"])], &[1, 2], false),
+            Some(vec![0, 1])
+        );
+        // A lab that pins subnets gets a host to each lane, however much room one has.
+        assert_eq!(place(&[vms(&["node1"]), vms(&["node1"])], &[4], true), None);
+        assert_eq!(
+            place(&[vms(&["node1"]), vms(&["node1"])], &[4, 1], true),
             Some(vec![0, 1])
         );
     }

@@ -20,6 +20,9 @@ pub struct LogSink<'a> {
     pub combined: Vec<u8>,
     partial: Vec<u8>,
     on_line: Option<LineCallback<'a>>,
+    /// `Some`: only whole lines go to the file, so that several sinks can share it; this holds
+    /// the start of a line not yet finished.
+    unwritten: Option<Vec<u8>>,
 }
 
 impl<'a> LogSink<'a> {
@@ -43,7 +46,15 @@ impl<'a> LogSink<'a> {
             combined: Vec::new(),
             partial: Vec::new(),
             on_line: None,
+            unwritten: None,
         }
+    }
+
+    /// Writes whole lines only, so that sinks of commands running side by side can append to one
+    /// file without cutting each other's lines.
+    pub fn whole_lines(mut self) -> LogSink<'a> {
+        self.unwritten = Some(Vec::new());
+        self
     }
 
     /// Calls `f` with each complete line of output (both streams).
@@ -81,7 +92,18 @@ impl<'a> LogSink<'a> {
 impl OutputSink for LogSink<'_> {
     fn output(&mut self, stream: Stream, data: &[u8]) {
         if let Some(f) = &mut self.file {
-            let _ = f.write_all(data);
+            match &mut self.unwritten {
+                None => {
+                    let _ = f.write_all(data);
+                }
+                Some(held) => {
+                    held.extend_from_slice(data);
+                    if let Some(end) = held.iter().rposition(|&b| b == b'\n') {
+                        let lines: Vec<u8> = held.drain(..=end).collect();
+                        let _ = f.write_all(&lines);
+                    }
+                }
+            }
         }
         if stream == Stream::Stdout && self.stdout.len() < CAPTURE_LIMIT {
             self.stdout.extend_from_slice(data);
@@ -99,6 +121,17 @@ impl OutputSink for LogSink<'_> {
                     cb(text);
                 }
             }
+        }
+    }
+}
+
+impl Drop for LogSink<'_> {
+    fn drop(&mut self) {
+        if let (Some(f), Some(held)) = (&mut self.file, &self.unwritten)
+            && !held.is_empty()
+        {
+            let _ = f.write_all(held);
+            let _ = f.write_all(b"\n");
         }
     }
 }

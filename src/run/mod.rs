@@ -9,6 +9,7 @@ mod conditions;
 pub mod event;
 mod host_prep;
 mod lane;
+mod lease;
 pub mod log;
 mod pristine;
 mod suites;
@@ -28,6 +29,7 @@ use crate::provider::{InputError, Provider, RunHooks};
 use crate::signal::Shutdown;
 use crate::state::StateDir;
 use crate::suite::Suite;
+use crate::vagrant::describe::LabDescription;
 
 use event::{EventKind, Events, Phase};
 
@@ -47,6 +49,8 @@ pub struct Plan {
     pub keep: Keep,
     /// How many lanes (VM sets, each on a host of its own or sharing one) to spread suites over.
     pub lanes: usize,
+    /// What the Vagrantfile defines, as Vagrant resolved it.
+    pub description: LabDescription,
 }
 
 /// What happens to the VMs at the end of a run. A signal always destroys them.
@@ -82,6 +86,7 @@ struct RunCtx<'a> {
     artifacts: PathBuf,
     journal: Mutex<Journal>,
     owner: Mutex<Owner>,
+    description: LabDescription,
 }
 
 /// Runs the plan to the end, teardown and release included, and returns the run's status.
@@ -126,6 +131,7 @@ pub async fn run(
         artifacts: config.artifacts_dir.join(plan.run_id.as_str()),
         journal: Mutex::new(journal),
         owner: Mutex::new(owner),
+        description: plan.description.clone(),
     };
     ctx.events.emit(EventKind::RunStarted {
         run_id: plan.run_id.clone(),

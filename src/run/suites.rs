@@ -48,7 +48,7 @@ pub(super) async fn run_all(
     Ok(status)
 }
 
-fn skip_suite(e: &Lane<'_>, suite: &Suite, reason: &str) {
+pub(super) fn skip_suite(e: &Lane<'_>, suite: &Suite, reason: &str) {
     e.ctx.events.emit(EventKind::SuiteStarted {
         suite: suite.name.clone(),
         tests: suite.tests.len(),

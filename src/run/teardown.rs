@@ -65,7 +65,10 @@ impl Lane<'_> {
             )
             .await;
         let _ = std::fs::remove_file(self.ctx.state.run(&self.ctx.run_id).lab_state(&self.name));
-        subnet::release(&self.ready.host, &created.claim).await;
+        if let Some(claim) = &created.claim {
+            subnet::release(&self.ready.host, claim).await;
+        }
+        created.lease.release().await;
         if result.is_err() {
             return Err(
                 "teardown incomplete: see lifecycle/destroy.log; `metalab reap` retries it"
@@ -98,8 +101,11 @@ impl Lane<'_> {
 
     /// Leaves the VMs up, records until when, and says how to get in and how to remove them.
     async fn keep(&self, created: Created, until: DateTime<Utc>) -> Result<(), String> {
-        // The lane's network now exists on the host, which reserves the subnet from here on.
-        subnet::release(&self.ready.host, &created.claim).await;
+        // The lane's networks now exist on the host, which reserves their subnets from here on.
+        if let Some(claim) = &created.claim {
+            subnet::release(&self.ready.host, claim).await;
+        }
+        created.lease.release().await;
         let host = &self.ready.host;
         let mut lab = self
             .res
@@ -114,7 +120,11 @@ impl Lane<'_> {
                 host: host.name.clone(),
                 jump: host.jump.as_ref().map(|j| j.access()),
                 project: created.project.clone(),
-                subnet: created.claim.prefix.clone(),
+                subnet: created
+                    .claim
+                    .as_ref()
+                    .map(|c| c.prefix.clone())
+                    .unwrap_or_default(),
                 vms: Vec::new(),
                 created: Utc::now(),
                 keep_until: None,

@@ -1,8 +1,12 @@
-//! Drives the Vagrant CLI on a host, through that host's transport: `up`, `ssh-config`,
-//! `status` and `destroy`, with machine-readable output where Vagrant offers it.
+//! Drives the Vagrant CLI on a host, through that host's transport: `up`, `provision`,
+//! `ssh-config`, `status` and `destroy`, with machine-readable output where Vagrant offers it.
 //!
-//! Each run has its own Vagrant state directory (`VAGRANT_DOTFILE_PATH`) and passes its run id
-//! to the Vagrantfile, which puts it into every libvirt name, so runs never see each other.
+//! Vagrant always reads the lab's own Vagrantfile through metalab's wrapper ([`WRAPPER`]), which
+//! loads it unchanged and then puts the run's prefix into every libvirt name the run creates.
+//! Each run also has its own Vagrant state directory (`VAGRANT_DOTFILE_PATH`), so runs never see
+//! each other.
+
+pub mod describe;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,17 +16,28 @@ use crate::transport::{
     Collect, Command, Outcome, OutputSink, Transport, TransportError, sh_quote,
 };
 
+/// The run-scoped wrapper Vagrant reads instead of the lab's Vagrantfile (see the file itself).
+pub const WRAPPER: &str = include_str!("wrapper.rb");
+
+/// The environment variable that tags every Vagrant process of a run with the run id, so that
+/// `metalab reap` can end a dead run's orphaned `vagrant` (and its children) and nothing else.
+pub const RUN_TAG: &str = "METALAB_RUN_TAG";
+
 /// One Vagrant project on a host: the lab's Vagrantfile plus this run's state directory.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Project {
-    /// The directory holding the Vagrantfile, on the host.
+    /// The directory holding the Vagrantfile, on the host: Vagrant's working directory.
     pub dir: String,
     /// The Vagrantfile's file name inside `dir`.
     pub vagrantfile: String,
+    /// Where metalab's [`WRAPPER`] is on the host; Vagrant reads it, and it loads the lab's file.
+    /// Empty in records of older metalab versions, which read the lab's file directly.
+    #[serde(default)]
+    pub wrapper: String,
     /// `VAGRANT_DOTFILE_PATH`.
     pub dotfile_dir: String,
     pub vagrant_home: String,
-    /// `METALAB_*` variables for the Vagrantfile.
+    /// Variables for the Vagrantfile and the wrapper (`METALAB_*`).
     pub vars: Vec<(String, String)>,
 }
 
@@ -40,10 +55,29 @@ pub enum VagrantError {
 }
 
 impl Project {
+    /// Writes the wrapper where [`Project::wrapper`] says, on the host.
+    pub async fn install_wrapper(&self, host: &dyn Transport) -> anyhow::Result<()> {
+        let path = sh_quote(&self.wrapper);
+        let script = format!("mkdir -p \"$(dirname {path})\" && cat > {path}");
+        let cmd = Command::new(script, Duration::from_secs(30)).stdin(WRAPPER.as_bytes().to_vec());
+        crate::transport::stdout_of(host, &cmd).await.map(drop)
+    }
+
+    /// The lab's Vagrantfile, where the host sees it.
+    pub fn lab_vagrantfile(&self) -> String {
+        format!("{}/{}", self.dir.trim_end_matches('/'), self.vagrantfile)
+    }
+
     fn command(&self, args: &str, timeout: Duration) -> Command {
+        let vagrantfile = if self.wrapper.is_empty() {
+            self.vagrantfile.clone()
+        } else {
+            self.wrapper.clone()
+        };
         Command::new(format!("exec vagrant {args}"), timeout)
             .cwd(self.dir.clone())
-            .env("VAGRANT_VAGRANTFILE", self.vagrantfile.clone())
+            .env("VAGRANT_VAGRANTFILE", vagrantfile)
+            .env("METALAB_LAB_VAGRANTFILE", self.lab_vagrantfile())
             .env("VAGRANT_DOTFILE_PATH", self.dotfile_dir.clone())
             .env("VAGRANT_HOME", self.vagrant_home.clone())
             .env("VAGRANT_DEFAULT_PROVIDER", "libvirt")
@@ -62,6 +96,19 @@ impl Project {
         sink: &mut dyn OutputSink,
     ) -> Result<Outcome, TransportError> {
         let args = format!("up --no-provision --provider=libvirt {}", quoted(vms));
+        host.exec(&self.command(&args, timeout), sink).await
+    }
+
+    /// `vagrant provision` of the named machines: the Vagrantfile's provisioners, as `vagrant up`
+    /// would have run them on a first boot.
+    pub async fn provision(
+        &self,
+        host: &dyn Transport,
+        vms: &[String],
+        timeout: Duration,
+        sink: &mut dyn OutputSink,
+    ) -> Result<Outcome, TransportError> {
+        let args = format!("provision {}", quoted(vms));
         host.exec(&self.command(&args, timeout), sink).await
     }
 
@@ -91,15 +138,7 @@ impl Project {
         Ok(parse_ssh_config(&out.stdout_text()))
     }
 
-    /// The machine names the Vagrantfile defines, from `vagrant status --machine-readable`.
-    pub async fn machine_names(&self, host: &dyn Transport) -> Result<Vec<String>, VagrantError> {
-        let out = self
-            .checked(host, "status --machine-readable", Duration::from_secs(120))
-            .await?;
-        Ok(parse_machine_names(&out.stdout_text()))
-    }
-
-    async fn checked(
+    pub(crate) async fn checked(
         &self,
         host: &dyn Transport,
         args: &str,

@@ -1,0 +1,129 @@
+//! `metalab reap` trusts only what it saw: a survey that fails is an error (never "nothing left
+//! behind"), and a dead run's orphaned processes (a `vagrant up` whose metalab was killed) are
+//! ended, while another run's are left alone. Runs against real libvirt with a state directory of
+//! its own, so it touches no other test's runs.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::text;
+
+fn reap(state: &Path, path_prefix: Option<&Path>, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_metalab"));
+    c.arg("reap")
+        .args(args)
+        .current_dir(state)
+        .env("METALAB_HOME", state)
+        .env("CI", "true");
+    if let Some(dir) = path_prefix {
+        let path = std::env::var("PATH").unwrap_or_default();
+        c.env("PATH", format!("{}:{path}", dir.display()));
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn a_survey_that_fails_is_an_error_not_a_clean_host() {
+    let state = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let virsh = bin.path().join("virsh");
+    std::fs::write(
+        &virsh,
+        "#!/bin/sh\necho 'error: failed to connect to the hypervisor' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&virsh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for args in [&[][..], &["--dry-run"][..]] {
+        let out = reap(state.path(), Some(bin.path()), args);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(3), "reap {args:?}: {shown}");
+        assert!(
+            shown.contains("failed to connect to the hypervisor"),
+            "reap {args:?}: {shown}"
+        );
+        assert!(
+            !shown.contains("nothing left behind"),
+            "reap {args:?}: {shown}"
+        );
+    }
+}
+
+/// A process tagged as Vagrant's processes of `run` are, sleeping until killed.
+fn tagged_sleeper(run: &str) -> std::process::Child {
+    Command::new("sleep")
+        .arg("300")
+        .env("METALAB_RUN_TAG", run)
+        .spawn()
+        .unwrap()
+}
+
+fn gone(child: &mut std::process::Child) -> bool {
+    for _ in 0..50 {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
+    let state = tempfile::tempdir().unwrap();
+    // A run whose metalab died (its pid belongs to nobody), and one this state directory does not
+    // know, started a minute ago: perhaps another state directory's, so left alone.
+    let now = chrono::Utc::now();
+    let dead = format!(
+        "{}-dead",
+        (now - chrono::TimeDelta::hours(2)).format("%Y%m%d-%H%M%S")
+    )
+    .replace("dead", "d3ad");
+    let other = format!(
+        "{}-0123",
+        (now - chrono::TimeDelta::minutes(1)).format("%Y%m%d-%H%M%S")
+    );
+    let run_dir = state.path().join("runs").join(&dead);
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    std::fs::write(
+        run_dir.join("owner.json"),
+        serde_json::json!({
+            "pid": 4_000_000, "boot_id": boot.trim(), "started": now.to_rfc3339(),
+            "keep_until": null, "finished": false
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut orphan = tagged_sleeper(&dead);
+    let mut stranger = tagged_sleeper(&other);
+
+    let dry = reap(state.path(), None, &["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert!(
+        text(&dry).contains(&format!("{dead}  would remove")),
+        "{}",
+        text(&dry)
+    );
+    assert!(!gone(&mut orphan), "a dry run ended a process");
+
+    let out = reap(state.path(), None, &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        gone(&mut orphan),
+        "the dead run's process survived reap:\n{shown}"
+    );
+    assert!(
+        shown.contains(&format!("{dead}  removed")) && shown.contains("1 process(es)"),
+        "{shown}"
+    );
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "reap ended another run's process:\n{shown}"
+    );
+    assert!(shown.contains(&format!("{other}  left alone")), "{shown}");
+    stranger.kill().unwrap();
+    let _ = stranger.wait();
+}
