@@ -6,8 +6,6 @@
 //! build is also Vagrant's newest version, and each build gets its own libvirt pool volume
 //! (vagrant-libvirt reuses a volume by name and would otherwise keep serving a stale image).
 
-pub mod prune;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use crate::report::record::BoxInfo;
+use crate::model::record::BoxInfo;
 use crate::state::{FileLock, StateDir};
 use crate::transport::{Command, OutputSink, Transport, sh_quote};
 
@@ -137,7 +135,7 @@ impl Recipe {
             sha256: sha256_file(&out)?,
             recipe_hash: hash,
         };
-        crate::report::files::write_atomic(
+        crate::files::write_atomic(
             &dir.join(INFO_FILE),
             serde_json::to_string_pretty(&info)?.as_bytes(),
         )?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::boxes::Recipe;
 use crate::config::{Accel, Config};
 use crate::host::Host;
-use crate::report::record::BoxInfo;
+use crate::model::record::BoxInfo;
 use crate::state::StateDir;
 use crate::transport::{Collect, Command, Transport};
 

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::state::RunDir;
+use crate::ids::RunId;
+use crate::state::{RunDir, StateDir};
 
 /// Something a run creates and must remove.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,10 +163,7 @@ impl Owner {
     }
 
     pub fn save(&self, run: &RunDir) -> anyhow::Result<()> {
-        crate::report::files::write_atomic(
-            &run.owner(),
-            serde_json::to_string_pretty(self)?.as_bytes(),
-        )
+        crate::files::write_atomic(&run.owner(), serde_json::to_string_pretty(self)?.as_bytes())
     }
 
     pub fn load(run: &RunDir) -> Option<Owner> {
@@ -186,6 +184,55 @@ fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// A run with no record in this state directory is left alone while younger than this: it may
+/// belong to a metalab using another state directory.
+const UNKNOWN_RUN_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// What may be done with a run's leftovers, from who owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its owner process is running.
+    Live { pid: u32 },
+    /// Kept on purpose until then.
+    Kept { until: DateTime<Utc> },
+    /// Unknown here and recent: perhaps another state directory's.
+    Recent,
+    /// Nobody owns it any more: remove it.
+    Reap { why: String },
+}
+
+/// Whether a run's leftovers may be removed: never while its metalab lives, nor kept VMs before
+/// their expiry, nor a run this state directory does not know while it is recent.
+pub fn judge(state: &StateDir, run: &RunId, now: DateTime<Utc>) -> Verdict {
+    match Owner::load(&state.run(run)) {
+        Some(o) if !o.finished && o.keep_until.is_none() && o.alive() => {
+            Verdict::Live { pid: o.pid }
+        }
+        Some(Owner {
+            keep_until: Some(until),
+            ..
+        }) if until > now => Verdict::Kept { until },
+        Some(Owner {
+            keep_until: Some(_),
+            ..
+        }) => Verdict::Reap {
+            why: "kept VMs expired".into(),
+        },
+        Some(o) if o.finished => Verdict::Reap {
+            why: "run finished, resources remain".into(),
+        },
+        Some(o) => Verdict::Reap {
+            why: format!("its process ({}) is gone", o.pid),
+        },
+        None => match run.started() {
+            Some(started) if now - started < UNKNOWN_RUN_GRACE => Verdict::Recent,
+            _ => Verdict::Reap {
+                why: "no owner on record, older than an hour".into(),
+            },
+        },
+    }
 }
 
 /// The journal file of a run directory.

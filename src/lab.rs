@@ -43,7 +43,7 @@ pub struct VmState {
 impl LabState {
     pub fn save(&self, state: &StateDir) -> anyhow::Result<()> {
         let path = state.run(&self.run_id).lab_state(&self.lane);
-        crate::report::files::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())
+        crate::files::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 
     pub fn load(path: &Path) -> anyhow::Result<LabState> {

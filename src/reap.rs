@@ -17,13 +17,10 @@ use chrono::{DateTime, Utc};
 use crate::host::Host;
 use crate::ids::RunId;
 use crate::journal::{Journal, Owner, Resource};
+pub use crate::journal::{Verdict, judge};
 use crate::libvirt::{self, Leftovers};
 use crate::state::{FileLock, StateDir};
 use crate::transport::Discard;
-
-/// A run with no record in this state directory is left alone while younger than this: it may
-/// belong to a metalab using another state directory.
-const UNKNOWN_RUN_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// What reap decided about one run.
 #[derive(Debug, Clone)]
@@ -36,18 +33,6 @@ pub struct Finding {
     pub projects: Vec<crate::vagrant::Project>,
     /// How many processes on the host carry the run's tag.
     pub processes: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Its owner process is running.
-    Live { pid: u32 },
-    /// Kept on purpose until then.
-    Kept { until: DateTime<Utc> },
-    /// Unknown here and recent: perhaps another state directory's.
-    Recent,
-    /// Nobody owns it any more: remove it.
-    Reap { why: String },
 }
 
 impl Finding {
@@ -150,36 +135,6 @@ fn pending_projects(state: &StateDir, run: &RunId, host: &str) -> Vec<crate::vag
             Resource::Subnet { .. } => None,
         })
         .collect()
-}
-
-pub fn judge(state: &StateDir, run: &RunId, now: DateTime<Utc>) -> Verdict {
-    match Owner::load(&state.run(run)) {
-        Some(o) if !o.finished && o.keep_until.is_none() && o.alive() => {
-            Verdict::Live { pid: o.pid }
-        }
-        Some(Owner {
-            keep_until: Some(until),
-            ..
-        }) if until > now => Verdict::Kept { until },
-        Some(Owner {
-            keep_until: Some(_),
-            ..
-        }) => Verdict::Reap {
-            why: "kept VMs expired".into(),
-        },
-        Some(o) if o.finished => Verdict::Reap {
-            why: "run finished, resources remain".into(),
-        },
-        Some(o) => Verdict::Reap {
-            why: format!("its process ({}) is gone", o.pid),
-        },
-        None => match run.started() {
-            Some(started) if now - started < UNKNOWN_RUN_GRACE => Verdict::Recent,
-            _ => Verdict::Reap {
-                why: "no owner on record, older than an hour".into(),
-            },
-        },
-    }
 }
 
 /// Removes what `survey` marked for reaping: ends the run's processes, destroys its VMs, sweeps

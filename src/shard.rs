@@ -20,7 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::history::History;
-use crate::report::record::{RunRecord, ShardRecord};
+use crate::model::record::{RunRecord, ShardRecord};
 
 /// How many of the newest runs the durations come from.
 pub const RECENT_RUNS: usize = 10;

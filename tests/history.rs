@@ -12,13 +12,13 @@ use bench_runs::{run, run_id, samples, write_artifacts};
 use metalab::exit::Status;
 use metalab::gate::{self, BaselineSpec, Options};
 use metalab::history::{History, HistoryError, MetricKey};
+use metalab::model::event::{EventKind, Events};
+use metalab::model::record::RunRecord;
 use metalab::report::files::ResultFiles;
 use metalab::report::gate::{BenchGate, GateOutcome};
 use metalab::report::history::HistoryRecorder;
 use metalab::report::html::HtmlReport;
-use metalab::report::record::RunRecord;
 use metalab::report::{self, Reporter};
-use metalab::run::event::{EventKind, Events};
 use metalab::stats::Verdict;
 
 fn scratch() -> tempfile::TempDir {

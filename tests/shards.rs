@@ -18,10 +18,10 @@ use chrono::Utc;
 use common::{ScratchLab, text};
 use metalab::exit::Status;
 use metalab::history::History;
+use metalab::model::event::{Event, EventKind, Phase};
+use metalab::model::record::{RunRecord, ShardRecord, SuiteRecord, TestOutcome, TestRecord};
 use metalab::report::Reporter;
 use metalab::report::github::GitHubActions;
-use metalab::report::record::{RunRecord, ShardRecord, SuiteRecord, TestOutcome, TestRecord};
-use metalab::run::event::{Event, EventKind, Phase};
 use metalab::shard::{self, Durations, ShardSpec};
 
 fn names(list: &[&str]) -> Vec<String> {

@@ -11,11 +11,11 @@ use crate::config::Config;
 use crate::exit::Status;
 use crate::gate::{self, BaselineSpec, Options};
 use crate::history;
+use crate::model::record::RunRecord;
 use crate::report::Reporter;
 use crate::report::gate::{BenchGate, GateOutcome};
 use crate::report::history::HistoryRecorder;
 use crate::report::html::HtmlReport;
-use crate::report::record::RunRecord;
 use crate::state::StateDir;
 
 #[derive(Subcommand, Debug)]

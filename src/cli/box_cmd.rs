@@ -6,10 +6,10 @@ use clap::Subcommand;
 
 use super::{Failure, lab_hosts};
 use crate::boxes::Recipe;
-use crate::boxes::prune::{self, Verdict};
 use crate::config::Config;
 use crate::exit::Status;
 use crate::host::Host;
+use crate::host::box_prune::{self as prune, Verdict};
 use crate::run::log::LogSink;
 use crate::state::{FileLock, StateDir};
 use crate::transport::local::Local;

@@ -11,7 +11,7 @@ use super::Failure;
 use crate::config::{Config, ConfigError};
 use crate::exit::Status;
 use crate::history::{self, History, HistoryError, RunSummary};
-use crate::report::record::{RunRecord, TestOutcome};
+use crate::model::record::{RunRecord, TestOutcome};
 use crate::report::summary::human;
 use crate::state::StateDir;
 

@@ -11,12 +11,13 @@ use clap::Args;
 use super::Failure;
 use super::history::{DbArg, read_record, settings};
 use crate::exit::Status;
+use crate::files::write_atomic;
 use crate::gate::{self, GateReport, Options};
 use crate::history::History;
-use crate::report::files::{JUNIT_XML, LATEST_LINK, RESULTS_JSON, write_atomic};
+use crate::model::record::RunRecord;
+use crate::report::files::{JUNIT_XML, LATEST_LINK, RESULTS_JSON};
 use crate::report::html::{self, REPORT_DIR};
 use crate::report::merge::{self, Merged};
-use crate::report::record::RunRecord;
 use crate::report::{github, junit, summary, terminal};
 
 /// How deep below each DIR results are looked for: artifacts dirs inside downloaded CI

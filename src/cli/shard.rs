@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use super::{Failure, lab};
 use crate::exit::Status;
 use crate::ids::RunId;
+use crate::model::event::{EventKind, Events};
+use crate::model::record::{RunRecord, ShardRecord};
 use crate::report::files::ResultFiles;
 use crate::report::github::{self, GitHubActions};
-use crate::report::record::{RunRecord, ShardRecord};
 use crate::report::terminal::Terminal;
 use crate::report::{self, Reporter};
-use crate::run::event::{EventKind, Events};
 use crate::shard::{Durations, ShardSpec};
 use crate::suite::Suite;
 

@@ -49,6 +49,9 @@ pub struct Config {
     pub bench: Bench,
 }
 
+/// The smallest change of a metric's median that counts, by default: 5%.
+pub const DEFAULT_MIN_EFFECT: f64 = 0.05;
+
 /// The regression gate's defaults.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -62,7 +65,7 @@ pub struct Bench {
 impl Default for Bench {
     fn default() -> Self {
         Bench {
-            min_effect: crate::gate::DEFAULT_MIN_EFFECT,
+            min_effect: DEFAULT_MIN_EFFECT,
         }
     }
 }

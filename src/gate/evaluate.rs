@@ -8,9 +8,9 @@ use crate::history::{
     ComparableConditions, History, HistoryError, MetricKey, MetricRun, differences,
 };
 use crate::ids::RunId;
-use crate::report::record::{Conditions, MetricSamples, RunRecord};
+use crate::model::record::Direction;
+use crate::model::record::{Conditions, MetricSamples, RunRecord};
 use crate::stats::{self, ChangePointConfig, Comparison, RunNoiseBand, Verdict};
-use crate::suite::Direction;
 
 /// Judges every benchmark metric of `current` (which need not be in the history yet) against the
 /// baseline `options` names. Fails only when the history cannot be read, or a `run:` baseline

@@ -25,14 +25,14 @@ pub use table::render;
 use crate::exit::Status;
 use crate::history::MetricKey;
 use crate::ids::RunId;
+use crate::model::record::Direction;
 use crate::stats::{Comparison, Verdict};
-use crate::suite::Direction;
 
 /// Significance level of every comparison.
 pub const ALPHA: f64 = 0.05;
 
 /// Smallest relative change of a median that counts, unless configured: 5%.
-pub const DEFAULT_MIN_EFFECT: f64 = 0.05;
+pub use crate::config::DEFAULT_MIN_EFFECT;
 
 /// How to judge a run.
 #[derive(Debug, Clone)]

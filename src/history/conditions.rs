@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::report::record::{Conditions, HostFingerprint};
+use crate::model::record::{Conditions, HostFingerprint};
 
 /// The comparable part of a run's [`Conditions`].
 #[derive(Debug, Serialize)]

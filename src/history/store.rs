@@ -15,8 +15,8 @@ use super::error::HistoryError;
 use super::schema::{self, Migrated};
 use crate::exit::Status;
 use crate::ids::RunId;
-use crate::report::record::{Conditions, HostFingerprint, RunRecord};
-use crate::suite::Direction;
+use crate::model::record::Direction;
+use crate::model::record::{Conditions, HostFingerprint, RunRecord};
 
 /// How long a writer waits for another one before giving up. Storing a run takes milliseconds,
 /// so this only runs out when something holds the file far longer than any run would.

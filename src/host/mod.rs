@@ -5,6 +5,7 @@
 //! pinned VM keys) stays on the runner; see [`crate::state`].
 
 pub mod accel;
+pub mod box_prune;
 pub mod boxes;
 pub mod lock;
 pub mod subnet;

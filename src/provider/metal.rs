@@ -368,7 +368,7 @@ fn api_error(e: MetalError) -> anyhow::Error {
 pub struct Found {
     pub what: String,
     pub run: Option<RunId>,
-    pub verdict: crate::reap::Verdict,
+    pub verdict: crate::journal::Verdict,
     pub removed: bool,
 }
 
@@ -392,7 +392,7 @@ pub async fn reap(
     ttl: Duration,
     dry_run: bool,
 ) -> anyhow::Result<Vec<Found>> {
-    use crate::reap::{Verdict, judge};
+    use crate::journal::{Verdict, judge};
     let now = Utc::now();
     let verdict = |run: &Option<RunId>, age: chrono::TimeDelta| match run {
         Some(r) => match judge(state, r, now) {

@@ -3,12 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::files::write_atomic;
+
 use anyhow::Context;
 
 use super::Reporter;
 use super::junit;
-use super::record::RunRecord;
-use crate::run::event::{Event, EventKind};
+use crate::model::event::{Event, EventKind};
+use crate::model::record::RunRecord;
 
 pub const RESULTS_JSON: &str = "results.json";
 pub const JUNIT_XML: &str = "junit.xml";
@@ -54,16 +56,6 @@ impl Reporter for ResultFiles {
             eprintln!("metalab: error: cannot write the results: {e:#}");
         }
     }
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn point_latest(run_dir: &Path) -> anyhow::Result<()> {

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Reporter;
-use super::files::write_atomic;
-use super::record::RunRecord;
 use crate::exit::Status;
+use crate::files::write_atomic;
 use crate::gate::{self, Options};
 use crate::history::History;
-use crate::run::event::{Event, EventKind};
+use crate::model::event::{Event, EventKind};
+use crate::model::record::RunRecord;
 
 /// Whether the gate found a regression; shared between the reporter and the command.
 #[derive(Debug, Clone, Default)]

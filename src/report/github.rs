@@ -10,10 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::Reporter;
-use super::record::{BenchRecord, RunRecord, TestOutcome, TestRecord};
 use super::summary::human;
 use crate::exit::Status;
-use crate::run::event::{Event, EventKind};
+use crate::model::event::{Event, EventKind};
+use crate::model::record::{BenchRecord, RunRecord, TestOutcome, TestRecord};
 use crate::suite::{MANIFEST, Suite};
 
 /// True when running as a GitHub Actions step.

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use super::Reporter;
 use super::files::RESULTS_JSON;
-use super::record::RunRecord;
 use crate::history::History;
-use crate::run::event::{Event, EventKind};
+use crate::model::event::{Event, EventKind};
+use crate::model::record::RunRecord;
 
 pub struct HistoryRecorder {
     db: PathBuf,

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
-use super::record::{BenchRecord, PhaseRecord, RunRecord, TestOutcome, TestRecord};
-use crate::run::event::Phase;
+use crate::model::event::Phase;
+use crate::model::record::{BenchRecord, PhaseRecord, RunRecord, TestOutcome, TestRecord};
 
 /// Lines of a log quoted in a failing test case.
 const LOG_TAIL_LINES: usize = 60;

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::record::RunRecord;
 use crate::exit::Status;
 use crate::ids::RunId;
+use crate::model::record::RunRecord;
 
 /// Where the files of each merged run go, beside the merged results: everything but its
 /// suites' directories, which go to the top so the merged record's logs keep their paths.

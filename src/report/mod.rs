@@ -9,13 +9,13 @@ pub mod history;
 pub mod html;
 pub mod junit;
 pub mod merge;
-pub mod record;
+
 pub mod summary;
 pub mod terminal;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::run::event::Event;
+use crate::model::event::Event;
 
 /// One way of rendering a run.
 pub trait Reporter: Send {

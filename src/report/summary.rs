@@ -6,8 +6,8 @@ use std::path::Path;
 
 use console::Style;
 
-use super::record::{RunRecord, TestOutcome};
 use crate::exit::Status;
+use crate::model::record::{RunRecord, TestOutcome};
 
 /// Renders the summary; `color` adds ANSI styles (terminals only).
 pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {

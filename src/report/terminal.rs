@@ -11,9 +11,9 @@ use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Reporter;
-use super::record::{RunRecord, TestOutcome};
 use super::summary::{self, human};
-use crate::run::event::{Event, EventKind};
+use crate::model::event::{Event, EventKind};
+use crate::model::record::{RunRecord, TestOutcome};
 
 pub struct Terminal {
     live: Option<Live>,

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::report::record::{Conditions, HostFingerprint};
+use crate::model::record::{Conditions, HostFingerprint};
 use crate::transport::{Collect, Command, Transport};
 
 /// One line per field, so a missing tool leaves just its field empty.

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::event::{EventKind, Phase};
 use super::log::LogSink;
 use super::{RunCtx, Stop, conditions};
 use crate::boxes::Recipe;
 use crate::host::{self, Host};
-use crate::report::record::BoxInfo;
+use crate::model::event::{EventKind, Phase};
+use crate::model::record::BoxInfo;
 use crate::transport::Command;
 
 /// A prepared host: everything a lane needs to bring up VMs there.

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::event::{EventKind, Phase};
 use super::host_prep::HostReady;
 use super::lease::{self, Lease};
 use super::log::LogSink;
@@ -16,6 +15,7 @@ use crate::host::subnet::{self, Claim};
 use crate::journal::{EntryId, Resource};
 use crate::lab::{LabState, VmState};
 use crate::libvirt;
+use crate::model::event::{EventKind, Phase};
 use crate::suite::Suite;
 use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
 use crate::transport::{Collect, Command, Transport, files};

@@ -6,7 +6,7 @@
 //! (the first starts an orderly teardown, a second a fast one by name).
 
 mod conditions;
-pub mod event;
+
 mod host_prep;
 mod lane;
 mod lease;
@@ -31,7 +31,7 @@ use crate::state::StateDir;
 use crate::suite::Suite;
 use crate::vagrant::describe::LabDescription;
 
-use event::{EventKind, Events, Phase};
+use crate::model::event::{EventKind, Events, Phase};
 
 pub use lane::Vm;
 

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::event::{EventKind, Phase};
 use super::lane::{Lane, Vm};
 use crate::libvirt;
+use crate::model::event::{EventKind, Phase};
 use crate::suite::Suite;
 use crate::transport::ssh::SshSession;
 use crate::transport::{Collect, Command, Transport};

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::event::EventKind;
 use super::lane::{Lane, Vm};
 use super::log::LogSink;
 use super::{Stop, VM_LAB_DIR};
 use crate::exit::Status;
-use crate::report::record::{Attempt, BenchRecord, MetricSamples, TestOutcome, TestRecord};
+use crate::model::event::EventKind;
+use crate::model::record::{Attempt, BenchRecord, MetricSamples, TestOutcome, TestRecord};
 use crate::suite::{Benchmark, Expect, Step, Suite, Test};
 use crate::transport::{Command, Exit, Outcome, Transport, TransportError, files};
 

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::event::{EventKind, Phase};
 use super::lane::{Created, Lane};
 use super::log::LogSink;
 use super::{Keep, VM_LAB_DIR};
 use crate::exit::Status;
 use crate::host::subnet;
 use crate::lab::{self, LabState};
+use crate::model::event::{EventKind, Phase};
 use crate::transport::{Command, Transport};
 
 /// What each VM is asked for at the end of a run. Every command is allowed to fail: the VM may

@@ -12,6 +12,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::config::located::LocatedError;
+pub use crate::model::record::{Direction, MetricSpec};
 
 pub use file::load_all;
 
@@ -76,14 +77,7 @@ pub struct Benchmark {
     pub metrics: Vec<Metric>,
 }
 
-/// One number read from a benchmark's output.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct MetricSpec {
-    pub name: String,
-    pub unit: String,
-    pub direction: Direction,
-}
-
+/// One number read from a benchmark's output, and how.
 #[derive(Debug, Clone)]
 pub struct Metric {
     pub spec: MetricSpec,
@@ -98,13 +92,6 @@ pub enum MetricSource {
     Regex(Regex),
     /// A JSON pointer (RFC 6901) into stdout parsed as JSON, e.g. `/end/sum_received/bits_per_second`.
     JsonPointer(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Higher,
-    Lower,
 }
 
 #[derive(Debug, Clone)]

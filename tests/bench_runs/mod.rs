@@ -10,11 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use metalab::exit::Status;
 use metalab::ids::RunId;
-use metalab::report::record::{
+use metalab::model::event::Phase;
+use metalab::model::record::{
     Attempt, BenchRecord, Conditions, HostFingerprint, MetricSamples, PhaseRecord, RunRecord,
     SuiteRecord, TestOutcome, TestRecord,
 };
-use metalab::run::event::Phase;
 use metalab::suite::{Direction, MetricSpec};
 
 pub const SUITE: &str = "throughput";

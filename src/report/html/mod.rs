@@ -18,10 +18,10 @@ use anyhow::Context;
 
 pub use reporter::HtmlReport;
 
+use crate::files::write_atomic;
 use crate::gate::{self, GateReport};
 use crate::history::{History, RunSummary};
-use crate::report::files::write_atomic;
-use crate::report::record::RunRecord;
+use crate::model::record::RunRecord;
 
 /// The report's directory inside the run's artifacts directory.
 pub const REPORT_DIR: &str = "report";

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::exit::Status;
-use crate::report::record::TestOutcome;
+use crate::model::record::TestOutcome;
 use crate::stats::Verdict;
 
 /// Text made safe for HTML bodies and attribute values.

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use crate::gate::Options;
+use crate::model::event::{Event, EventKind};
+use crate::model::record::RunRecord;
 use crate::report::Reporter;
-use crate::report::record::RunRecord;
-use crate::run::event::{Event, EventKind};
 
 pub struct HtmlReport {
     db: PathBuf,

@@ -10,8 +10,8 @@ use super::page::{
     verdict_class,
 };
 use crate::gate::{self, GateReport, MetricVerdict, format_percent, format_value, verdict_word};
+use crate::model::record::{BenchRecord, RunRecord, TestOutcome, TestRecord};
 use crate::report::files::{JUNIT_XML, RESULTS_JSON};
-use crate::report::record::{BenchRecord, RunRecord, TestOutcome, TestRecord};
 use crate::report::summary::human;
 use crate::stats::Verdict;
 
@@ -481,8 +481,8 @@ fn metric(m: &MetricVerdict) -> String {
         .map(format_value)
         .unwrap_or_default();
     let direction = match m.direction {
-        crate::suite::Direction::Higher => "higher is better",
-        crate::suite::Direction::Lower => "lower is better",
+        crate::model::record::Direction::Higher => "higher is better",
+        crate::model::record::Direction::Lower => "lower is better",
     };
     let mut notes: Vec<String> = Vec::new();
     if let Some(reason) = &m.reason {

@@ -7,10 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::event::{Event, EventKind, Phase};
 use crate::exit::Status;
 use crate::ids::RunId;
-use crate::run::event::{Event, EventKind, Phase};
-use crate::suite::MetricSpec;
 
 /// Version of the JSON results format; bumped when a field changes meaning.
 pub const FORMAT_VERSION: u32 = 1;
@@ -306,6 +305,22 @@ impl RunRecord {
     pub fn count(&self, outcome: TestOutcome) -> usize {
         self.tests().filter(|t| t.outcome == outcome).count()
     }
+}
+
+/// One number read from a benchmark's output.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct MetricSpec {
+    pub name: String,
+    pub unit: String,
+    pub direction: Direction,
+}
+
+/// Which way a metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Higher,
+    Lower,
 }
 
 /// Durations as fractional seconds in JSON: readable by people and by any tool.

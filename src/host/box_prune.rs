@@ -17,7 +17,7 @@ use anyhow::Context;
 use crate::boxes::vagrant_slug;
 use crate::host::Host;
 use crate::libvirt::{self, Definition};
-use crate::report::record::BoxInfo;
+use crate::model::record::BoxInfo;
 use crate::transport::{Command, marked_sections, sh_quote, stdout_of};
 
 /// One version of a box, wherever it is found on a host.

@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::record::{BenchRecord, BoxInfo, Conditions, TestRecord};
 use crate::exit::Status;
 use crate::ids::RunId;
-use crate::report::record::{BenchRecord, BoxInfo, Conditions, TestRecord};
 
 #[derive(Debug, Clone)]
 pub struct Event {
