@@ -39,6 +39,19 @@ impl Status {
         }
     }
 
+    /// The word a report gives the outcome: "PASSED", "INFRASTRUCTURE ERROR".
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Passed => "PASSED",
+            Status::Regressed => "REGRESSED",
+            Status::TestsFailed => "FAILED",
+            Status::BadInput => "BAD INPUT",
+            Status::InfraError => "INFRASTRUCTURE ERROR",
+            Status::Interrupted => "INTERRUPTED",
+            Status::Terminated => "TERMINATED",
+        }
+    }
+
     /// The worse of two outcomes: interruptions beat infrastructure errors, which beat failures.
     pub fn worst(self, other: Status) -> Status {
         self.max(other)

@@ -6,7 +6,9 @@ use std::path::Path;
 use anyhow::Context;
 
 /// Writes through a temporary file of a unique name in the same directory and a rename, so a
-/// reader never sees half a file and two writers never share a temporary one.
+/// reader never sees half a file and two writers never share a temporary one (runs that rewrite
+/// the same index at once). The file is readable by all (0644): results are read by people, CI
+/// archivers and web servers alike.
 pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -19,6 +21,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(data)
         .and_then(|_| tmp.as_file().sync_data())
+        .and_then(|_| {
+            std::fs::set_permissions(
+                tmp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )
+        })
         .with_context(|| format!("cannot write {}", tmp.path().display()))?;
     tmp.persist(path)
         .map_err(|e| e.error)
@@ -37,6 +45,10 @@ mod tests {
         write_atomic(&path, b"first").unwrap();
         write_atomic(&path, b"second").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o644);
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -46,8 +46,9 @@ fn lab() -> Lab {
         baseline: BaselineSpec::Run(run_id(5).to_string()),
         ..Options::default()
     };
-    let built = html::build(&current, &run_dir, &db, &options).expect("built");
-    assert!(built.warning.is_none(), "{:?}", built.warning);
+    let judged = metalab::report::gate::judge(&db, &current, &options);
+    assert!(judged.warning.is_none(), "{:?}", judged.warning);
+    let built = html::build(&current, &run_dir, &judged).expect("built");
     Lab {
         _dir: dir,
         artifacts,

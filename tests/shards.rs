@@ -6,7 +6,6 @@
 mod bench_runs;
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,7 +19,6 @@ use metalab::exit::Status;
 use metalab::history::History;
 use metalab::model::event::{Event, EventKind, Phase};
 use metalab::model::record::{RunRecord, ShardRecord, SuiteRecord, TestOutcome, TestRecord};
-use metalab::report::Reporter;
 use metalab::report::github::GitHubActions;
 use metalab::shard::{self, Durations, ShardSpec};
 
@@ -520,10 +518,11 @@ fn the_github_reporter_annotates_failures_and_writes_a_summary() {
     let mut record = run(1, Vec::new());
     record.suites.clear();
     record.phases.clear();
-    let files = BTreeMap::from([("policy".to_string(), suite_file.clone())]);
-    let mut reporter = GitHubActions::new(
-        record,
-        files,
+    let suites = metalab::suite::load_all(&dir.path().join("suites"), &["node1".to_string()])
+        .expect("the suite loads");
+    let reporter = GitHubActions::new(
+        &suites,
+        None,
         Some(summary.clone()),
         Box::new(stdout.clone()),
     );
@@ -561,8 +560,9 @@ fn the_github_reporter_annotates_failures_and_writes_a_summary() {
             duration: Duration::from_secs(60),
         },
     ] {
-        reporter.on_event(&event(kind));
+        record.apply(&event(kind));
     }
+    reporter.finish(&record);
 
     let lines: Vec<String> = stdout.text().lines().map(String::from).collect();
     assert_eq!(

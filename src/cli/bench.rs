@@ -1,5 +1,4 @@
-//! `metalab bench compare`: the regression gate on a run from the history; and the reporters
-//! that give `metalab run` its history, its `--baseline` gate and its HTML report.
+//! `metalab bench compare`: the regression gate on a run from the history.
 
 use std::path::Path;
 
@@ -7,16 +6,8 @@ use clap::{Args, Subcommand};
 
 use super::Failure;
 use super::history::{DbArg, failure, open, settings};
-use crate::config::Config;
 use crate::exit::Status;
 use crate::gate::{self, BaselineSpec, Options};
-use crate::history;
-use crate::model::record::RunRecord;
-use crate::report::Reporter;
-use crate::report::gate::{BenchGate, GateOutcome};
-use crate::report::history::HistoryRecorder;
-use crate::report::html::HtmlReport;
-use crate::state::StateDir;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -90,47 +81,4 @@ fn compare(config: Option<&Path>, args: CompareArgs) -> Result<Status, Failure> 
     let report = gate::evaluate(&history, &record, &options).map_err(failure)?;
     print!("{}", gate::render(&report));
     Ok(report.status())
-}
-
-/// The reporters that store a run in the history, judge it when a `baseline` is given, and
-/// write its HTML report, in that order; they go after the result files. The returned
-/// [`GateOutcome`] turns the run's exit status into [`Status::Regressed`] when a metric
-/// regressed.
-pub(super) fn reporters(
-    config: &Config,
-    state: &StateDir,
-    run_dir: &Path,
-    record: &RunRecord,
-    baseline: Option<BaselineSpec>,
-) -> (Vec<Box<dyn Reporter>>, GateOutcome) {
-    let db = history::path(config.history_path.as_ref(), state);
-    let run_dir = run_dir.to_path_buf();
-    let judge = baseline.is_some();
-    let options = Options {
-        baseline: baseline.unwrap_or_default(),
-        min_effect: config.bench.min_effect,
-        allow_different_conditions: false,
-    };
-    let outcome = GateOutcome::default();
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(HistoryRecorder::new(
-        db.clone(),
-        run_dir.clone(),
-        record.clone(),
-    ))];
-    if judge {
-        reporters.push(Box::new(BenchGate::new(
-            db.clone(),
-            run_dir.clone(),
-            record.clone(),
-            options.clone(),
-            outcome.clone(),
-        )));
-    }
-    reporters.push(Box::new(HtmlReport::new(
-        db,
-        run_dir,
-        record.clone(),
-        options,
-    )));
-    (reporters, outcome)
 }

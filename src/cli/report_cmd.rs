@@ -63,13 +63,14 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<Status, F
     };
     let run_dir = settings.artifacts.join(record.run_id.as_str());
     let options = args.gate.options(settings.min_effect);
-    let built = html::build(&record, &run_dir, &settings.db, &options).map_err(|e| {
+    let judged = crate::report::gate::judge(&settings.db, &record, &options);
+    let built = html::build(&record, &run_dir, &judged).map_err(|e| {
         Failure::new(
             Status::InfraError,
             format!("cannot write the report: {e:#}"),
         )
     })?;
-    if let Some(w) = &built.warning {
+    if let Some(w) = &judged.warning {
         eprintln!("metalab: warning: {w}");
     }
     println!("{}", built.report.display());

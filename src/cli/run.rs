@@ -1,20 +1,20 @@
-//! `metalab run` and `metalab up`: plan, wire the reporters to the event stream, run the engine.
+//! `metalab run` and `metalab up`: plan, say how the run's reporting ends, run the engine.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 
-use super::{Failure, bench, lab, shard};
+use super::{Failure, lab, shard};
 use crate::exit::Status;
-use crate::gate::BaselineSpec;
+use crate::gate::{BaselineSpec, Options};
 use crate::ids::RunId;
 use crate::model::event::Events;
 use crate::model::record::{RunRecord, ShardRecord};
-use crate::report::files::ResultFiles;
+use crate::report;
+use crate::report::ending::{Ending, HistoryEnd};
 use crate::report::github::{self, GitHubActions};
 use crate::report::terminal::Terminal;
-use crate::report::{self, Reporter};
 use crate::run::{self, Keep, Plan};
 use crate::shard::ShardSpec;
 use crate::signal::Shutdown;
@@ -144,22 +144,25 @@ async fn execute(
         ));
         record.shard = Some(share);
     }
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![
-        Box::new(Terminal::new(record.clone(), run_dir.clone())),
-        Box::new(ResultFiles::new(run_dir.clone(), record.clone(), junit)),
-    ];
-    if github::active() {
-        reporters.push(Box::new(GitHubActions::from_env(record.clone(), &suites)));
-    }
-    // A lab brought up for debugging (no suites) has nothing for the history.
-    let (history_reporters, gate) = if suites.is_empty() {
-        Default::default()
-    } else {
-        bench::reporters(&lab.config, &lab.state, &run_dir, &record, baseline)
+    let terminal = Terminal::new();
+    let ending = Ending {
+        run_dir,
+        junit_copies: junit,
+        // A lab brought up for debugging (no suites) has nothing for the history.
+        history: (!suites.is_empty()).then(|| HistoryEnd {
+            db: crate::history::path(lab.config.history_path.as_ref(), &lab.state),
+            judge: baseline.is_some(),
+            options: Options {
+                baseline: baseline.unwrap_or_default(),
+                min_effect: lab.config.bench.min_effect,
+                allow_different_conditions: false,
+            },
+        }),
+        github: github::active().then(|| GitHubActions::from_env(&suites)),
+        color: terminal.is_live(),
     };
-    reporters.extend(history_reporters);
     let (events, rx) = Events::channel();
-    let reporting = tokio::spawn(report::drive(rx, reporters));
+    let reporting = tokio::spawn(report::drive(rx, record, terminal, ending));
     let plan = Plan {
         run_id,
         suites,
@@ -177,6 +180,10 @@ async fn execute(
         provider.as_ref(),
     )
     .await;
-    let _ = reporting.await;
-    Ok(gate.apply(status))
+    let regressed = reporting.await.is_ok_and(|ended| ended.regressed);
+    Ok(if regressed {
+        status.worst(Status::Regressed)
+    } else {
+        status
+    })
 }

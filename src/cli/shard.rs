@@ -8,10 +8,10 @@ use crate::exit::Status;
 use crate::ids::RunId;
 use crate::model::event::{EventKind, Events};
 use crate::model::record::{RunRecord, ShardRecord};
-use crate::report::files::ResultFiles;
+use crate::report;
+use crate::report::ending::Ending;
 use crate::report::github::{self, GitHubActions};
 use crate::report::terminal::Terminal;
-use crate::report::{self, Reporter};
 use crate::shard::{Durations, ShardSpec};
 use crate::suite::Suite;
 
@@ -60,15 +60,16 @@ pub(super) async fn empty(lab: &lab::Lab, share: ShardRecord, junit: Vec<PathBuf
     let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
     let mut record = RunRecord::new(run_id, "none".into(), chrono::Utc::now());
     record.shard = Some(share.clone());
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![
-        Box::new(Terminal::new(record.clone(), run_dir.clone())),
-        Box::new(ResultFiles::new(run_dir.clone(), record.clone(), junit)),
-    ];
-    if github::active() {
-        reporters.push(Box::new(GitHubActions::from_env(record, &[])));
-    }
+    let terminal = Terminal::new();
+    let ending = Ending {
+        run_dir,
+        junit_copies: junit,
+        history: None,
+        github: github::active().then(|| GitHubActions::from_env(&[])),
+        color: terminal.is_live(),
+    };
     let (events, rx) = Events::channel();
-    let reporting = tokio::spawn(report::drive(rx, reporters));
+    let reporting = tokio::spawn(report::drive(rx, record, terminal, ending));
     events.emit(EventKind::Notice {
         message: format!(
             "shard {} has no suites: {} suite(s) over {} shards leave none for it",

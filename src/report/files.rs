@@ -7,55 +7,30 @@ use crate::files::write_atomic;
 
 use anyhow::Context;
 
-use super::Reporter;
 use super::junit;
-use crate::model::event::{Event, EventKind};
 use crate::model::record::RunRecord;
 
 pub const RESULTS_JSON: &str = "results.json";
 pub const JUNIT_XML: &str = "junit.xml";
 pub const LATEST_LINK: &str = "latest";
 
-/// Builds the run's record from events and writes the result files when the run ends.
-pub struct ResultFiles {
-    run_dir: PathBuf,
-    record: RunRecord,
-    /// Extra copies of the JUnit file requested on the command line.
-    junit_copies: Vec<PathBuf>,
-}
-
-impl ResultFiles {
-    pub fn new(run_dir: PathBuf, record: RunRecord, junit_copies: Vec<PathBuf>) -> ResultFiles {
-        ResultFiles {
-            run_dir,
-            record,
-            junit_copies,
-        }
+/// Writes `results.json` and `junit.xml` (and the extra JUnit copies) into `run_dir`, and points
+/// `latest` at it.
+pub fn write_results(
+    run_dir: &Path,
+    record: &RunRecord,
+    junit_copies: &[PathBuf],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let json = serde_json::to_string_pretty(record)?;
+    write_atomic(&run_dir.join(RESULTS_JSON), json.as_bytes())?;
+    let xml = junit::render(record, run_dir)?;
+    write_atomic(&run_dir.join(JUNIT_XML), xml.as_bytes())?;
+    for copy in junit_copies {
+        write_atomic(copy, xml.as_bytes())?;
     }
-
-    fn write(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.run_dir)
-            .with_context(|| format!("cannot create {}", self.run_dir.display()))?;
-        let json = serde_json::to_string_pretty(&self.record)?;
-        write_atomic(&self.run_dir.join(RESULTS_JSON), json.as_bytes())?;
-        let xml = junit::render(&self.record, &self.run_dir)?;
-        write_atomic(&self.run_dir.join(JUNIT_XML), xml.as_bytes())?;
-        for copy in &self.junit_copies {
-            write_atomic(copy, xml.as_bytes())?;
-        }
-        point_latest(&self.run_dir)
-    }
-}
-
-impl Reporter for ResultFiles {
-    fn on_event(&mut self, event: &Event) {
-        self.record.apply(event);
-        if let EventKind::RunFinished { .. } = event.kind
-            && let Err(e) = self.write()
-        {
-            eprintln!("metalab: error: cannot write the results: {e:#}");
-        }
-    }
+    point_latest(run_dir)
 }
 
 fn point_latest(run_dir: &Path) -> anyhow::Result<()> {

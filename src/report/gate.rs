@@ -1,95 +1,60 @@
-//! `metalab run --baseline`: judges the run's benchmarks against the history when it finishes,
-//! prints the verdicts, writes `junit-benchmarks.xml`, and tells the command whether a metric
-//! regressed (through a [`GateOutcome`]) so that a run which otherwise passed exits with
-//! [`Status::Regressed`].
+//! The regression gate at the end of a run: the benchmarks are judged once against the history
+//! ([`judge`]), and the verdicts feed both the report and, with `metalab run --baseline`, the
+//! printed table, `junit-benchmarks.xml` and the exit status ([`announce`]).
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 
-use super::Reporter;
-use crate::exit::Status;
 use crate::files::write_atomic;
-use crate::gate::{self, Options};
-use crate::history::History;
-use crate::model::event::{Event, EventKind};
+use crate::gate::{self, GateReport, Options};
+use crate::history::{History, RunSummary};
 use crate::model::record::RunRecord;
 
-/// Whether the gate found a regression; shared between the reporter and the command.
-#[derive(Debug, Clone, Default)]
-pub struct GateOutcome(Arc<AtomicBool>);
+/// The run judged against the history, with what the runs' index needs.
+pub struct Judged {
+    pub report: GateReport,
+    /// Every run of the history, newest first; `None` when the history could not be read.
+    pub runs: Option<Vec<RunSummary>>,
+    /// Why the benchmarks are not judged, when the history could not be read.
+    pub warning: Option<String>,
+}
 
-impl GateOutcome {
-    /// The run's exit status with the gate's verdict applied: a regression turns a pass into
-    /// [`Status::Regressed`] and leaves every worse status as it is.
-    pub fn apply(&self, status: Status) -> Status {
-        if self.0.load(Ordering::SeqCst) {
-            status.worst(Status::Regressed)
-        } else {
-            status
-        }
-    }
-
-    fn set_regressed(&self) {
-        self.0.store(true, Ordering::SeqCst);
+/// Judges the run with the history at `db`. An unreadable history is not an error: the verdicts
+/// are "not comparable", and the warning says why.
+pub fn judge(db: &Path, record: &RunRecord, options: &Options) -> Judged {
+    let judged =
+        History::open(db).and_then(|h| Ok((gate::evaluate(&h, record, options)?, h.runs(None)?)));
+    match judged {
+        Ok((report, runs)) => Judged {
+            report,
+            runs: Some(runs),
+            warning: None,
+        },
+        Err(e) => Judged {
+            report: gate::unjudged(record, options),
+            runs: None,
+            warning: Some(format!("The benchmarks are not judged: {e}")),
+        },
     }
 }
 
-pub struct BenchGate {
-    db: PathBuf,
-    run_dir: PathBuf,
-    record: RunRecord,
-    options: Options,
-    outcome: GateOutcome,
-}
-
-impl BenchGate {
-    pub fn new(
-        db: PathBuf,
-        run_dir: PathBuf,
-        record: RunRecord,
-        options: Options,
-        outcome: GateOutcome,
-    ) -> BenchGate {
-        BenchGate {
-            db,
-            run_dir,
-            record,
-            options,
-            outcome,
+/// Prints the verdicts and writes `junit-benchmarks.xml`; true when a metric regressed, which
+/// turns a run that otherwise passed into exit 4.
+pub fn announce(judged: &Judged, record: &RunRecord, run_dir: &Path) -> bool {
+    let xml = match &judged.warning {
+        None => {
+            print!("\n{}", gate::render(&judged.report));
+            gate::junit::render(&judged.report)
         }
-    }
-
-    fn judge(&self) {
-        let judged =
-            History::open(&self.db).and_then(|h| gate::evaluate(&h, &self.record, &self.options));
-        let xml = match &judged {
-            Ok(report) => {
-                print!("\n{}", gate::render(report));
-                if report.regressed() {
-                    self.outcome.set_regressed();
-                }
-                gate::junit::render(report)
-            }
-            Err(e) => {
-                eprintln!("metalab: error: the benchmarks could not be judged: {e}");
-                gate::junit::render_error(&self.record.run_id, &e.to_string())
-            }
-        };
-        let written = xml
-            .map_err(anyhow::Error::from)
-            .and_then(|x| write_atomic(&self.run_dir.join(gate::junit::FILE), x.as_bytes()));
-        if let Err(e) = written {
-            eprintln!("metalab: error: cannot write {}: {e:#}", gate::junit::FILE);
+        Some(why) => {
+            eprintln!("metalab: error: {why}");
+            gate::junit::render_error(&record.run_id, why)
         }
+    };
+    let written = xml
+        .map_err(anyhow::Error::from)
+        .and_then(|x| write_atomic(&run_dir.join(gate::junit::FILE), x.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("metalab: error: cannot write {}: {e:#}", gate::junit::FILE);
     }
-}
-
-impl Reporter for BenchGate {
-    fn on_event(&mut self, event: &Event) {
-        self.record.apply(event);
-        if let EventKind::RunFinished { .. } = event.kind {
-            self.judge();
-        }
-    }
+    judged.warning.is_none() && judged.report.regressed()
 }

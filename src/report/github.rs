@@ -9,10 +9,9 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::Reporter;
 use super::summary::human;
 use crate::exit::Status;
-use crate::model::event::{Event, EventKind};
+use crate::model::event::Phase;
 use crate::model::record::{BenchRecord, RunRecord, TestOutcome, TestRecord};
 use crate::suite::{MANIFEST, Suite};
 
@@ -28,50 +27,111 @@ pub fn summary_path() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Annotations and the step summary, at the end of a run, from its record.
 pub struct GitHubActions {
-    record: RunRecord,
-    /// Each suite's suite.toml, as the annotations name it.
-    suite_files: BTreeMap<String, PathBuf>,
+    /// Each suite's file as annotations name it, and the line of each test and benchmark in it.
+    suites: BTreeMap<String, SuiteFile>,
     summary: Option<PathBuf>,
     /// Where the workflow commands go: standard output, which the runner reads.
     out: Box<dyn Write + Send>,
 }
 
+struct SuiteFile {
+    path: PathBuf,
+    /// `(table, name)` → the line of its `name`: ("test", "ping") → 12.
+    lines: BTreeMap<(&'static str, String), usize>,
+}
+
 impl GitHubActions {
+    /// Annotations on the files of `suites` (named relative to `workspace` when inside it) to
+    /// `out`, the summary to `summary`.
     pub fn new(
-        record: RunRecord,
-        suite_files: BTreeMap<String, PathBuf>,
+        suites: &[Suite],
+        workspace: Option<&Path>,
         summary: Option<PathBuf>,
         out: Box<dyn Write + Send>,
     ) -> GitHubActions {
+        let suites = suites
+            .iter()
+            .map(|s| {
+                let tests = s.tests.iter().map(|t| (("test", t.name.clone()), t.line));
+                let benches = s
+                    .benchmarks
+                    .iter()
+                    .map(|b| (("benchmark", b.name.clone()), b.line));
+                let file = SuiteFile {
+                    path: relative_to(&s.dir.join(MANIFEST), workspace),
+                    lines: tests.chain(benches).collect(),
+                };
+                (s.name.clone(), file)
+            })
+            .collect();
         GitHubActions {
-            record,
-            suite_files,
+            suites,
             summary,
             out,
         }
     }
 
-    /// The reporter for a run of `suites` in this step: annotations on stdout, the summary to
+    /// For a run of `suites` in this step: annotations on stdout, the summary to
     /// `$GITHUB_STEP_SUMMARY`.
-    pub fn from_env(record: RunRecord, suites: &[Suite]) -> GitHubActions {
+    pub fn from_env(suites: &[Suite]) -> GitHubActions {
         let workspace = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from);
-        let files = suites
-            .iter()
-            .map(|s| {
-                let file = s.dir.join(MANIFEST);
-                (s.name.clone(), relative_to(&file, workspace.as_deref()))
-            })
-            .collect();
-        GitHubActions::new(record, files, summary_path(), Box::new(std::io::stdout()))
+        GitHubActions::new(
+            suites,
+            workspace.as_deref(),
+            summary_path(),
+            Box::new(std::io::stdout()),
+        )
     }
 
-    fn annotate(&mut self, annotation: Annotation) {
-        let _ = writeln!(self.out, "{}", annotation.command());
+    /// Annotates every failure and infrastructure error of the run, and writes its summary.
+    pub fn finish(mut self, record: &RunRecord) {
+        for a in self.annotations(record) {
+            let _ = writeln!(self.out, "{}", a.command());
+        }
         let _ = self.out.flush();
+        if let Some(path) = &self.summary
+            && let Err(e) = append_summary(path, record)
+        {
+            eprintln!(
+                "metalab: error: cannot write the step summary {}: {e}",
+                path.display()
+            );
+        }
     }
 
-    fn test_failed(&mut self, t: &TestRecord) -> Option<Annotation> {
+    /// Failed tests, then failed benchmarks, suites that could not run all their tests, and
+    /// failed phases.
+    fn annotations(&self, r: &RunRecord) -> Vec<Annotation> {
+        let tests = r.tests().filter_map(|t| self.test_failed(t));
+        let benches = r.benchmarks().filter_map(|b| self.bench_failed(b));
+        let suites = r.suites.iter().filter_map(|s| {
+            let error = s.error.as_deref()?;
+            Some(Annotation {
+                file: self.suites.get(&s.name).map(|f| f.path.clone()),
+                line: None,
+                title: format!("{} (suite)", s.name),
+                message: format!("suite {} could not run all its tests: {error}", s.name),
+            })
+        });
+        let phases = r.phases.iter().filter_map(|p| {
+            let error = p.error.as_deref()?;
+            let kind = match p.phase {
+                Phase::Provision => "the lab's provisioning failed",
+                _ => "infrastructure error",
+            };
+            Some(Annotation {
+                file: None,
+                line: None,
+                title: format!("metalab {}", scoped(p.phase.name(), &p.scope)),
+                message: format!("{kind} in {}: {error}", p.phase.name()),
+            })
+        });
+        tests.chain(benches).chain(suites).chain(phases).collect()
+    }
+
+    fn test_failed(&self, t: &TestRecord) -> Option<Annotation> {
         let what = match t.outcome {
             TestOutcome::Failed => "failed",
             TestOutcome::TimedOut => "timed out",
@@ -89,7 +149,7 @@ impl GitHubActions {
         Some(self.at_entry(&t.suite, "test", &t.name, message))
     }
 
-    fn bench_failed(&mut self, b: &BenchRecord) -> Option<Annotation> {
+    fn bench_failed(&self, b: &BenchRecord) -> Option<Annotation> {
         let error = b.error.as_deref()?;
         let kind = if b.infra {
             "infrastructure error"
@@ -104,63 +164,19 @@ impl GitHubActions {
     }
 
     /// An annotation on the `[[table]]` entry named `name` in the suite's file.
-    fn at_entry(&self, suite: &str, table: &str, name: &str, message: String) -> Annotation {
-        let file = self.suite_files.get(suite).cloned();
-        let line = file.as_deref().and_then(|f| entry_line(f, table, name));
+    fn at_entry(
+        &self,
+        suite: &str,
+        table: &'static str,
+        name: &str,
+        message: String,
+    ) -> Annotation {
+        let file = self.suites.get(suite);
         Annotation {
-            file,
-            line,
+            file: file.map(|f| f.path.clone()),
+            line: file.and_then(|f| f.lines.get(&(table, name.to_string())).copied()),
             title: format!("{suite}/{name}"),
             message,
-        }
-    }
-
-    fn write_summary(&self) {
-        let Some(path) = &self.summary else { return };
-        if let Err(e) = append_summary(path, &self.record) {
-            eprintln!(
-                "metalab: error: cannot write the step summary {}: {e}",
-                path.display()
-            );
-        }
-    }
-}
-
-impl Reporter for GitHubActions {
-    fn on_event(&mut self, event: &Event) {
-        self.record.apply(event);
-        let annotation = match &event.kind {
-            EventKind::TestFinished(t) => self.test_failed(t),
-            EventKind::BenchmarkFinished(b) => self.bench_failed(b),
-            EventKind::SuiteFinished {
-                suite,
-                error: Some(error),
-                ..
-            } => Some(Annotation {
-                file: self.suite_files.get(suite).cloned(),
-                line: None,
-                title: format!("{suite} (suite)"),
-                message: format!("suite {suite} could not run all its tests: {error}"),
-            }),
-            EventKind::PhaseFinished {
-                phase,
-                scope,
-                error: Some(error),
-                ..
-            } => Some(Annotation {
-                file: None,
-                line: None,
-                title: format!("metalab {}", scoped(phase.name(), scope)),
-                message: format!("infrastructure error in {}: {error}", phase.name()),
-            }),
-            EventKind::RunFinished { .. } => {
-                self.write_summary();
-                None
-            }
-            _ => None,
-        };
-        if let Some(a) = annotation {
-            self.annotate(a);
         }
     }
 }
@@ -202,33 +218,6 @@ impl Annotation {
     }
 }
 
-/// The 1-based line of `name = "<name>"` inside a `[[<table>]]` entry of a suite file.
-pub fn entry_line(file: &Path, table: &str, name: &str) -> Option<usize> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let header = format!("[[{table}]]");
-    let mut inside = false;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            inside = line.starts_with(&header);
-            continue;
-        }
-        if inside && names(line, name) {
-            return Some(i + 1);
-        }
-    }
-    None
-}
-
-/// Whether a TOML line is `name = "<name>"` (or with single quotes).
-fn names(line: &str, name: &str) -> bool {
-    let Some((key, value)) = line.split_once('=') else {
-        return false;
-    };
-    let value = value.split('#').next().unwrap_or("").trim();
-    key.trim() == "name" && [format!("\"{name}\""), format!("'{name}'")].contains(&value.into())
-}
-
 /// A path as the annotation should name it: relative to the workspace when inside it.
 fn relative_to(path: &Path, workspace: Option<&Path>) -> PathBuf {
     workspace
@@ -267,7 +256,7 @@ pub fn markdown(r: &RunRecord) -> String {
         out,
         "## {} {what}: {} (exit {})\n",
         icon(r.status),
-        status_word(r.status),
+        r.status.word(),
         r.status.code()
     );
     let _ = writeln!(out, "{}\n", counts(r));
@@ -408,18 +397,6 @@ fn outcome_word(t: &TestRecord) -> &'static str {
     }
 }
 
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Passed => "PASSED",
-        Status::Regressed => "REGRESSED",
-        Status::TestsFailed => "FAILED",
-        Status::BadInput => "BAD INPUT",
-        Status::InfraError => "INFRASTRUCTURE ERROR",
-        Status::Interrupted => "INTERRUPTED",
-        Status::Terminated => "TERMINATED",
-    }
-}
-
 fn icon(s: Status) -> &'static str {
     if s == Status::Passed { "✅" } else { "❌" }
 }
@@ -450,13 +427,5 @@ mod tests {
             a.command(),
             "::error file=suites/a%2Cb/suite.toml,line=7,title=s/t%3A x::100%25 lost%0Asecond line"
         );
-    }
-
-    #[test]
-    fn a_name_line_matches_only_that_name() {
-        assert!(names("name = \"ping\"", "ping"));
-        assert!(names("name='ping'   # the first", "ping"));
-        assert!(!names("name = \"ping-all\"", "ping"));
-        assert!(!names("run = \"ping\"", "ping"));
     }
 }

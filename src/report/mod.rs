@@ -1,7 +1,10 @@
-//! Reporters: each consumes the run's event stream and renders it one way. None of them reaches
-//! back into the engine; a run with no reporters at all behaves the same. [`merge`] makes one
-//! record of several runs' (a pipeline's shards) for the same renderers.
+//! Reporting: the run's event stream is folded once into its record ([`RunRecord::apply`]) while
+//! the terminal shows it live, and at the end the [`ending`] writes and shows the record in a
+//! fixed order: result files, history, the gate (judged once), then the views. Nothing here
+//! reaches back into the engine; [`merge`] makes one record of several runs' (a pipeline's
+//! shards) for the same renderers.
 
+pub mod ending;
 pub mod files;
 pub mod gate;
 pub mod github;
@@ -9,34 +12,29 @@ pub mod history;
 pub mod html;
 pub mod junit;
 pub mod merge;
-
 pub mod summary;
 pub mod terminal;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::model::event::Event;
+use crate::model::record::RunRecord;
 
-/// One way of rendering a run.
-pub trait Reporter: Send {
-    fn on_event(&mut self, event: &Event);
+pub use ending::{Ended, Ending};
+use terminal::Terminal;
 
-    /// Called once the stream has closed: flush, write files. Errors are reported, not fatal.
-    fn finish(&mut self) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
-/// Feeds every event to every reporter until the engine drops its sender.
-pub async fn drive(mut rx: UnboundedReceiver<Event>, mut reporters: Vec<Box<dyn Reporter>>) {
+/// Shows every event on the terminal and folds it into the record until the engine drops its
+/// sender, then ends the run's reporting.
+pub async fn drive(
+    mut rx: UnboundedReceiver<Event>,
+    mut record: RunRecord,
+    mut terminal: Terminal,
+    ending: Ending,
+) -> Ended {
     while let Some(event) = rx.recv().await {
-        for r in reporters.iter_mut() {
-            r.on_event(&event);
-        }
+        record.apply(&event);
+        terminal.on_event(&event);
     }
-    for r in reporters.iter_mut() {
-        if let Err(e) = r.finish() {
-            eprintln!("metalab: error: {e:#}");
-        }
-    }
+    terminal.clear();
+    ending.finish(record)
 }

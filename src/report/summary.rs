@@ -25,13 +25,8 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
 
     let mut out = String::new();
     let verdict = match r.status {
-        Status::Passed => green.apply_to("PASSED".to_string()),
-        Status::Regressed => red.apply_to("REGRESSED".to_string()),
-        Status::TestsFailed => red.apply_to("FAILED".to_string()),
-        Status::BadInput => red.apply_to("BAD INPUT".to_string()),
-        Status::InfraError => red.apply_to("INFRASTRUCTURE ERROR".to_string()),
-        Status::Interrupted => red.apply_to("INTERRUPTED".to_string()),
-        Status::Terminated => red.apply_to("TERMINATED".to_string()),
+        Status::Passed => green.apply_to(r.status.word()),
+        _ => red.apply_to(r.status.word()),
     };
     let _ = writeln!(
         out,

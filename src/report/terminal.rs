@@ -1,25 +1,21 @@
-//! What a person watching sees: on a terminal, a live spinner per VM, phase and test; in CI (`CI`
-//! set) or without a TTY, plain timestamped lines that read well in a Jenkins console. Either
-//! way the summary is printed at the end.
+//! What a person watching sees while the run goes: on a terminal, a live spinner per VM, phase
+//! and test; in CI (`CI` set) or without a TTY, plain timestamped lines that read well in a
+//! Jenkins console. The summary at the end is the ending's (see [`super::ending`]).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::Reporter;
-use super::summary::{self, human};
+use super::summary::human;
+use crate::ids::RunId;
 use crate::model::event::{Event, EventKind};
-use crate::model::record::{RunRecord, TestOutcome};
+use crate::model::record::{TestOutcome, TestRecord};
 
 pub struct Terminal {
     live: Option<Live>,
-    record: RunRecord,
-    run_dir: PathBuf,
-    color: bool,
 }
 
 /// The spinners on a terminal, keyed by what they track ("up node1", "test policy/deny").
@@ -34,18 +30,49 @@ pub fn plain_output() -> bool {
         || !std::io::stderr().is_terminal()
 }
 
+/// What an event shows.
+enum Show {
+    /// A finished line.
+    Line(String),
+    /// Something under way: a spinner on a terminal, a line in plain mode.
+    Spin { key: String, text: String },
+    /// Something over: its spinners (those whose key starts with `key`) stop, and a line says how.
+    Done { key: String, text: String },
+}
+
 impl Terminal {
-    pub fn new(record: RunRecord, run_dir: PathBuf) -> Terminal {
-        let plain = plain_output();
-        let live = (!plain).then(|| Live {
+    pub fn new() -> Terminal {
+        let live = (!plain_output()).then(|| Live {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: HashMap::new(),
         });
-        Terminal {
-            live,
-            record,
-            run_dir,
-            color: !plain,
+        Terminal { live }
+    }
+
+    /// Whether the terminal is live (and colours are wanted).
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    pub fn on_event(&mut self, event: &Event) {
+        match show(&event.kind) {
+            None => {}
+            Some(Show::Line(text)) => self.line(event, text),
+            Some(Show::Spin { key, text }) if self.live.is_some() => self.spin(&key, text),
+            Some(Show::Spin { text, .. }) => self.line(event, text),
+            Some(Show::Done { key, text }) => {
+                self.stop_prefix(&key);
+                self.line(event, text);
+            }
+        }
+    }
+
+    /// Removes every spinner: the run is over.
+    pub fn clear(&mut self) {
+        if let Some(live) = &mut self.live {
+            for (_, bar) in live.bars.drain() {
+                bar.finish_and_clear();
+            }
         }
     }
 
@@ -80,249 +107,221 @@ impl Terminal {
         bar.set_message(message);
     }
 
-    fn stop(&mut self, key: &str) {
-        if let Some(live) = &mut self.live
-            && let Some(bar) = live.bars.remove(key)
-        {
-            bar.finish_and_clear();
-            live.multi.remove(&bar);
-        }
-    }
-
     fn stop_prefix(&mut self, prefix: &str) {
-        let keys: Vec<String> = self
-            .live
-            .as_ref()
-            .map(|l| {
-                l.bars
-                    .keys()
-                    .filter(|k| k.starts_with(prefix))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let Some(live) = &mut self.live else { return };
+        let keys: Vec<String> = live
+            .bars
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         for k in keys {
-            self.stop(&k);
+            if let Some(bar) = live.bars.remove(&k) {
+                bar.finish_and_clear();
+                live.multi.remove(&bar);
+            }
         }
     }
 }
 
-impl Reporter for Terminal {
-    fn on_event(&mut self, event: &Event) {
-        self.record.apply(event);
-        match &event.kind {
-            EventKind::RunStarted {
-                run_id,
-                suites,
-                vms,
-                host,
-                artifacts,
-            } => self.line(
-                event,
-                format!(
-                    "{} {run_id}: suites {} on {} ({host}); artifacts in {}",
-                    style("metalab run").bold(),
-                    suites.join(", "),
-                    vms.join(", "),
-                    artifacts.display()
-                ),
-            ),
-            EventKind::PhaseStarted {
-                phase,
-                scope,
-                detail,
-            } => {
-                let label = label(phase.name(), scope);
-                let text = format!("{label:<8} {detail}");
-                if self.live.is_some() {
-                    self.spin(&label, text);
-                } else {
-                    self.line(event, text);
-                }
-            }
-            EventKind::PhaseProgress {
-                phase,
-                scope,
-                message,
-            } => {
-                let label = label(phase.name(), scope);
-                let text = format!("{label:<8} {message}");
-                match message.split_once(": ") {
-                    Some((vm, _)) if self.live.is_some() => {
-                        self.spin(&format!("{label} {vm}"), text)
-                    }
-                    _ if self.live.is_some() => self.spin(&label, text),
-                    _ => self.line(event, text),
-                }
-            }
-            EventKind::PhaseFinished {
-                phase,
-                scope,
-                duration,
-                error,
-                ..
-            } => {
-                let label = label(phase.name(), scope);
-                self.stop_prefix(&label);
-                let text = match error {
-                    None => format!(
-                        "{label:<8} {} in {}",
-                        style("done").green(),
-                        human(*duration)
-                    ),
-                    Some(e) => format!(
-                        "{label:<8} {} after {}: {e}",
-                        style("FAILED").red().bold(),
-                        human(*duration)
-                    ),
-                };
-                self.line(event, text);
-            }
-            EventKind::BoxReady(b) => self.line(
-                event,
-                format!("box      {} {} (sha256 {})", b.name, b.version, b.sha256),
-            ),
-            EventKind::Conditions(c) => self.line(
-                event,
-                format!(
-                    "host     {} ({} cores, {}), kernel {}; VMs {} vCPU, {} MiB, {}",
-                    c.host.hostname,
-                    c.host.cores,
-                    c.host.cpu_model,
-                    c.host.kernel,
-                    c.vm_cpus,
-                    c.vm_memory_mib,
-                    c.accel
-                ),
-            ),
-            EventKind::VmReady { vm, scope, address } => self.line(
-                event,
-                format!("{:<8} {vm} ready at {address}", label("vm", scope)),
-            ),
-            EventKind::SuiteStarted {
-                suite,
-                tests,
-                benchmarks,
-                snapshot,
-            } => self.line(
-                event,
-                format!(
-                    "{} {suite}: {tests} test(s), {benchmarks} benchmark(s){}",
-                    style("suite").bold(),
-                    snapshot
-                        .as_deref()
-                        .map(|s| format!(", VMs from snapshot {s}"))
-                        .unwrap_or_default()
-                ),
-            ),
-            EventKind::TestStarted { suite, test } => {
-                let key = format!("test {suite}/{test}");
-                if self.live.is_some() {
-                    self.spin(&key, key.clone());
-                } else {
-                    self.line(event, format!("test     {suite}/{test} started"));
-                }
-            }
-            EventKind::TestFinished(t) => {
-                self.stop(&format!("test {}/{}", t.suite, t.name));
-                let mark = match t.outcome {
-                    TestOutcome::Passed => style("PASS").green().bold(),
-                    TestOutcome::Flaky => style("FLAKY").yellow().bold(),
-                    TestOutcome::Failed => style("FAIL").red().bold(),
-                    TestOutcome::TimedOut => style("TIME").red().bold(),
-                    TestOutcome::Error => style("ERR ").red().bold(),
-                    TestOutcome::Skipped => style("SKIP").yellow(),
-                };
-                let why = t
-                    .message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default();
-                self.line(
-                    event,
-                    format!(
-                        "{mark}     {}/{} ({}){why}",
-                        t.suite,
-                        t.name,
-                        human(t.duration)
-                    ),
-                );
-            }
-            EventKind::BenchSample {
-                suite,
-                benchmark,
-                metric,
-                unit,
-                value,
-            } => {
-                let key = format!("test {suite}/{benchmark}");
-                let text = format!("bench    {suite}/{benchmark}: {metric} = {value:.3} {unit}");
-                if self.live.is_some() {
-                    self.spin(&key, text);
-                } else {
-                    self.line(event, text);
-                }
-            }
-            EventKind::BenchmarkFinished(b) => {
-                self.stop(&format!("test {}/{}", b.suite, b.name));
-                let text = match &b.error {
-                    None => format!(
-                        "{}     {}/{} ({})",
-                        style("DONE").green().bold(),
-                        b.suite,
-                        b.name,
-                        human(b.duration)
-                    ),
-                    Some(e) => format!(
-                        "{}     {}/{}: {e}",
-                        style("FAIL").red().bold(),
-                        b.suite,
-                        b.name
-                    ),
-                };
-                self.line(event, text);
-            }
-            EventKind::SuiteFinished {
-                suite,
-                duration,
-                error,
-            } => {
-                let text = match error {
-                    None => format!("suite    {suite} finished in {}", human(*duration)),
-                    Some(e) => format!("suite    {suite} {}: {e}", style("aborted").red().bold()),
-                };
-                self.line(event, text);
-            }
-            EventKind::Cancelling { signal, fast } => {
-                let text = if *fast {
-                    format!(
-                        "{} received {signal} again: fast teardown (virsh destroy by name)",
-                        style("!").red().bold()
-                    )
-                } else {
-                    format!(
-                        "{} received {signal}: stopping and destroying the VMs (send it again for a fast teardown)",
-                        style("!").red().bold()
-                    )
-                };
-                self.line(event, text);
-            }
-            EventKind::Notice { message } => {
-                self.line(event, format!("{} {message}", style("!").bold()))
-            }
-            EventKind::RunFinished { .. } => {
-                if let Some(live) = &mut self.live {
-                    for (_, bar) in live.bars.drain() {
-                        bar.finish_and_clear();
-                    }
-                }
-                print!(
-                    "\n{}",
-                    summary::render(&self.record, &self.run_dir, self.color)
-                );
-                let _ = std::io::stdout().flush();
+impl Default for Terminal {
+    fn default() -> Self {
+        Terminal::new()
+    }
+}
+
+/// What each event shows; every kind is decided here, with no catch-all.
+fn show(kind: &EventKind) -> Option<Show> {
+    Some(match kind {
+        EventKind::RunStarted {
+            run_id,
+            suites,
+            vms,
+            host,
+            artifacts,
+        } => Show::Line(run_started(run_id, suites, vms, host, artifacts)),
+        EventKind::PhaseStarted {
+            phase,
+            scope,
+            detail,
+        } => {
+            let label = label(phase.name(), scope);
+            Show::Spin {
+                text: format!("{label:<8} {detail}"),
+                key: label,
             }
         }
+        EventKind::PhaseProgress {
+            phase,
+            scope,
+            message,
+        } => {
+            let label = label(phase.name(), scope);
+            // A line about one VM gets a spinner of its own.
+            let key = match message.split_once(": ") {
+                Some((vm, _)) => format!("{label} {vm}"),
+                None => label.clone(),
+            };
+            Show::Spin {
+                key,
+                text: format!("{label:<8} {message}"),
+            }
+        }
+        EventKind::PhaseFinished {
+            phase,
+            scope,
+            duration,
+            error,
+            ..
+        } => {
+            let label = label(phase.name(), scope);
+            Show::Done {
+                text: phase_finished(&label, *duration, error.as_deref()),
+                key: label,
+            }
+        }
+        EventKind::BoxReady(b) => Show::Line(format!(
+            "box      {} {} (sha256 {})",
+            b.name, b.version, b.sha256
+        )),
+        EventKind::Conditions(c) => Show::Line(format!(
+            "host     {} ({} cores, {}), kernel {}; VMs {} vCPU, {} MiB, {}",
+            c.host.hostname,
+            c.host.cores,
+            c.host.cpu_model,
+            c.host.kernel,
+            c.vm_cpus,
+            c.vm_memory_mib,
+            c.accel
+        )),
+        EventKind::VmReady { vm, scope, address } => {
+            Show::Line(format!("{:<8} {vm} ready at {address}", label("vm", scope)))
+        }
+        EventKind::SuiteStarted {
+            suite,
+            tests,
+            benchmarks,
+            snapshot,
+        } => Show::Line(format!(
+            "{} {suite}: {tests} test(s), {benchmarks} benchmark(s){}",
+            style("suite").bold(),
+            snapshot
+                .as_deref()
+                .map(|s| format!(", VMs from snapshot {s}"))
+                .unwrap_or_default()
+        )),
+        EventKind::TestStarted { suite, test } => Show::Spin {
+            key: format!("test {suite}/{test}"),
+            text: format!("test     {suite}/{test} started"),
+        },
+        EventKind::TestFinished(t) => Show::Done {
+            key: format!("test {}/{}", t.suite, t.name),
+            text: test_finished(t),
+        },
+        EventKind::BenchSample {
+            suite,
+            benchmark,
+            metric,
+            unit,
+            value,
+        } => Show::Spin {
+            key: format!("test {suite}/{benchmark}"),
+            text: format!("bench    {suite}/{benchmark}: {metric} = {value:.3} {unit}"),
+        },
+        EventKind::BenchmarkFinished(b) => Show::Done {
+            key: format!("test {}/{}", b.suite, b.name),
+            text: match &b.error {
+                None => format!(
+                    "{}     {}/{} ({})",
+                    style("DONE").green().bold(),
+                    b.suite,
+                    b.name,
+                    human(b.duration)
+                ),
+                Some(e) => format!(
+                    "{}     {}/{}: {e}",
+                    style("FAIL").red().bold(),
+                    b.suite,
+                    b.name
+                ),
+            },
+        },
+        EventKind::SuiteFinished {
+            suite,
+            duration,
+            error,
+        } => Show::Line(match error {
+            None => format!("suite    {suite} finished in {}", human(*duration)),
+            Some(e) => format!("suite    {suite} {}: {e}", style("aborted").red().bold()),
+        }),
+        EventKind::Cancelling { signal, fast } => Show::Line(cancelling(signal, *fast)),
+        EventKind::Notice { message } => Show::Line(format!("{} {message}", style("!").bold())),
+        // The summary comes from the whole record, at the end (see `ending`).
+        EventKind::RunFinished { .. } => return None,
+    })
+}
+
+fn run_started(
+    run_id: &RunId,
+    suites: &[String],
+    vms: &[String],
+    host: &str,
+    artifacts: &std::path::Path,
+) -> String {
+    format!(
+        "{} {run_id}: suites {} on {} ({host}); artifacts in {}",
+        style("metalab run").bold(),
+        suites.join(", "),
+        vms.join(", "),
+        artifacts.display()
+    )
+}
+
+fn phase_finished(label: &str, duration: Duration, error: Option<&str>) -> String {
+    match error {
+        None => format!(
+            "{label:<8} {} in {}",
+            style("done").green(),
+            human(duration)
+        ),
+        Some(e) => format!(
+            "{label:<8} {} after {}: {e}",
+            style("FAILED").red().bold(),
+            human(duration)
+        ),
+    }
+}
+
+fn test_finished(t: &TestRecord) -> String {
+    let mark = match t.outcome {
+        TestOutcome::Passed => style("PASS").green().bold(),
+        TestOutcome::Flaky => style("FLAKY").yellow().bold(),
+        TestOutcome::Failed => style("FAIL").red().bold(),
+        TestOutcome::TimedOut => style("TIME").red().bold(),
+        TestOutcome::Error => style("ERR ").red().bold(),
+        TestOutcome::Skipped => style("SKIP").yellow(),
+    };
+    let why = t
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    format!(
+        "{mark}     {}/{} ({}){why}",
+        t.suite,
+        t.name,
+        human(t.duration)
+    )
+}
+
+fn cancelling(signal: &str, fast: bool) -> String {
+    let bang = style("!").red().bold();
+    if fast {
+        format!("{bang} received {signal} again: fast teardown (virsh destroy by name)")
+    } else {
+        format!(
+            "{bang} received {signal}: stopping and destroying the VMs (send it again for a fast teardown)"
+        )
     }
 }
 

@@ -239,6 +239,12 @@ impl<'a> Validator<'a> {
             .transpose()
     }
 
+    /// The 1-based line where a value starts.
+    fn line_of<T>(&self, value: &Spanned<T>) -> usize {
+        let start = value.span().start.min(self.file.text.len());
+        self.file.text[..start].matches('\n').count() + 1
+    }
+
     fn unique_name(
         &self,
         name: &Spanned<String>,
@@ -268,6 +274,7 @@ impl<'a> Validator<'a> {
         raw.into_iter()
             .map(|t| {
                 Ok(Test {
+                    line: self.line_of(&t.name),
                     name: self.unique_name(&t.name, &mut seen)?,
                     step: self.step(t.vm, t.run, t.timeout)?,
                     expect: Expect {
@@ -292,6 +299,7 @@ impl<'a> Validator<'a> {
                         .error_at(span, "a benchmark needs at least one metric and one repeat"));
                 }
                 Ok(Benchmark {
+                    line: self.line_of(&b.name),
                     name: self.unique_name(&b.name, &mut seen)?,
                     step: self.step(b.vm, b.run, b.timeout)?,
                     warmup: b.warmup,

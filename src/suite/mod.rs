@@ -49,6 +49,8 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct Test {
     pub name: String,
+    /// The 1-based line of its `name` in the suite file, for annotations that point at it.
+    pub line: usize,
     pub step: Step,
     pub expect: Expect,
     /// Runs again after a failure this many times; a later pass is reported as flaky.
@@ -69,6 +71,8 @@ pub struct Expect {
 #[derive(Debug, Clone)]
 pub struct Benchmark {
     pub name: String,
+    /// The 1-based line of its `name` in the suite file.
+    pub line: usize,
     pub step: Step,
     /// Runs whose samples are thrown away (caches, ARP, TCP slow start).
     pub warmup: u32,

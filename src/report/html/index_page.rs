@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::page::{badge, esc, status_class, status_word};
+use super::page::{badge, esc, status_class};
 use super::{REPORT_DIR, REPORT_FILE};
 use crate::history::RunSummary;
 use crate::report::files::RESULTS_JSON;
@@ -36,7 +36,7 @@ pub fn body(runs: &[RunSummary], artifacts: &Path) -> String {
             rows,
             "<tr><td>{}</td><td class=\"runid\">{link}</td><td>{}</td><td>{commit}</td><td>{}</td>\
              <td class=\"num\">{}/{}</td><td class=\"num\">{}</td></tr>",
-            badge(status_class(r.status), status_word(r.status)),
+            badge(status_class(r.status), r.status.word()),
             r.started.format("%Y-%m-%d %H:%M"),
             esc(&r.host),
             r.tests_passed,

@@ -9,19 +9,17 @@ mod index_page;
 mod logs;
 mod page;
 mod plots;
-mod reporter;
 mod run_page;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use reporter::HtmlReport;
-
 use crate::files::write_atomic;
-use crate::gate::{self, GateReport};
-use crate::history::{History, RunSummary};
+use crate::gate::GateReport;
+use crate::history::RunSummary;
 use crate::model::record::RunRecord;
+use crate::report::gate::Judged;
 
 /// The report's directory inside the run's artifacts directory.
 pub const REPORT_DIR: &str = "report";
@@ -40,40 +38,16 @@ pub struct Built {
     pub report: PathBuf,
     /// The runs' index, unless the history could not be read.
     pub index: Option<PathBuf>,
-    /// Why the benchmarks could not be judged, when they could not.
-    pub warning: Option<String>,
 }
 
-/// Judges the run with the history at `db` and writes its report and the runs' index. An
-/// unreadable history is not an error here: the report is written without verdicts and says why.
-pub fn build(
-    record: &RunRecord,
-    run_dir: &Path,
-    db: &Path,
-    options: &gate::Options,
-) -> anyhow::Result<Built> {
-    let judged = History::open(db).and_then(|h| {
-        let report = gate::evaluate(&h, record, options)?;
-        let runs = h.runs(None)?;
-        Ok((report, runs))
-    });
-    let (gate, runs, warning) = match judged {
-        Ok((report, runs)) => (report, Some(runs), None),
-        Err(e) => {
-            let why = format!("The benchmarks are not judged: {e}");
-            (gate::unjudged(record, options), None, Some(why))
-        }
-    };
-    let report = write_run(record, run_dir, &gate, warning.as_deref())?;
-    let index = match (runs, run_dir.parent()) {
-        (Some(runs), Some(artifacts)) => Some(write_index(artifacts, &runs)?),
+/// Writes the run's report with its verdicts, and the runs' index when the history was read.
+pub fn build(record: &RunRecord, run_dir: &Path, judged: &Judged) -> anyhow::Result<Built> {
+    let report = write_run(record, run_dir, &judged.report, judged.warning.as_deref())?;
+    let index = match (&judged.runs, run_dir.parent()) {
+        (Some(runs), Some(artifacts)) => Some(write_index(artifacts, runs)?),
         _ => None,
     };
-    Ok(Built {
-        report,
-        index,
-        warning,
-    })
+    Ok(Built { report, index })
 }
 
 /// Writes `<run_dir>/report/`: the page, its style sheet and its plots.
@@ -97,11 +71,7 @@ pub fn write_run(
         gate_note,
         artifacts: &artifacts,
     };
-    let title = format!(
-        "{} · metalab run {}",
-        page::status_word(record.status),
-        record.run_id
-    );
+    let title = format!("{} · metalab run {}", record.status.word(), record.run_id);
     let style = format!("<link rel=\"stylesheet\" href=\"{STYLE_FILE}\">");
     write(&dir.join(STYLE_FILE), STYLE)?;
     let path = dir.join(REPORT_FILE);
@@ -115,27 +85,8 @@ pub fn write_index(artifacts: &Path, runs: &[RunSummary]) -> anyhow::Result<Path
     let style = format!("<style>\n{STYLE}</style>");
     let path = artifacts.join(REPORT_FILE);
     let body = index_page::body(runs, artifacts);
-    write_shared(&path, &page::document("metalab runs", &style, &body))?;
+    write(&path, &page::document("metalab runs", &style, &body))?;
     Ok(path)
-}
-
-/// Writes a file that concurrent runs rewrite, through a temporary file of its own (a fixed
-/// temporary name would let two runs rename each other's half-written file).
-fn write_shared(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    // NamedTempFile is created 0600; the index is read by people and web servers alike.
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -54,18 +54,6 @@ pub fn badge(class: &str, text: &str) -> String {
     format!("<span class=\"badge {class}\">{}</span>", esc(text))
 }
 
-pub fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Passed => "PASSED",
-        Status::Regressed => "REGRESSED",
-        Status::TestsFailed => "FAILED",
-        Status::BadInput => "BAD INPUT",
-        Status::InfraError => "INFRASTRUCTURE ERROR",
-        Status::Interrupted => "INTERRUPTED",
-        Status::Terminated => "TERMINATED",
-    }
-}
-
 /// The colour class of a run status: good, bad, or stopped (neither).
 pub fn status_class(s: Status) -> &'static str {
     match s {

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use super::logs;
 use super::page::{
-    badge, esc, outcome_class, outcome_rank, outcome_word, slug, status_class, status_word,
-    verdict_class,
+    badge, esc, outcome_class, outcome_rank, outcome_word, slug, status_class, verdict_class,
 };
 use crate::gate::{self, GateReport, MetricVerdict, format_percent, format_value, verdict_word};
 use crate::model::record::{BenchRecord, RunRecord, TestOutcome, TestRecord};
@@ -91,7 +90,7 @@ impl RunPage<'_> {
              <h1><span class=\"pill\">{word}</span> <span class=\"runid\">{id}</span> {gate}</h1>\
              <p class=\"meta\">{meta}</p></div></header>\n",
             cls = status_class(r.status),
-            word = status_word(r.status),
+            word = r.status.word(),
             id = esc(r.run_id.as_str()),
             meta = meta.join(" · "),
         )
