@@ -39,3 +39,4 @@ pub mod stats;
 pub mod suite;
 pub mod transport;
 pub mod vagrant;
+pub mod vm;

@@ -163,7 +163,7 @@ fn suites_are_spread_over_two_inventory_hosts_and_merged_into_one_report() {
         assert!(
             shown
                 .lines()
-                .any(|l| l.contains("1 VM(s), 640 MiB each") && l.ends_with(&on_host)),
+                .any(|l| l.contains("1 VM(s) of ") && l.ends_with(&on_host)),
             "no lane on {host}: {shown}"
         );
     }

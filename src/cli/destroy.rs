@@ -6,8 +6,9 @@ use clap::Args;
 
 use super::Failure;
 use crate::exit::Status;
-use crate::lab::{self, LabState};
+use crate::lab::LabState;
 use crate::state::StateDir;
+use crate::vm::{Driver, VagrantLibvirt};
 
 #[derive(Args, Debug)]
 pub struct DestroyArgs {
@@ -41,17 +42,14 @@ pub async fn destroy(args: DestroyArgs) -> Result<Status, Failure> {
 }
 
 async fn destroy_one(state: &StateDir, l: &LabState) -> anyhow::Result<()> {
-    let host = l.host_transport().await?;
-    let mut sink = crate::transport::Discard;
-    lab::destroy(
-        host.as_ref(),
-        &l.project,
-        &l.prefix(),
-        Duration::from_secs(300),
-        &mut sink,
-        std::future::pending(),
-    )
-    .await?;
+    let driver = VagrantLibvirt::new(l.host_transport().await?, l.project.clone(), l.prefix());
+    driver
+        .destroy(
+            Duration::from_secs(300),
+            &mut crate::transport::Discard,
+            Box::pin(std::future::pending()),
+        )
+        .await?;
     let run = state.run(&l.run_id);
     let _ = std::fs::remove_file(run.lab_state(&l.lane));
     if run.lab_states().is_empty() {

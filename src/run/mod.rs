@@ -9,6 +9,7 @@ mod conditions;
 
 mod host_prep;
 mod lane;
+mod lanes;
 mod lease;
 pub mod log;
 mod pristine;
@@ -32,8 +33,6 @@ use crate::suite::Suite;
 use crate::vagrant::describe::LabDescription;
 
 use crate::model::event::{EventKind, Events, Phase};
-
-pub use lane::Vm;
 
 /// Where the lab's suites live inside each VM.
 pub const VM_LAB_DIR: &str = "/var/tmp/metalab";
@@ -200,7 +199,7 @@ impl RunCtx<'_> {
         if ready.is_empty() || status != Status::Passed {
             return status;
         }
-        let lanes = lane::plan_lanes(plan, self, &ready);
+        let lanes = lanes::plan(plan, self, &ready);
         let results = futures::future::join_all(lanes.iter().map(|l| l.execute())).await;
         results.into_iter().fold(status, Status::worst)
     }

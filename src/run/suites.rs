@@ -5,62 +5,49 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::lane::{Lane, Vm};
+use super::VM_LAB_DIR;
 use super::log::LogSink;
-use super::{Stop, VM_LAB_DIR};
+use crate::config::Timeouts;
 use crate::exit::Status;
-use crate::model::event::EventKind;
+use crate::ids::RunId;
+use crate::model::event::{EventKind, Events};
 use crate::model::record::{Attempt, BenchRecord, MetricSamples, TestOutcome, TestRecord};
 use crate::suite::{Benchmark, Expect, Step, Suite, Test};
 use crate::transport::{Command, Exit, Outcome, Transport, TransportError, files};
+use crate::vm::Vm;
 
-/// Runs every planned suite, one after the other. A lost VM stops the run (infrastructure); the
-/// tests not run are reported as skipped.
-pub(super) async fn run_all(
-    e: &Lane<'_>,
-    vms: &mut [Vm],
-    snapshot: Option<&str>,
-) -> Result<Status, Stop> {
-    let mut status = Status::Passed;
-    for (i, suite) in e.suites.iter().enumerate() {
-        // The first suite gets the VMs fresh from boot; later ones get them put back to it.
-        let from = snapshot.filter(|_| i > 0 && suite.pristine);
-        let ready = match from {
-            Some(name) => e.revert(vms, suite, name).await,
-            None => Ok(()),
-        };
-        let result = match ready {
-            Ok(()) => SuiteRun::new(e, suite, vms, from).run().await,
-            Err(reason) => Err(reason),
-        };
-        match result {
-            Ok(s) => status = status.worst(s),
-            Err(reason) => {
-                for rest in &e.suites[i + 1..] {
-                    skip_suite(e, rest, &reason);
-                }
-                return Err(Stop::Infra {
-                    before_suites: false,
-                });
-            }
-        }
-    }
-    Ok(status)
+/// What running a suite needs of its run: the event stream, the run's id and artifacts
+/// directory, and the timeouts.
+pub(super) struct SuiteEnv<'a> {
+    pub events: &'a Events,
+    pub run_id: &'a RunId,
+    pub artifacts: &'a Path,
+    pub timeouts: &'a Timeouts,
 }
 
-pub(super) fn skip_suite(e: &Lane<'_>, suite: &Suite, reason: &str) {
-    e.ctx.events.emit(EventKind::SuiteStarted {
+/// Runs one suite on its VMs (`snapshot`: what they were put back to first). `Err` means a VM
+/// was lost.
+pub(super) async fn run_suite(
+    env: &SuiteEnv<'_>,
+    suite: &Suite,
+    vms: &[Vm],
+    snapshot: Option<&str>,
+) -> Result<Status, String> {
+    SuiteRun::new(env, suite, vms, snapshot).run().await
+}
+
+pub(super) fn skip_suite(env: &SuiteEnv<'_>, suite: &Suite, reason: &str) {
+    env.events.emit(EventKind::SuiteStarted {
         suite: suite.name.clone(),
         tests: suite.tests.len(),
         benchmarks: suite.benchmarks.len(),
         snapshot: None,
     });
     for t in &suite.tests {
-        e.ctx
-            .events
+        env.events
             .emit(EventKind::TestFinished(skipped(suite, t, reason)));
     }
-    e.ctx.events.emit(EventKind::SuiteFinished {
+    env.events.emit(EventKind::SuiteFinished {
         suite: suite.name.clone(),
         duration: Duration::ZERO,
         error: Some(format!("not run: {reason}")),
@@ -84,7 +71,7 @@ fn skipped(suite: &Suite, t: &Test, reason: &str) -> TestRecord {
 
 /// One suite's run.
 struct SuiteRun<'e, 'a> {
-    e: &'e Lane<'a>,
+    ctx: &'e SuiteEnv<'a>,
     suite: &'e Suite,
     vms: &'e [Vm],
     env: Vec<(String, String)>,
@@ -96,9 +83,14 @@ struct SuiteRun<'e, 'a> {
 type StepResult = Result<(Outcome, String, String), TransportError>;
 
 impl<'e, 'a> SuiteRun<'e, 'a> {
-    fn new(e: &'e Lane<'a>, suite: &'e Suite, vms: &'e [Vm], snapshot: Option<&'e str>) -> Self {
+    fn new(
+        ctx: &'e SuiteEnv<'a>,
+        suite: &'e Suite,
+        vms: &'e [Vm],
+        snapshot: Option<&'e str>,
+    ) -> Self {
         let mut env = vec![
-            ("METALAB_RUN_ID".to_string(), e.ctx.run_id.to_string()),
+            ("METALAB_RUN_ID".to_string(), ctx.run_id.to_string()),
             ("METALAB_SUITE".to_string(), suite.name.clone()),
             ("METALAB_ARTIFACTS".to_string(), remote_artifacts(suite)),
             (
@@ -113,12 +105,12 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         // cut the benchmark calibration applies), set where metalab is started.
         env.extend(std::env::vars().filter(|(k, _)| k.starts_with("LAB_")));
         for vm in vms {
-            if let Some(ip) = &vm.private_ip {
+            if let Some(ip) = &vm.lab_address {
                 env.push((format!("METALAB_IP_{}", env_name(&vm.name)), ip.clone()));
             }
         }
         SuiteRun {
-            e,
+            ctx,
             suite,
             vms,
             env,
@@ -135,7 +127,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
 
     fn log(&self, file: &str) -> (PathBuf, PathBuf) {
         let rel = PathBuf::from(&self.suite.name).join(format!("{file}.log"));
-        (self.e.ctx.artifacts.join(&rel), rel)
+        (self.ctx.artifacts.join(&rel), rel)
     }
 
     /// Runs one step in its VM, logging to `log`. Returns the outcome, stdout and all output.
@@ -154,7 +146,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
 
     async fn run(&self) -> Result<Status, String> {
         let s = self.suite;
-        self.e.ctx.events.emit(EventKind::SuiteStarted {
+        self.ctx.events.emit(EventKind::SuiteStarted {
             suite: s.name.clone(),
             tests: s.tests.len(),
             benchmarks: s.benchmarks.len(),
@@ -168,7 +160,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
             Ok((_, e)) => e.clone(),
             Err(e) => Some(e.clone()),
         };
-        self.e.ctx.events.emit(EventKind::SuiteFinished {
+        self.ctx.events.emit(EventKind::SuiteFinished {
             suite: s.name.clone(),
             duration: started.elapsed(),
             error,
@@ -182,7 +174,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         self.prepare_vms().await?;
         if let Some(why) = self.setup().await? {
             for t in &self.suite.tests {
-                self.e.ctx.events.emit(EventKind::TestFinished(skipped(
+                self.ctx.events.emit(EventKind::TestFinished(skipped(
                     self.suite,
                     t,
                     "setup failed",
@@ -198,11 +190,10 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                 status = Status::TestsFailed;
             }
             let message = r.message.clone().unwrap_or_default();
-            self.e.ctx.events.emit(EventKind::TestFinished(r));
+            self.ctx.events.emit(EventKind::TestFinished(r));
             if lost {
                 for rest in &self.suite.tests[i + 1..] {
-                    self.e
-                        .ctx
+                    self.ctx
                         .events
                         .emit(EventKind::TestFinished(skipped(self.suite, rest, &message)));
                 }
@@ -215,7 +206,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                 status = Status::TestsFailed;
             }
             let lost = r.infra.then(|| r.error.clone().unwrap_or_default());
-            self.e.ctx.events.emit(EventKind::BenchmarkFinished(r));
+            self.ctx.events.emit(EventKind::BenchmarkFinished(r));
             if let Some(message) = lost {
                 return Err(message);
             }
@@ -246,7 +237,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         let (log, _) = self.log("setup");
         for (i, step) in self.suite.setup.iter().enumerate() {
             let (outcome, _, output) = self
-                .exec(step, self.e.ctx.config.timeouts.setup, &log)
+                .exec(step, self.ctx.timeouts.setup, &log)
                 .await
                 .map_err(|e| e.to_string())?;
             if !outcome.success() {
@@ -266,12 +257,9 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
     async fn teardown(&self) {
         let (log, rel) = self.log("teardown");
         for step in &self.suite.teardown {
-            match self
-                .exec(step, self.e.ctx.config.timeouts.setup, &log)
-                .await
-            {
+            match self.exec(step, self.ctx.timeouts.setup, &log).await {
                 Ok((o, _, _)) if o.success() => {}
-                Ok((o, _, _)) => self.e.ctx.events.emit(EventKind::Notice {
+                Ok((o, _, _)) => self.ctx.events.emit(EventKind::Notice {
                     message: format!(
                         "{}: a teardown step failed ({}); see {}",
                         self.suite.name,
@@ -286,7 +274,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
 
     /// Copies `METALAB_ARTIFACTS` and the declared artifacts out of the VMs, best effort.
     async fn collect(&self) {
-        let local = self.e.ctx.artifacts.join(&self.suite.name);
+        let local = self.ctx.artifacts.join(&self.suite.name);
         let t = Duration::from_secs(120);
         for name in &self.suite.vms {
             let vm = self.vm(name).session.as_ref();
@@ -302,7 +290,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         for a in &self.suite.artifacts {
             let vm = self.vm(&a.vm).session.as_ref();
             if let Err(e) = files::get_path(vm, &a.path, &local.join(&a.vm), true, t).await {
-                self.e.ctx.events.emit(EventKind::Notice {
+                self.ctx.events.emit(EventKind::Notice {
                     message: format!(
                         "{}: cannot collect {} from {}: {e}",
                         self.suite.name, a.path, a.vm
@@ -314,7 +302,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
 
     /// Runs a test, and again up to `retries` times while it fails; a lost VM is not retried.
     async fn test(&self, t: &Test) -> TestRecord {
-        self.e.ctx.events.emit(EventKind::TestStarted {
+        self.ctx.events.emit(EventKind::TestStarted {
             suite: self.suite.name.clone(),
             test: t.name.clone(),
         });
@@ -323,16 +311,14 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         let mut failed_attempts = Vec::new();
         let (outcome, message, infra) = loop {
             let attempt_started = Instant::now();
-            let (outcome, message, infra) = match self
-                .exec(&t.step, self.e.ctx.config.timeouts.test, &log)
-                .await
-            {
-                Ok((o, _, output)) => {
-                    let (outcome, message) = judge(&o, &output, &t.expect);
-                    (outcome, message, false)
-                }
-                Err(e) => (TestOutcome::Error, Some(e.to_string()), true),
-            };
+            let (outcome, message, infra) =
+                match self.exec(&t.step, self.ctx.timeouts.test, &log).await {
+                    Ok((o, _, output)) => {
+                        let (outcome, message) = judge(&o, &output, &t.expect);
+                        (outcome, message, false)
+                    }
+                    Err(e) => (TestOutcome::Error, Some(e.to_string()), true),
+                };
             let retry = outcome != TestOutcome::Passed
                 && !infra
                 && failed_attempts.len() < t.retries as usize;
@@ -370,7 +356,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
     }
 
     async fn benchmark(&self, b: &Benchmark) -> BenchRecord {
-        self.e.ctx.events.emit(EventKind::TestStarted {
+        self.ctx.events.emit(EventKind::TestStarted {
             suite: self.suite.name.clone(),
             test: b.name.clone(),
         });
@@ -417,7 +403,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         let total = b.warmup + b.repeats;
         for i in 0..total {
             let (outcome, stdout, output) = self
-                .exec(&b.step, self.e.ctx.config.timeouts.test, log)
+                .exec(&b.step, self.ctx.timeouts.test, log)
                 .await
                 .map_err(SampleError::Lost)?;
             if !outcome.success() {
@@ -440,7 +426,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                     ))
                 })?;
                 samples.samples.push(value);
-                self.e.ctx.events.emit(EventKind::BenchSample {
+                self.ctx.events.emit(EventKind::BenchSample {
                     suite: self.suite.name.clone(),
                     benchmark: b.name.clone(),
                     metric: m.spec.name.clone(),

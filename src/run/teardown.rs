@@ -15,17 +15,9 @@ use super::log::LogSink;
 use super::{Keep, VM_LAB_DIR};
 use crate::exit::Status;
 use crate::host::subnet;
-use crate::lab::{self, LabState};
+use crate::lab::LabState;
 use crate::model::event::{EventKind, Phase};
-use crate::transport::{Command, Transport};
-
-/// What each VM is asked for at the end of a run. Every command is allowed to fail: the VM may
-/// be half-dead, and whatever it still answers is worth having.
-const DIAGNOSTICS: &str = "
-for c in 'uname -a' 'uptime' 'ip -d addr' 'ip route' 'ip netns list' 'nft list ruleset' \
-         'ss -tanp' 'df -h' 'free -m' 'journalctl -b --no-pager -o short-monotonic -n 3000'; do
-  echo \"===== $c\"; timeout 20 $c 2>&1
-done";
+use crate::vm::{Driver, guest};
 
 impl Lane<'_> {
     /// Tears down what the lane created, unless the plan keeps it. Returns an error when
@@ -54,14 +46,14 @@ impl Lane<'_> {
             }
         }
         self.close_sessions().await;
-        let project = &created.project;
+        let driver = &created.driver;
         let result = self
             .ctx
             .phase(
                 Phase::Destroy,
                 &scope,
                 "vagrant destroy, then a sweep by name",
-                |log| async move { self.destroy(log, project).await },
+                |log| async move { self.destroy(log, driver).await },
             )
             .await;
         let _ = std::fs::remove_file(self.ctx.state.run(&self.ctx.run_id).lab_state(&self.name));
@@ -159,25 +151,31 @@ impl Lane<'_> {
         }
     }
 
+    /// What every VM can still tell, from inside (over its current session) and from the host,
+    /// and what it left in its artifacts directory.
     async fn collect(&self, _log: PathBuf) -> anyhow::Result<()> {
-        let sessions: Vec<_> = self.res.sessions.lock().expect("not poisoned").clone();
-        let lab = self.res.lab.lock().expect("not poisoned").clone();
-        let Some(lab) = lab else { return Ok(()) };
+        let current = self.res.current.lock().expect("not poisoned").clone();
+        let driver = self.driver();
         let dir = if self.name.is_empty() {
             self.ctx.artifacts.join("vms")
         } else {
             self.ctx.artifacts.join("vms").join(&self.name)
         };
-        let jobs = lab.vms.iter().zip(sessions.iter()).map(|(vm, session)| {
+        let jobs = self.vms.iter().map(|vm| {
             let dir = dir.clone();
+            let session = current.get(vm).cloned();
+            let driver = driver.as_ref();
             async move {
-                let mut sink = LogSink::append(&dir.join(format!("{}.log", vm.name)));
-                let cmd = Command::new(DIAGNOSTICS, Duration::from_secs(60)).sudo(true);
-                let _ = session.exec(&cmd, &mut sink).await;
+                let mut sink = LogSink::append(&dir.join(format!("{vm}.log")));
+                if let Some(driver) = driver {
+                    sink.note(&driver.diagnostics(vm).await);
+                }
+                let Some(session) = session else { return };
+                guest::diagnostics(session.as_ref(), &mut sink).await;
                 let _ = crate::transport::files::get_path(
                     session.as_ref(),
                     &format!("{VM_LAB_DIR}/artifacts"),
-                    &dir.join(&vm.name),
+                    &dir.join(vm),
                     true,
                     Duration::from_secs(60),
                 )
@@ -188,23 +186,17 @@ impl Lane<'_> {
         Ok(())
     }
 
-    async fn destroy(&self, log: PathBuf, project: &crate::vagrant::Project) -> anyhow::Result<()> {
+    async fn destroy(&self, log: PathBuf, driver: &dyn Driver) -> anyhow::Result<()> {
         let mut sink = LogSink::append(&log);
         let started = Instant::now();
-        let fast = async {
-            self.ctx.shutdown.fast().await;
-        };
-        let transport = self.ready.host.transport.as_ref();
-        let done = lab::destroy(
-            transport,
-            project,
-            &self.prefix(),
-            self.ctx.config.timeouts.destroy,
-            &mut sink,
-            fast,
-        )
-        .await?;
-        if let Some(p) = done.vagrant_problem {
+        let shutdown = self.ctx.shutdown.clone();
+        let hurry = Box::pin(async move {
+            shutdown.fast().await;
+        });
+        let done = driver
+            .destroy(self.ctx.config.timeouts.destroy, &mut sink, hurry)
+            .await?;
+        if let Some(p) = done.problem {
             self.progress_destroy(p);
         }
         if !done.swept.is_empty() {
