@@ -23,7 +23,8 @@ pub(in crate::config) struct RawLab {
     provision: Option<bool>,
 }
 
-/// `[lab]` resolved: absolute paths, each checked to exist but the artifacts directory (runs make it).
+/// `[lab]` resolved: absolute paths, each checked to exist but the artifacts directory (runs
+/// make it).
 pub(in crate::config) struct Lab {
     pub vagrantfile: PathBuf,
     pub suites_dir: PathBuf,
