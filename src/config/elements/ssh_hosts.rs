@@ -1,0 +1,150 @@
+//! `[[provider.hosts]]`: the machines of the `ssh` provider's inventory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::provider::{ProviderKind, RawProvider};
+use crate::config::located::{LocatedError, SourceFile};
+
+/// One machine of an SSH inventory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshHostConfig {
+    /// For messages and reports; default: the address.
+    pub name: Option<String>,
+    /// The host name or IP address to connect to.
+    pub address: String,
+    /// The SSH port. Default 22.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// The user to log in as. Default `root`.
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    /// The private key to log in with (relative to the lab root, or `~/`).
+    pub identity: PathBuf,
+    /// The OpenSSH known_hosts file the host's key must be in. Default `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// Add a host that is not in `known_hosts` yet on first contact (never a changed key).
+    #[serde(default)]
+    pub trust_first_use: bool,
+    /// metalab's state directory on the host. Default `/var/lib/metalab`.
+    #[serde(default = "default_remote_home")]
+    pub home: String,
+}
+
+impl SshHostConfig {
+    /// The name for messages and reports: `name`, or else the address.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.address.clone())
+    }
+}
+
+/// The default SSH port, here and for metal devices: 22.
+pub(super) fn default_ssh_port() -> u16 {
+    22
+}
+
+/// The default login, here and for metal devices: `root`.
+pub(super) fn default_ssh_user() -> String {
+    "root".into()
+}
+
+/// metalab's default state directory on a remote machine, here and for metal devices.
+pub(super) fn default_remote_home() -> String {
+    crate::state::DEFAULT_HOME.into()
+}
+
+/// The `ssh` provider needs an inventory; paths in it are resolved like every other path.
+pub(in crate::config) fn ssh_hosts(
+    file: &SourceFile,
+    root: &Path,
+    p: &RawProvider,
+) -> Result<Vec<SshHostConfig>, LocatedError> {
+    if *p.kind.get_ref() == ProviderKind::Ssh && p.hosts.is_empty() {
+        return Err(file
+            .error_at(p.kind.span(), "the ssh provider needs at least one host")
+            .with_key("provider.kind")
+            .with_hint("add [[provider.hosts]] with address, user and identity"));
+    }
+    Ok(p.hosts
+        .iter()
+        .map(|h| SshHostConfig {
+            identity: expand(root, &h.identity),
+            known_hosts: h.known_hosts.as_ref().map(|k| expand(root, k)),
+            ..h.clone()
+        })
+        .collect())
+}
+
+/// `~/x` → the home directory; relative → under the lab root.
+fn expand(root: &Path, p: &Path) -> PathBuf {
+    match p.strip_prefix("~") {
+        Ok(rest) => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        Err(_) => root.join(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{loaded, rejected};
+
+    use super::*;
+
+    const ONE_HOST: &str =
+        "[provider]\nkind = \"ssh\"\n[[provider.hosts]]\naddress = \"10.0.0.5\"\n";
+
+    #[test]
+    fn a_host_has_defaults_but_its_address_and_identity() {
+        let c = loaded(&format!("{ONE_HOST}identity = \"keys/id\"\n"));
+        let [h] = c.ssh_hosts.as_slice() else {
+            panic!("{:?}", c.ssh_hosts)
+        };
+        assert_eq!(h.display_name(), "10.0.0.5");
+        assert_eq!((h.port, h.user.as_str()), (22, "root"));
+        assert_eq!(h.home, "/var/lib/metalab");
+        assert_eq!(h.known_hosts, None);
+        assert!(!h.trust_first_use);
+    }
+
+    #[test]
+    fn relative_paths_are_under_the_lab_root() {
+        let c = loaded(&format!(
+            "{ONE_HOST}identity = \"keys/id\"\nknown_hosts = \"keys/known\"\n"
+        ));
+        assert_eq!(c.ssh_hosts[0].identity, c.root.join("keys/id"));
+        assert_eq!(c.ssh_hosts[0].known_hosts, Some(c.root.join("keys/known")));
+    }
+
+    #[test]
+    fn a_tilde_is_the_home_directory() {
+        let c = loaded(&format!("{ONE_HOST}identity = \"~/x\"\n"));
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+        assert_eq!(c.ssh_hosts[0].identity, home.join("x"));
+    }
+
+    #[test]
+    fn the_ssh_provider_without_hosts_is_located_at_its_kind() {
+        let e = rejected("[provider]\nkind = \"ssh\"\n");
+        assert_eq!((e.line, e.column), (2, 8));
+        assert_eq!(e.key.as_deref(), Some("provider.kind"));
+        assert_eq!(e.message, "the ssh provider needs at least one host");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("add [[provider.hosts]] with address, user and identity")
+        );
+    }
+
+    #[test]
+    fn a_host_needs_an_identity() {
+        let e = rejected(ONE_HOST);
+        assert!(
+            e.message.contains("missing field `identity`"),
+            "{}",
+            e.message
+        );
+    }
+}
