@@ -117,13 +117,8 @@ impl LabState {
         state: &StateDir,
         vm: &VmState,
     ) -> anyhow::Result<crate::transport::ssh::SshSession> {
-        use crate::transport::ssh::{HostKeyPolicy, SshSession};
-        let key = if self.lane.is_empty() {
-            vm.name.clone()
-        } else {
-            format!("{}-{}", self.lane, vm.name)
-        };
-        let policy = HostKeyPolicy::PinFile(state.run(&self.run_id).host_key(&key));
+        use crate::transport::ssh::SshSession;
+        let policy = self.pinned_key(state, &vm.name);
         let timeout = std::time::Duration::from_secs(30);
         Ok(match &self.jump {
             None => SshSession::connect(&vm.ssh, &policy, timeout).await?,
@@ -134,7 +129,34 @@ impl LabState {
         })
     }
 
+    /// The VM's SSH host key, as pinned when the run first connected.
+    pub fn pinned_key(&self, state: &StateDir, vm: &str) -> crate::transport::ssh::HostKeyPolicy {
+        let key = vm_key(&self.lane, vm);
+        crate::transport::ssh::HostKeyPolicy::PinFile(state.run(&self.run_id).host_key(&key))
+    }
+
+    /// An SSH session to the lab's host when it is remote (the VMs are reached through it).
+    pub async fn host_session(&self) -> anyhow::Result<Option<crate::transport::ssh::SshSession>> {
+        let Some(a) = &self.jump else {
+            return Ok(None);
+        };
+        let timeout = std::time::Duration::from_secs(30);
+        Ok(Some(
+            crate::transport::ssh::SshSession::connect(&a.target, &a.policy, timeout).await?,
+        ))
+    }
+
     pub fn vm(&self, name: &str) -> Option<&VmState> {
         self.vms.iter().find(|v| v.name == name)
+    }
+}
+
+/// The name a VM's pinned host key and copied identity carry in the run's directory: the VM, and
+/// its lane when the run has several.
+pub fn vm_key(lane: &str, vm: &str) -> String {
+    if lane.is_empty() {
+        vm.to_string()
+    } else {
+        format!("{lane}-{vm}")
     }
 }

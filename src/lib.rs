@@ -23,6 +23,7 @@ pub mod history;
 pub mod host;
 pub mod ids;
 pub mod journal;
+pub mod junit;
 pub mod lab;
 pub mod libvirt;
 pub mod metal;

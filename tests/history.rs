@@ -3,6 +3,7 @@
 //! and change points. No VM is involved.
 
 mod bench_runs;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -539,6 +540,10 @@ fn a_run_with_a_baseline_records_its_verdicts_and_exits_regressed() {
     let run_dir = artifacts.join(record.run_id.as_str());
     let junit = std::fs::read_to_string(run_dir.join("junit-benchmarks.xml")).expect("written");
     assert!(junit.contains("testsuite name=\"benchmarks\""), "{junit}");
+    assert_eq!(
+        common::junit_schema::violations(&junit),
+        Vec::<String>::new()
+    );
     assert!(junit.contains("<failure"), "{junit}");
     assert!(
         junit.contains("throughput/tcp-1-stream throughput: regressed"),

@@ -54,6 +54,10 @@ fn the_bundled_suites_pass_in_real_vms_and_nothing_is_left() {
         "{junit}"
     );
     assert!(junit.contains(r#"<testcase name="up" classname="lifecycle""#));
+    assert_eq!(
+        common::junit_schema::violations(&junit),
+        Vec::<String>::new()
+    );
     assert!(junit.contains(r#"<testcase name="destroy" classname="lifecycle""#));
     assert!(
         shown.contains("metalab run") && shown.contains("PASSED (exit 0)"),

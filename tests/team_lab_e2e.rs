@@ -85,6 +85,10 @@ fn a_team_vagrantfile_runs_unchanged_with_its_provisioners() {
         junit.contains(r#"<testcase name="provision" classname="lifecycle""#),
         "{junit}"
     );
+    assert_eq!(
+        common::junit_schema::violations(&junit),
+        Vec::<String>::new()
+    );
     let suites = results["suites"].as_array().unwrap();
     assert_eq!(suites.len(), 2, "{results}");
     for t in suites.iter().flat_map(|s| s["tests"].as_array().unwrap()) {

@@ -101,9 +101,7 @@ pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> 
 }
 
 fn select(all: &[Suite], names: &[String]) -> Result<Vec<Suite>, Failure> {
-    suite::select(all, names)
-        .map(|v| v.into_iter().cloned().collect())
-        .map_err(|e| Failure::new(Status::BadInput, e))
+    suite::select(all, names).map_err(|e| Failure::new(Status::BadInput, e))
 }
 
 /// The Vagrantfile's machines that at least one suite uses, in the Vagrantfile's order.
@@ -170,6 +168,7 @@ async fn execute(
         keep,
         lanes: provider.lanes(),
         description: lab.description.clone(),
+        fail_fast: false,
     };
     let status = run::run(
         &lab.config,

@@ -25,7 +25,7 @@ pub fn render(report: &GateReport) -> Result<String, quick_junit::SerializeError
     suite.add_test_cases(report.metrics.iter().map(case));
     let mut junit = Report::new(format!("metalab benchmarks {}", report.run_id));
     junit.add_test_suite(suite);
-    junit.to_string()
+    crate::junit::to_xml(&junit)
 }
 
 /// A single `<error>` case when the gate could not judge the run at all (an unreadable history).
@@ -40,7 +40,7 @@ pub fn render_error(run_id: &RunId, error: &str) -> Result<String, quick_junit::
     suite.add_test_case(tc);
     let mut junit = Report::new(format!("metalab benchmarks {run_id}"));
     junit.add_test_suite(suite);
-    junit.to_string()
+    crate::junit::to_xml(&junit)
 }
 
 fn case(m: &MetricVerdict) -> TestCase {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::model::event::Phase;
 use crate::model::record::{BenchRecord, PhaseRecord, RunRecord, TestOutcome, TestRecord};
@@ -34,7 +34,7 @@ pub fn render(record: &RunRecord, run_dir: &Path) -> Result<String, quick_junit:
         ts.add_test_cases(suite.benchmarks.iter().map(|b| bench_case(b, run_dir)));
         report.add_test_suite(ts);
     }
-    report.to_string()
+    crate::junit::to_xml(&report)
 }
 
 fn lifecycle_suite(record: &RunRecord, run_dir: &Path) -> TestSuite {
@@ -84,11 +84,12 @@ fn phase_case(p: &PhaseRecord, reruns: &[&PhaseRecord], run_dir: &Path) -> TestC
         Some(e) => non_success(NonSuccessKind::Error, e, "infrastructure"),
     };
     for r in reruns {
-        let mut rerun = TestRerun::new(NonSuccessKind::Error);
-        rerun
-            .set_time(r.duration)
-            .set_message(r.error.clone().unwrap_or_default());
-        status.add_rerun(rerun);
+        let message = r.error.clone().unwrap_or_default();
+        status.add_rerun(crate::junit::rerun(
+            NonSuccessKind::Error,
+            "infrastructure",
+            message,
+        ));
     }
     let name = if p.scope.is_empty() {
         p.phase.name().to_string()
@@ -124,11 +125,12 @@ fn test_case(t: &TestRecord, run_dir: &Path) -> TestCase {
     // Failed attempts before the last become reruns: `flakyFailure` under a pass, so Jenkins
     // and nextest-style tools count the test as flaky rather than as a clean pass.
     for a in &t.failed_attempts {
-        let mut rerun = TestRerun::new(NonSuccessKind::Failure);
-        rerun
-            .set_time(a.duration)
-            .set_message(a.message.clone().unwrap_or_default());
-        status.add_rerun(rerun);
+        let message = a.message.clone().unwrap_or_default();
+        let ty = match a.outcome {
+            TestOutcome::TimedOut => "timeout",
+            _ => "failed",
+        };
+        status.add_rerun(crate::junit::rerun(NonSuccessKind::Failure, ty, message));
     }
     let mut tc = TestCase::new(t.name.clone(), status);
     tc.set_classname(t.suite.clone()).set_time(t.duration);

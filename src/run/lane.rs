@@ -224,6 +224,10 @@ impl Lane<'_> {
         let env = self.suite_env();
         let mut status = Status::Passed;
         for (i, suite) in self.suites.iter().enumerate() {
+            if env.stopped() {
+                suites::skip_suite(&env, suite, suites::FAIL_FAST);
+                continue;
+            }
             let from = snapshot.filter(|_| i > 0 && suite.pristine);
             let ready = match from {
                 Some(name) => self.revert(driver, vms, suite, name).await,
@@ -254,6 +258,7 @@ impl Lane<'_> {
             run_id: &self.ctx.run_id,
             artifacts: &self.ctx.artifacts,
             timeouts: &self.ctx.config.timeouts,
+            fail_fast: self.ctx.fail_fast.as_ref(),
         }
     }
 
@@ -505,13 +510,8 @@ impl Lane<'_> {
         Ok(vm)
     }
 
-    /// The name a VM's pinned key and copied identity carry: the VM, and the lane if any.
     fn vm_key(&self, vm: &str) -> String {
-        if self.name.is_empty() {
-            vm.to_string()
-        } else {
-            format!("{}-{vm}", self.name)
-        }
+        crate::lab::vm_key(&self.name, vm)
     }
 }
 

@@ -8,6 +8,7 @@
 mod conditions;
 
 mod host_prep;
+mod kept;
 mod lane;
 mod lanes;
 mod lease;
@@ -17,8 +18,9 @@ mod suites;
 mod teardown;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -33,6 +35,8 @@ use crate::suite::Suite;
 use crate::vagrant::describe::LabDescription;
 
 use crate::model::event::{EventKind, Events, Phase};
+
+pub use kept::{OnKept, on_kept};
 
 /// Where the lab's suites live inside each VM.
 pub const VM_LAB_DIR: &str = "/var/tmp/metalab";
@@ -50,6 +54,8 @@ pub struct Plan {
     pub lanes: usize,
     /// What the Vagrantfile defines, as Vagrant resolved it.
     pub description: LabDescription,
+    /// Stop at the first failure (`--fail-fast`): what comes after is reported as not run.
+    pub fail_fast: bool,
 }
 
 /// What happens to the VMs at the end of a run. A signal always destroys them.
@@ -86,6 +92,8 @@ struct RunCtx<'a> {
     journal: Mutex<Journal>,
     owner: Mutex<Owner>,
     description: LabDescription,
+    /// With `--fail-fast`: set at the first failure, in any lane.
+    fail_fast: Option<AtomicBool>,
 }
 
 /// Runs the plan to the end, teardown and release included, and returns the run's status.
@@ -131,6 +139,7 @@ pub async fn run(
         journal: Mutex::new(journal),
         owner: Mutex::new(owner),
         description: plan.description.clone(),
+        fail_fast: plan.fail_fast.then(AtomicBool::default),
     };
     ctx.events.emit(EventKind::RunStarted {
         run_id: plan.run_id.clone(),
@@ -237,27 +246,7 @@ impl RunCtx<'_> {
         F: FnOnce(PathBuf) -> Fut,
         Fut: Future<Output = anyhow::Result<T>> + 's,
     {
-        self.events.emit(EventKind::PhaseStarted {
-            phase,
-            scope: scope.to_string(),
-            detail: detail.to_string(),
-        });
-        let started = Instant::now();
-        let name = if scope.is_empty() {
-            phase.name().to_string()
-        } else {
-            format!("{}-{scope}", phase.name())
-        };
-        let rel_log = PathBuf::from("lifecycle").join(format!("{name}.log"));
-        let result = f(self.artifacts.join(&rel_log)).await;
-        self.events.emit(EventKind::PhaseFinished {
-            phase,
-            scope: scope.to_string(),
-            duration: started.elapsed(),
-            error: result.as_ref().err().map(|e| format!("{e:#}")),
-            log: Some(rel_log),
-        });
-        result
+        run_phase(&self.events, &self.artifacts, phase, scope, detail, f).await
     }
 
     fn progress(&self, phase: Phase, scope: &str, message: String) {
@@ -301,6 +290,43 @@ impl RunHooks for RunCtx<'_> {
             message,
         });
     }
+}
+
+/// Runs one lifecycle phase: events around it, and its own log under `artifacts/lifecycle/`,
+/// whose path `f` gets. `scope` names the host or lane when a run has several; empty otherwise.
+async fn run_phase<T, F, Fut>(
+    events: &Events,
+    artifacts: &Path,
+    phase: Phase,
+    scope: &str,
+    detail: &str,
+    f: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    events.emit(EventKind::PhaseStarted {
+        phase,
+        scope: scope.to_string(),
+        detail: detail.to_string(),
+    });
+    let started = Instant::now();
+    let name = if scope.is_empty() {
+        phase.name().to_string()
+    } else {
+        format!("{}-{scope}", phase.name())
+    };
+    let rel_log = PathBuf::from("lifecycle").join(format!("{name}.log"));
+    let result = f(artifacts.join(&rel_log)).await;
+    events.emit(EventKind::PhaseFinished {
+        phase,
+        scope: scope.to_string(),
+        duration: started.elapsed(),
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+        log: Some(rel_log),
+    });
+    result
 }
 
 /// Says on the event stream when a signal arrives, whatever the engine is doing at that moment.

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use super::Keep;
 use super::lane::Lane;
 use crate::model::event::{EventKind, Phase};
 use crate::suite::Suite;
@@ -15,10 +16,12 @@ use crate::vm::{Driver, Vm};
 pub const SNAPSHOT: &str = "metalab-pristine";
 
 impl Lane<'_> {
-    /// Snapshots every VM, when a later suite of the lane wants pristine VMs. Returns the
-    /// snapshot's name, or `None` when not needed or not possible here (said once).
+    /// Snapshots every VM, when a later suite of the lane wants pristine VMs or the VMs may be
+    /// kept (`metalab run --on` puts them back to it). Returns the snapshot's name, or `None`
+    /// when not needed or not possible here (said once).
     pub(super) async fn snapshots(&self, driver: &dyn Driver, vms: &[Vm]) -> Option<String> {
-        if !self.suites.iter().skip(1).any(|s| s.pristine) {
+        let later = self.suites.iter().skip(1).any(|s| s.pristine);
+        if !later && self.ctx.keep == Keep::Never {
             return None;
         }
         let take = |_log| async move {

@@ -3,6 +3,7 @@
 //! goes to its own log under `artifacts/<run-id>/<suite>/`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::VM_LAB_DIR;
@@ -23,6 +24,24 @@ pub(super) struct SuiteEnv<'a> {
     pub run_id: &'a RunId,
     pub artifacts: &'a Path,
     pub timeouts: &'a Timeouts,
+    /// `--fail-fast`: set at the first failure, after which nothing more runs.
+    pub fail_fast: Option<&'a AtomicBool>,
+}
+
+/// Why what comes after a failure with `--fail-fast` is not run.
+pub(super) const FAIL_FAST: &str = "not run: --fail-fast after a failure";
+
+impl SuiteEnv<'_> {
+    /// Whether `--fail-fast` has stopped the run.
+    pub fn stopped(&self) -> bool {
+        self.fail_fast.is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    fn failed(&self) {
+        if let Some(f) = self.fail_fast {
+            f.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Runs one suite on its VMs (`snapshot`: what they were put back to first). `Err` means a VM
@@ -180,14 +199,24 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                     "setup failed",
                 )));
             }
+            self.ctx.failed();
             return Ok((Status::TestsFailed, Some(why)));
         }
         let mut status = Status::Passed;
         for (i, t) in self.suite.tests.iter().enumerate() {
+            if self.ctx.stopped() {
+                for rest in &self.suite.tests[i..] {
+                    self.ctx.events.emit(EventKind::TestFinished(skipped(
+                        self.suite, rest, FAIL_FAST,
+                    )));
+                }
+                return Ok((status, None));
+            }
             let r = self.test(t).await;
             let lost = r.infra;
             if !matches!(r.outcome, TestOutcome::Passed | TestOutcome::Flaky) {
                 status = Status::TestsFailed;
+                self.ctx.failed();
             }
             let message = r.message.clone().unwrap_or_default();
             self.ctx.events.emit(EventKind::TestFinished(r));
@@ -201,9 +230,13 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
             }
         }
         for b in &self.suite.benchmarks {
+            if self.ctx.stopped() {
+                return Ok((status, None));
+            }
             let r = self.benchmark(b).await;
             if r.error.is_some() {
                 status = Status::TestsFailed;
+                self.ctx.failed();
             }
             let lost = r.infra.then(|| r.error.clone().unwrap_or_default());
             self.ctx.events.emit(EventKind::BenchmarkFinished(r));

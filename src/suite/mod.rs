@@ -5,6 +5,7 @@
 //! Vagrantfile defines, with errors that point at file, line, column and key.
 
 mod file;
+mod select;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::config::located::LocatedError;
 pub use crate::model::record::{Direction, MetricSpec};
 
 pub use file::load_all;
+pub use select::select;
 
 /// The manifest every suite directory holds.
 pub const MANIFEST: &str = "suite.toml";
@@ -135,22 +137,6 @@ impl Metric {
         };
         Ok(raw * self.scale)
     }
-}
-
-/// Finds suites by name; an unknown name is bad input, listing the known ones.
-pub fn select<'a>(all: &'a [Suite], names: &[String]) -> Result<Vec<&'a Suite>, String> {
-    if names.is_empty() {
-        return Ok(all.iter().collect());
-    }
-    names
-        .iter()
-        .map(|n| {
-            all.iter().find(|s| &s.name == n).ok_or_else(|| {
-                let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
-                format!("no suite named `{n}` (known: {})", known.join(", "))
-            })
-        })
-        .collect()
 }
 
 /// Why suites could not be loaded.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Condvar, Mutex};
 
+pub mod junit_schema;
 pub mod relay;
 pub mod sshd;
 
