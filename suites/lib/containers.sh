@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Containers for the suites, as network namespaces: each joined by a veth pair to a Linux bridge.
 # Source it from a suite script: . ../lib/containers.sh   (commands run as root inside a VM)
 
@@ -41,7 +42,6 @@ serve() { local name=$1; shift; setsid ip netns exec "$name" "$@" </dev/null >/d
 
 # wait_port NAME ADDRESS PORT: waits (up to 10 s) until a TCP port answers from a container.
 wait_port() {
-  local i
-  for i in $(seq 50); do inside "$1" nc -z -w 1 "$2" "$3" 2>/dev/null && return 0; sleep 0.2; done
+  for _ in $(seq 50); do inside "$1" nc -z -w 1 "$2" "$3" 2>/dev/null && return 0; sleep 0.2; done
   echo "port $2:$3 did not open" >&2; return 1
 }
