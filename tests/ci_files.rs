@@ -1,7 +1,8 @@
 //! The pipeline files in scripts/ci/ and what metalab prints in CI: actionlint passes on the
 //! GitHub Actions workflow, the Jenkinsfile has the shape a sharded run needs, the README points
 //! at both, and with `CI` set the output has no ANSI codes even on a terminal. Also the shell
-//! scripts CI and the VMs run: shellcheck passes on all of them.
+//! scripts CI and the VMs run: shellcheck passes on all of them, and the suites' scripts answer a
+//! wrong call with their usage.
 
 mod common;
 
@@ -188,6 +189,63 @@ fn shellcheck_passes_on_every_shell_script() {
         .output()
         .unwrap();
     assert!(out.status.success(), "shellcheck findings:\n{}", text(&out));
+}
+
+/// `SCRIPT ARGS` run with an empty PATH, from the script's directory (as metalab runs them): a
+/// check that failed to stop the script could only reach bash builtins, not `ip` or `pkill`.
+fn suite_script(script: &str, args: &[&str]) -> std::process::Output {
+    let empty = tempfile::tempdir().unwrap();
+    let path = repo().join(script);
+    Command::new("/bin/bash")
+        .arg(&path)
+        .args(args)
+        .current_dir(path.parent().unwrap())
+        .env_clear()
+        .env("PATH", empty.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_suites_scripts_answer_a_wrong_call_with_their_usage_and_exit_2() {
+    let calls: [(&str, &[&[&str]]); 4] = [
+        (
+            "suites/connectivity/net.sh",
+            &[
+                &[],
+                &["up"],
+                &["down", "now"],
+                &["up-routed"],
+                &["up-routed", "3"],
+            ],
+        ),
+        (
+            "suites/policy/policy.sh",
+            &[&[], &["probe"], &["up", "now"]],
+        ),
+        (
+            "suites/throughput/bench.sh",
+            &[&[], &["up-node3"], &["down", "now"]],
+        ),
+        ("suites/lib/containers.sh", &[&[]]),
+    ];
+    for (script, wrong) in calls {
+        for args in wrong {
+            let out = suite_script(script, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{script} {args:?}: {}",
+                text(&out)
+            );
+            assert!(out.stdout.is_empty(), "{script} {args:?}: {}", text(&out));
+            assert!(
+                stderr.starts_with("usage: ") && stderr.lines().count() == 1,
+                "{script} {args:?}: {stderr}"
+            );
+        }
+    }
 }
 
 /// The text between the braces that follow the first `header` at or after `from`.
