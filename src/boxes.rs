@@ -14,13 +14,9 @@ use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
 use crate::model::record::BoxInfo;
-use crate::state::{FileLock, StateDir};
+use crate::state::{BOX_FILE, BOX_INFO, FileLock, StateDir};
 use crate::transport::{Command, OutputSink, Transport, sh_quote};
 
-/// The file `build.sh` writes, inside the cache directory of one recipe hash.
-const BOX_FILE: &str = "box.box";
-/// The [`BoxInfo`] of a finished build, written last: its presence marks a complete build.
-const INFO_FILE: &str = "box.json";
 /// A build that takes longer has hung (debootstrap takes 1-3 minutes).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -77,11 +73,11 @@ impl Recipe {
     /// The cached build of this exact recipe, if there is one.
     pub fn cached(&self, state: &StateDir) -> anyhow::Result<Option<BuiltBox>> {
         let dir = self.cache_dir(state, &self.hash()?);
-        let Ok(json) = std::fs::read_to_string(dir.join(INFO_FILE)) else {
+        let Ok(json) = std::fs::read_to_string(dir.join(BOX_INFO)) else {
             return Ok(None);
         };
         let info: BoxInfo = serde_json::from_str(&json)
-            .with_context(|| format!("corrupt {}", dir.join(INFO_FILE).display()))?;
+            .with_context(|| format!("corrupt {}", dir.join(BOX_INFO).display()))?;
         Ok(Some(BuiltBox {
             info,
             path: dir.join(BOX_FILE),
@@ -136,7 +132,7 @@ impl Recipe {
             recipe_hash: hash,
         };
         crate::files::write_atomic(
-            &dir.join(INFO_FILE),
+            &dir.join(BOX_INFO),
             serde_json::to_string_pretty(&info)?.as_bytes(),
         )?;
         Ok(BuiltBox { info, path: out })
@@ -224,7 +220,7 @@ pub fn other_cached_builds(state: &StateDir, current: &BoxInfo) -> usize {
     };
     entries
         .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join(INFO_FILE)).ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join(BOX_INFO)).ok())
         .filter_map(|json| serde_json::from_str::<BoxInfo>(&json).ok())
         .filter(|info| info.name == current.name && info.version != current.version)
         .count()

@@ -219,7 +219,7 @@ pub async fn call(
 /// Starts `metalab mux-serve` detached (own process group, no terminal) and waits for its socket.
 async fn start(run_dir: &RunDir, run: &RunId) -> anyhow::Result<UnixStream> {
     let exe = std::env::current_exe()?;
-    let log = std::fs::File::create(run_dir.root().join("mux.log"))?;
+    let log = std::fs::File::create(run_dir.mux_log())?;
     use std::os::unix::process::CommandExt;
     std::process::Command::new(exe)
         .args(["mux-serve", "--run", run.as_str()])
@@ -238,7 +238,7 @@ async fn start(run_dir: &RunDir, run: &RunId) -> anyhow::Result<UnixStream> {
     }
     anyhow::bail!(
         "the connection holder did not start; see {}",
-        run_dir.root().join("mux.log").display()
+        run_dir.mux_log().display()
     )
 }
 

@@ -234,8 +234,9 @@ async fn end_processes(host: &Host, run: &RunId) -> anyhow::Result<()> {
 async fn indexed_machines(host: &Host, run: &RunId) -> anyhow::Result<()> {
     let index = format!("{}/data/machine-index/index", host.vagrant_home());
     let script = format!(
-        "[ -f {i} ] || exit 0; grep -o '\"local_data_path\":\"[^\"]*/runs/{run}/[^\"]*\"' {i} || true",
-        i = crate::transport::sh_quote(&index)
+        "[ -f {i} ] || exit 0; grep -o '\"local_data_path\":\"[^\"]*/{runs}/{run}/[^\"]*\"' {i} || true",
+        i = crate::transport::sh_quote(&index),
+        runs = crate::state::RUNS
     );
     let cmd = crate::transport::Command::new(script, Duration::from_secs(30)).sudo(true);
     let found = crate::transport::stdout_of(host.transport.as_ref(), &cmd).await?;

@@ -72,12 +72,6 @@ impl Shutdown {
         Ok(Shutdown { rx })
     }
 
-    /// A shutdown that never fires, and the sender that fires it (for tests and library use).
-    pub fn manual() -> (watch::Sender<Level>, Shutdown) {
-        let (tx, rx) = watch::channel(Level::Running);
-        (tx, Shutdown { rx })
-    }
-
     pub fn level(&self) -> Level {
         *self.rx.borrow()
     }

@@ -1,5 +1,7 @@
 //! metalab's state directory on a host (default `/var/lib/metalab`, or `METALAB_HOME`). Every
-//! file in it is named here, as lima names the files of an instance directory.
+//! file in it is named here, as lima names the files of an instance directory. A lab host's
+//! `home` has the same layout ([`crate::host::Host::state`]); there the paths go into shell
+//! commands.
 //!
 //! It must be readable by the `libvirt-qemu` user: direct kernel boot reads each box's kernel
 //! and initrd from `vagrant.d/` inside it.
@@ -11,6 +13,22 @@ use crate::ids::RunId;
 /// Overrides the state directory.
 pub const HOME_ENV: &str = "METALAB_HOME";
 pub const DEFAULT_HOME: &str = "/var/lib/metalab";
+
+/// The directory of the runs, under the state directory: `runs/<run id>/`.
+pub const RUNS: &str = "runs";
+
+/// In a lane's Vagrant dotfile directory ([`RunDir::vagrant_dotfile`]): the lab's machines and
+/// networks as the wrapper Vagrantfile describes them (see [`crate::vagrant::describe`]).
+pub const VAGRANT_DESCRIBE: &str = "describe.json";
+
+/// The files of a box directory (`boxes/<name>/`): the box itself, written by the recipe's
+/// `build.sh` here and shipped as is to a host.
+pub const BOX_FILE: &str = "box.box";
+/// The box's [`crate::model::record::BoxInfo`], written last: its presence marks a complete build
+/// (and on a host, a box `metalab box prune` knows the version of).
+pub const BOX_INFO: &str = "box.json";
+/// On a host, the sha256 of a shipped box, written once the copy is checked.
+pub const BOX_SHA256: &str = "box.box.sha256";
 
 /// The layout of the state directory.
 #[derive(Debug, Clone)]
@@ -41,9 +59,14 @@ impl StateDir {
         self.root.join("vagrant.d")
     }
 
-    /// Built boxes, one per recipe hash.
+    /// Built boxes, one directory per recipe hash (see [`BOX_FILE`]).
     pub fn boxes(&self) -> PathBuf {
         self.root.join("boxes")
+    }
+
+    /// The log of `metalab box build`, appended to by every build.
+    pub fn box_build_log(&self) -> PathBuf {
+        self.boxes().join("build.log")
     }
 
     /// debootstrap's package cache, so a rebuilt box downloads nothing it already has.
@@ -56,13 +79,24 @@ impl StateDir {
         self.root.join("accel")
     }
 
-    /// Lock files for steps that must not run twice at once on a host.
+    /// A lab's files on a host they were synced to; `name` tells checkouts apart (see
+    /// [`crate::provider::ssh::lab_name`]).
+    pub fn lab(&self, name: &str) -> PathBuf {
+        self.root.join("labs").join(name)
+    }
+
+    /// Where the lock files are.
+    pub fn locks(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    /// The lock file for a step that must not run twice at once on a host.
     pub fn lock(&self, name: &str) -> PathBuf {
-        self.root.join("locks").join(format!("{name}.lock"))
+        self.locks().join(format!("{name}.lock"))
     }
 
     pub fn runs(&self) -> PathBuf {
-        self.root.join("runs")
+        self.root.join(RUNS)
     }
 
     /// The runs with a directory here, newest first (run ids sort by their start time).
@@ -96,9 +130,10 @@ impl RunDir {
         &self.root
     }
 
-    /// `VAGRANT_DOTFILE_PATH`: this run's machines, invisible to every other run.
-    pub fn vagrant_dotfile(&self) -> PathBuf {
-        self.root.join("vagrant")
+    /// `VAGRANT_DOTFILE_PATH` of one lane (on the host the lane runs on): its machines,
+    /// invisible to every other run and lane.
+    pub fn vagrant_dotfile(&self, lane: &str) -> PathBuf {
+        self.root.join(lane).join("vagrant")
     }
 
     /// What `metalab exec` needs to reach a lane's VMs: see [`crate::lab::LabState`].
@@ -147,6 +182,17 @@ impl RunDir {
         self.root.join("mux.pid")
     }
 
+    /// What the connection holder says on its stderr.
+    pub fn mux_log(&self) -> PathBuf {
+        self.root.join("mux.log")
+    }
+
+    /// The private key of the SSH key pair the run registers with the Metal project (the public
+    /// one beside it, `.pub`).
+    pub fn metal_key(&self) -> PathBuf {
+        self.root.join("metal").join("id_ed25519")
+    }
+
     /// The pinned SSH host key of a VM.
     pub fn host_key(&self, vm: &str) -> PathBuf {
         self.root.join("known_hosts").join(vm)
@@ -175,5 +221,31 @@ impl FileLock {
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hosts have state directories laid out so already, and others read it by these names: the
+    /// Vagrantfile reads `accel`, reap looks for `runs/<run>/` in Vagrant's index.
+    #[test]
+    fn the_layout_on_a_host() {
+        let home = StateDir::at("/h".into());
+        let run = RunId::parse("20261101-090000-0001").unwrap();
+        let path = |p: PathBuf| p.display().to_string();
+        assert_eq!(path(home.vagrant_home()), "/h/vagrant.d");
+        assert_eq!(path(home.accel_file()), "/h/accel");
+        assert_eq!(path(home.lock("host")), "/h/locks/host.lock");
+        assert_eq!(path(home.lab("acme-1f2e")), "/h/labs/acme-1f2e");
+        assert_eq!(
+            path(home.boxes().join("b").join(BOX_INFO)),
+            "/h/boxes/b/box.json"
+        );
+        assert_eq!(
+            path(home.run(&run).vagrant_dotfile("lab")),
+            "/h/runs/20261101-090000-0001/lab/vagrant"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The pipeline files in scripts/ci/ and what metalab prints in CI: actionlint passes on the
 //! GitHub Actions workflow, the Jenkinsfile has the shape a sharded run needs, the README points
-//! at both, and with `CI` set the output has no ANSI codes even on a terminal.
+//! at both, and with `CI` set the output has no ANSI codes even on a terminal. Also the shell
+//! scripts CI and the VMs run: shellcheck passes on all of them, and the suites' scripts answer a
+//! wrong call with their usage.
 
 mod common;
 
@@ -110,6 +112,139 @@ fn the_workflow_runs_shards_on_self_hosted_metal_only_then_merges() {
         "run: sudo scripts/setup-host",
     ] {
         assert!(wf.contains(expected), "{expected:?} not in {WORKFLOW}");
+    }
+}
+
+/// Where the repository keeps shell scripts: the host's tools, the suites (run inside the VMs),
+/// the box recipe, and the tests' team lab.
+const SHELL_SCRIPT_DIRS: [&str; 4] = ["scripts", "suites", "boxes", "tests/labs"];
+
+/// A shell script: `*.sh` (the suites' library has no shebang: it is sourced), or a file whose
+/// shebang names bash or sh. scripts/ also holds Python, which this leaves out.
+fn is_shell_script(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e == "sh") {
+        return true;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false; // not text
+    };
+    let first = text.lines().next().unwrap_or_default();
+    let shebang: Vec<&str> = first.split_whitespace().collect();
+    matches!(
+        shebang.as_slice(),
+        ["#!/bin/bash" | "#!/bin/sh", ..] | ["#!/usr/bin/env", "bash" | "sh", ..]
+    )
+}
+
+/// Every shell script under [`SHELL_SCRIPT_DIRS`], relative to the repository, sorted.
+fn shell_scripts() -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if is_shell_script(&path) {
+                found.push(path.strip_prefix(repo()).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for dir in SHELL_SCRIPT_DIRS {
+        walk(&repo().join(dir), &mut found);
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn shellcheck_passes_on_every_shell_script() {
+    let scripts = shell_scripts();
+    // The walk finds each kind of script, and leaves the Python ones out.
+    for expected in [
+        "scripts/setup-host",
+        "suites/lib/containers.sh",
+        "suites/policy/policy.sh",
+        "boxes/debian12/build.sh",
+        "tests/labs/register-box",
+        "tests/labs/acme/provision/router.sh",
+    ] {
+        assert!(
+            scripts.contains(&PathBuf::from(expected)),
+            "{expected} not found: {scripts:?}"
+        );
+    }
+    for python in ["scripts/fault-injection", "scripts/stats-reference.py"] {
+        assert!(
+            !scripts.contains(&PathBuf::from(python)),
+            "{python} is not shell"
+        );
+    }
+    let shellcheck = which::which("shellcheck")
+        .expect("shellcheck is missing: `apt-get install shellcheck` (.ci/run installs it)");
+    // Run from the repository so its .shellcheckrc applies (how to follow the suites' `.`).
+    let out = Command::new(shellcheck)
+        .current_dir(repo())
+        .args(["--format=gcc", "--color=never"])
+        .args(&scripts)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "shellcheck findings:\n{}", text(&out));
+}
+
+/// `SCRIPT ARGS` run with an empty PATH, from the script's directory (as metalab runs them): a
+/// check that failed to stop the script could only reach bash builtins, not `ip` or `pkill`.
+fn suite_script(script: &str, args: &[&str]) -> std::process::Output {
+    let empty = tempfile::tempdir().unwrap();
+    let path = repo().join(script);
+    Command::new("/bin/bash")
+        .arg(&path)
+        .args(args)
+        .current_dir(path.parent().unwrap())
+        .env_clear()
+        .env("PATH", empty.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_suites_scripts_answer_a_wrong_call_with_their_usage_and_exit_2() {
+    let calls: [(&str, &[&[&str]]); 4] = [
+        (
+            "suites/connectivity/net.sh",
+            &[
+                &[],
+                &["up"],
+                &["down", "now"],
+                &["up-routed"],
+                &["up-routed", "3"],
+            ],
+        ),
+        (
+            "suites/policy/policy.sh",
+            &[&[], &["probe"], &["up", "now"]],
+        ),
+        (
+            "suites/throughput/bench.sh",
+            &[&[], &["up-node3"], &["down", "now"]],
+        ),
+        ("suites/lib/containers.sh", &[&[]]),
+    ];
+    for (script, wrong) in calls {
+        for args in wrong {
+            let out = suite_script(script, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{script} {args:?}: {}",
+                text(&out)
+            );
+            assert!(out.stdout.is_empty(), "{script} {args:?}: {}", text(&out));
+            assert!(
+                stderr.starts_with("usage: ") && stderr.lines().count() == 1,
+                "{script} {args:?}: {stderr}"
+            );
+        }
     }
 }
 

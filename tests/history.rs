@@ -14,11 +14,12 @@ use metalab::exit::Status;
 use metalab::gate::{self, BaselineSpec, Options};
 use metalab::history::{History, HistoryError, MetricKey};
 use metalab::model::event::{EventKind, Events};
-use metalab::model::record::RunRecord;
+use metalab::model::record::{MetricSamples, RunRecord};
 use metalab::report;
 use metalab::report::ending::{Ending, HistoryEnd};
 use metalab::report::terminal::Terminal;
 use metalab::stats::Verdict;
+use metalab::suite::{Direction, MetricSpec};
 
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -428,6 +429,149 @@ fn change_points_are_marked_in_the_comparison() {
         shown.contains(&format!("change point at run {}", run_id(8))),
         "{shown}"
     );
+}
+
+/// The `n`th run with throughput around `level` and a p99 latency steady around 50 us; with
+/// `jitter`, also a metric no other run has.
+fn three_metrics(n: u32, level: f64, jitter: bool) -> RunRecord {
+    let mut r = run(n, samples(level, 5, n));
+    let metrics = &mut r.suites[0].benchmarks[0].metrics;
+    let mut metric = |name: &str, unit: &str, direction, level| {
+        metrics.push(MetricSamples {
+            spec: MetricSpec {
+                name: name.into(),
+                unit: unit.into(),
+                direction,
+            },
+            samples: samples(level, 5, n),
+            summary: None,
+        });
+    };
+    metric("p99", "us", Direction::Lower, 50.0);
+    if jitter {
+        metric("jitter", "us", Direction::Lower, 3.0);
+    }
+    r
+}
+
+#[test]
+fn bench_compare_json_has_the_tables_verdicts_with_their_numbers() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    for n in 1..=11 {
+        let level = if n <= 7 { 2.8 } else { 2.2 };
+        h.insert(&three_metrics(n, level, n == 11)).expect("insert");
+    }
+    drop(h);
+    // One baseline run (by a prefix of its id): no run-to-run noise band to soften the verdict.
+    let baseline = format!("run:{}", &run_id(7).as_str()[..17]);
+    let args = ["bench", "compare", "--baseline", baseline.as_str()];
+    let table = metalab(dir.path(), &db, &args);
+    let out = metalab(dir.path(), &db, &[&args[..], &["--json"]].concat());
+    assert_eq!(table.status.code(), Some(4), "{}", text(&table));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the same exit status: {}",
+        text(&out)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+
+    assert_eq!(json["run_id"], run_id(11).as_str());
+    assert_eq!(json["baseline"], format!("run:{}", run_id(7)), "resolved");
+    assert_eq!(json["baseline_description"], format!("run {}", run_id(7)));
+    assert_eq!(json["min_effect"], 0.05);
+    assert_eq!(json["alpha"], 0.05);
+    assert_eq!(json["allow_different_conditions"], false);
+    let metrics = json["metrics"].as_array().expect("metrics");
+    let names: Vec<&str> = metrics
+        .iter()
+        .map(|m| m["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["throughput", "p99", "jitter"]);
+
+    let throughput = &metrics[0];
+    assert_eq!(throughput["suite"], bench_runs::SUITE);
+    assert_eq!(throughput["benchmark"], bench_runs::BENCH);
+    assert_eq!(throughput["unit"], "Gbit/s");
+    assert_eq!(throughput["direction"], "higher");
+    assert_eq!(throughput["verdict"], "regressed");
+    let number = |m: &serde_json::Value, field: &str| {
+        m[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} is not a number: {m}"))
+    };
+    assert!(
+        (number(throughput, "baseline_median") - 2.8).abs() < 0.06,
+        "{throughput}"
+    );
+    assert!(
+        (number(throughput, "current_median") - 2.2).abs() < 0.05,
+        "{throughput}"
+    );
+    assert!(number(throughput, "change") < -0.15, "{throughput}");
+    assert!(number(throughput, "p_value") < 0.05, "{throughput}");
+    assert_eq!(throughput["reason"], serde_json::Value::Null);
+    assert_eq!(throughput["baseline_runs"], serde_json::json!([run_id(7)]));
+    assert_eq!(
+        (
+            throughput["baseline_samples"].as_u64(),
+            throughput["current_samples"].as_u64()
+        ),
+        (Some(5), Some(5))
+    );
+    let change_points = throughput["change_points"].as_array().expect("a list");
+    assert_eq!(change_points.len(), 1, "{throughput}");
+    let cp = &change_points[0];
+    assert_eq!(cp["run_id"], run_id(8).as_str());
+    assert!(
+        cp["started"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("2026-11-01T16:00:00")),
+        "{cp}"
+    );
+    assert!(
+        number(cp, "before") > 2.7 && number(cp, "after") < 2.3,
+        "{cp}"
+    );
+    assert!(number(cp, "p_value") < 0.05, "{cp}");
+
+    assert_eq!(metrics[1]["direction"], "lower");
+    assert_eq!(metrics[1]["verdict"], "unchanged");
+    assert!(metrics[1]["reason"].is_string(), "{}", metrics[1]);
+
+    let jitter = &metrics[2];
+    assert_eq!(jitter["verdict"], "not_comparable");
+    for absent in ["baseline_median", "change", "p_value"] {
+        assert!(jitter[absent].is_null(), "{absent}: {jitter}");
+    }
+    assert!(
+        (number(jitter, "current_median") - 3.0).abs() < 0.1,
+        "{jitter}"
+    );
+    assert_eq!(jitter["baseline_runs"], serde_json::json!([]));
+
+    // Each metric's verdict is its table row's.
+    let shown = String::from_utf8_lossy(&table.stdout);
+    for m in metrics {
+        let name = format!(
+            "{}/{} {} ",
+            m["suite"].as_str().unwrap(),
+            m["benchmark"].as_str().unwrap(),
+            m["metric"].as_str().unwrap()
+        );
+        let row = shown
+            .lines()
+            .find(|l| l.starts_with(&name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{shown}"));
+        let word = m["verdict"]
+            .as_str()
+            .unwrap()
+            .replace('_', " ")
+            .to_uppercase();
+        assert!(row.ends_with(&word), "JSON says {word}, the table: {row}");
+    }
 }
 
 #[test]

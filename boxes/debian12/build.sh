@@ -13,7 +13,10 @@ OUT=$(realpath -m "$1")
 SIZE_GB=4
 MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-VAGRANT_PUBKEY=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub | head -1)
+# Vagrant's well-known insecure key, from the vagrant package (the first, if several versions).
+pubkeys=(/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub)
+VAGRANT_PUBKEY=${pubkeys[0]}
+[ -f "$VAGRANT_PUBKEY" ] || { echo "box: no vagrant.pub: is the vagrant package installed?" >&2; exit 1; }
 
 # A build killed mid-way (metalab stopped by a signal) leaves its work directory behind.
 rm -rf "$(dirname "$OUT")"/.build.*

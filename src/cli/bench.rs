@@ -35,6 +35,11 @@ pub struct CompareArgs {
     run: String,
     #[command(flatten)]
     gate: GateArgs,
+    /// Print the verdicts as JSON instead of the table (same exit status): the run, the
+    /// baseline, and per metric its medians, change, p-value, verdict, baseline runs and change
+    /// points.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     db: DbArg,
 }
@@ -79,6 +84,12 @@ fn compare(config: Option<&Path>, args: CompareArgs) -> Result<Status, Failure> 
     let record = history.record(&id).map_err(failure)?;
     let options = args.gate.options(settings.min_effect);
     let report = gate::evaluate(&history, &record, &options).map_err(failure)?;
-    print!("{}", gate::render(&report));
+    if args.json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::new(Status::InfraError, format!("the verdicts as JSON: {e}")))?;
+        println!("{json}");
+    } else {
+        print!("{}", gate::render(&report));
+    }
     Ok(report.status())
 }

@@ -60,7 +60,7 @@ pub async fn run(config: Option<&Path>, cmd: BoxCommand) -> Result<Status, Failu
 }
 
 async fn build(recipe: &Recipe, state: &StateDir) -> anyhow::Result<Status> {
-    let log = state.boxes().join("build.log");
+    let log = state.box_build_log();
     let mut sink = LogSink::append(&log).on_line(|l| eprintln!("{l}"));
     let built = recipe.ensure_built(state, &mut sink).await?;
     built

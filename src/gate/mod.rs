@@ -13,10 +13,12 @@
 
 mod baseline;
 mod evaluate;
+mod json;
 pub mod junit;
 mod table;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 pub use baseline::BaselineSpec;
 pub use evaluate::{evaluate, unjudged};
@@ -54,7 +56,8 @@ impl Default for Options {
     }
 }
 
-/// The verdicts of one run.
+/// The verdicts of one run. As JSON (`metalab bench compare --json`) it has the fields
+/// documented in the `json` module.
 #[derive(Debug, Clone)]
 pub struct GateReport {
     pub run_id: RunId,
@@ -103,6 +106,17 @@ pub struct MetricVerdict {
     pub change_points: Vec<ChangePointMark>,
 }
 
+impl MetricVerdict {
+    /// This run's median: the comparison's, or the samples' own when there was nothing to
+    /// compare with.
+    pub fn current_median(&self) -> Option<f64> {
+        match &self.comparison {
+            Some(c) => Some(c.current_median),
+            None => crate::stats::quantile(&self.current, 0.5).ok(),
+        }
+    }
+}
+
 /// One run in a metric's history.
 #[derive(Debug, Clone)]
 pub struct HistoryPoint {
@@ -115,15 +129,21 @@ pub struct HistoryPoint {
     pub is_current: bool,
 }
 
-/// A change point of a metric's history: the run from which the level shifted.
-#[derive(Debug, Clone)]
+/// A change point of a metric's history: the run from which the level shifted. In JSON without
+/// `index` (the history is not there): `run_id`, `started` (RFC 3339), `before`, `after`, `p_value`.
+#[derive(Debug, Clone, Serialize)]
 pub struct ChangePointMark {
     /// Index into [`MetricVerdict::history`].
+    #[serde(skip)]
     pub index: usize,
+    /// The first run at the new level.
     pub run_id: RunId,
     pub started: DateTime<Utc>,
+    /// Mean of the run medians before the shift (back to the previous change point or the start
+    /// of the history) and from it on (to the next one or the end), in the metric's unit.
     pub before: f64,
     pub after: f64,
+    /// Permutation p-value of the split (see [`crate::stats::change_points`]).
     pub p_value: f64,
 }
 

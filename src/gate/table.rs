@@ -58,7 +58,7 @@ fn row(m: &MetricVerdict) -> [String; 6] {
             format!("{:.3}", c.p_value),
         ),
         None => {
-            let this = crate::stats::quantile(&m.current, 0.5).map_or("n/a".into(), with_unit);
+            let this = m.current_median().map_or("n/a".into(), with_unit);
             ("n/a".into(), this, "n/a".into(), "n/a".into())
         }
     };

@@ -11,7 +11,7 @@ use crate::transport::{Collect, Command};
 
 /// A working KVM prints the kernel banner in well under a second.
 const PROBE: &str = r#"
-f="$HOME_DIR/accel"
+f="$ACCEL_FILE"
 if [ -z "${FRESH:-}" ] && [ -s "$f" ]; then cat "$f"; exit 0; fi
 result=tcg
 # A box without a kernel of its own (it boots through its bootloader): the host's will do.
@@ -27,7 +27,7 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -f "$KERNEL" ]; then
   done
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$d"
 fi
-mkdir -p "$HOME_DIR" && echo "$result" > "$f"
+mkdir -p "$(dirname "$f")" && echo "$result" > "$f"
 echo "$result"
 "#;
 
@@ -38,7 +38,10 @@ pub async fn resolve(host: &Host, configured: Accel, kernel: &str, fresh: bool) 
         return configured;
     }
     let mut cmd = Command::new(PROBE, Duration::from_secs(60))
-        .env("HOME_DIR", host.home.clone())
+        .env(
+            "ACCEL_FILE",
+            host.state().accel_file().display().to_string(),
+        )
         .env("KERNEL", kernel)
         .sudo(true);
     if fresh {

@@ -18,6 +18,7 @@ use crate::boxes::vagrant_slug;
 use crate::host::Host;
 use crate::libvirt::{self, Definition};
 use crate::model::record::BoxInfo;
+use crate::state::BOX_INFO;
 use crate::transport::{Command, marked_sections, sh_quote, stdout_of};
 
 /// One version of a box, wherever it is found on a host.
@@ -48,9 +49,9 @@ pub async fn inventory(host: &Host, box_name: &str) -> anyhow::Result<Vec<Versio
     // Each box directory has a box.json (what was built), and each registered version Vagrant's
     // metadata.json; `vagrant box remove` leaves the version's directory behind, empty.
     let script = format!(
-        "for f in {boxes}/*/box.json; do [ -f \"$f\" ] && echo \"{MARK} box ${{f%/box.json}}\" && cat \"$f\" && echo; done; \
+        "for f in {boxes}/*/{BOX_INFO}; do [ -f \"$f\" ] && echo \"{MARK} box ${{f%/{BOX_INFO}}}\" && cat \"$f\" && echo; done; \
          for m in {registered}/*/libvirt/metadata.json; do [ -f \"$m\" ] && echo \"{MARK} registered ${{m%/libvirt/metadata.json}}\"; done; true",
-        boxes = sh_quote(&format!("{}/boxes", host.home)),
+        boxes = sh_quote(&host.state().boxes().display().to_string()),
         registered = sh_quote(&format!(
             "{}/boxes/{}",
             host.vagrant_home(),
@@ -64,7 +65,7 @@ pub async fn inventory(host: &Host, box_name: &str) -> anyhow::Result<Vec<Versio
         match head.split_once(' ') {
             Some(("box", dir)) => {
                 let info: BoxInfo = serde_json::from_str(&body)
-                    .with_context(|| format!("corrupt {dir}/box.json on {}", host.name))?;
+                    .with_context(|| format!("corrupt {dir}/{BOX_INFO} on {}", host.name))?;
                 if info.name == box_name {
                     at(&mut found, &info.version).box_dir = Some(dir.to_string());
                 }

@@ -1,12 +1,14 @@
 //! Installing a built box on a host: shipped only when the host lacks that exact sha256, and
 //! registered with the host's Vagrant once per version.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::bail;
 
 use super::Host;
 use crate::boxes::{BuiltBox, vagrant_slug};
+use crate::state::{BOX_FILE, BOX_INFO, BOX_SHA256};
 use crate::transport::{Collect, Command, OutputSink, sh_quote};
 
 /// What installing the box took.
@@ -25,14 +27,9 @@ pub async fn install(
     built: &BuiltBox,
     sink: &mut dyn OutputSink,
 ) -> anyhow::Result<Installed> {
-    let slug = vagrant_slug(&built.info.name);
-    let registered_dir = format!(
-        "{}/boxes/{slug}/{}/libvirt",
-        host.vagrant_home(),
-        built.info.version
-    );
-    let kernel = format!("{registered_dir}/vmlinuz");
-    if registered(host, built, &format!("{registered_dir}/metadata.json")).await? {
+    let dir = registered_dir(host, built);
+    let kernel = format!("{dir}/vmlinuz");
+    if registered(host, built, &format!("{dir}/metadata.json")).await? {
         return Ok(Installed {
             kernel,
             shipped: 0,
@@ -68,6 +65,14 @@ async fn registered(host: &Host, built: &BuiltBox, metadata: &str) -> anyhow::Re
         .success())
 }
 
+/// Where the host's Vagrant keeps the box version once it is registered.
+fn registered_dir(host: &Host, built: &BuiltBox) -> String {
+    built
+        .registered_dir(Path::new(&host.vagrant_home()))
+        .display()
+        .to_string()
+}
+
 /// Where the box is kept on the host: the build cache on this machine, the shipped copy on others.
 fn box_dir(host: &Host, built: &BuiltBox) -> String {
     let dir = built
@@ -75,7 +80,7 @@ fn box_dir(host: &Host, built: &BuiltBox) -> String {
         .parent()
         .and_then(|d| d.file_name())
         .map_or("box".into(), |n| n.to_string_lossy().into_owned());
-    format!("{}/boxes/{dir}", host.home)
+    host.state().boxes().join(dir).display().to_string()
 }
 
 /// Shell that writes `box.json` (what the box is, as in the build cache) beside a shipped copy of
@@ -85,17 +90,18 @@ fn record_version(host: &Host, built: &BuiltBox) -> anyhow::Result<String> {
     Ok(format!(
         "if [ \"$(cat {sum} 2>/dev/null)\" = {sha} ] && [ \"$(cat {info_file} 2>/dev/null)\" != {info} ]; \
          then printf '%s' {info} > {info_file}; fi; true",
-        sum = sh_quote(&format!("{dir}/box.box.sha256")),
+        sum = sh_quote(&format!("{dir}/{BOX_SHA256}")),
         sha = sh_quote(&built.info.sha256),
-        info_file = sh_quote(&format!("{dir}/box.json")),
+        info_file = sh_quote(&format!("{dir}/{BOX_INFO}")),
         info = sh_quote(&serde_json::to_string(&built.info)?),
     ))
 }
 
 /// Copies the box to the host unless a copy with the same sha256 is already there.
 async fn ship(host: &Host, built: &BuiltBox) -> anyhow::Result<(String, u64)> {
-    let remote = format!("{}/box.box", box_dir(host, built));
-    let sum_file = format!("{remote}.sha256");
+    let dir = box_dir(host, built);
+    let remote = format!("{dir}/{BOX_FILE}");
+    let sum_file = format!("{dir}/{BOX_SHA256}");
     let record = record_version(host, built)?;
     let mut out = Collect::default();
     let read_sum = Command::new(
@@ -155,18 +161,14 @@ async fn register(
     });
     let catalog_path = format!("{box_path}.catalog.json");
     let script = format!(
-        "set -e; mkdir -p {locks}; exec 9>{locks}/box-add.lock; flock 9; \
+        "set -e; mkdir -p {locks}; exec 9>{lock}; flock 9; \
          cat > {cat}; \
          if [ -f {done} ]; then exit 0; fi; \
          vagrant box add --no-color {cat}",
-        locks = sh_quote(&format!("{}/locks", host.home)),
+        locks = sh_quote(&host.state().locks().display().to_string()),
+        lock = sh_quote(&host.state().lock("box-add").display().to_string()),
         cat = sh_quote(&catalog_path),
-        done = sh_quote(&format!(
-            "{}/boxes/{}/{}/libvirt/metadata.json",
-            host.vagrant_home(),
-            vagrant_slug(&built.info.name),
-            built.info.version
-        )),
+        done = sh_quote(&format!("{}/metadata.json", registered_dir(host, built))),
     );
     let cmd = Command::new(script, Duration::from_secs(900))
         .stdin(serde_json::to_vec_pretty(&catalog)?)

@@ -4,17 +4,19 @@
 
 use std::time::Duration;
 
+use crate::state::StateDir;
 use crate::transport::sh_quote;
 use crate::transport::ssh::{Held, SshSession};
 
 const READY: &str = "metalab-host-locked";
 
-/// Takes the host's lock without waiting; `None` when another run holds it.
-pub async fn try_lock(session: &SshSession, home: &str) -> anyhow::Result<Option<Held>> {
-    let locks = format!("{home}/locks");
+/// Takes the lock of the host whose state directory is `state`, without waiting; `None` when
+/// another run holds it.
+pub async fn try_lock(session: &SshSession, state: &StateDir) -> anyhow::Result<Option<Held>> {
     let script = format!(
-        "mkdir -p {d} && exec flock -n {d}/host.lock sh -c 'echo {READY}; exec cat >/dev/null'",
-        d = sh_quote(&locks)
+        "mkdir -p {d} && exec flock -n {lock} sh -c 'echo {READY}; exec cat >/dev/null'",
+        d = sh_quote(&state.locks().display().to_string()),
+        lock = sh_quote(&state.lock("host").display().to_string()),
     );
     let script = if session_user_is_root(session) {
         script

@@ -11,9 +11,11 @@ pub mod lock;
 pub mod subnet;
 pub mod sync;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::ids::RunId;
+use crate::state::StateDir;
 use crate::transport::Transport;
 use crate::transport::ssh::SshSession;
 
@@ -34,14 +36,24 @@ pub struct Host {
 }
 
 impl Host {
-    /// Vagrant's home on the host; boxes are registered there.
-    pub fn vagrant_home(&self) -> String {
-        format!("{}/vagrant.d", self.home)
+    /// metalab's state directory on the host: laid out as the runner's, so its files are named
+    /// in one place; its paths are the host's (for its shell commands), not this machine's.
+    pub fn state(&self) -> StateDir {
+        StateDir::at(PathBuf::from(&self.home))
     }
 
-    /// A run's `VAGRANT_DOTFILE_PATH` on the host.
+    /// Vagrant's home on the host; boxes are registered there.
+    pub fn vagrant_home(&self) -> String {
+        self.state().vagrant_home().display().to_string()
+    }
+
+    /// A lane's `VAGRANT_DOTFILE_PATH` on the host.
     pub fn vagrant_dotfile(&self, run: &RunId, lane: &str) -> String {
-        format!("{}/runs/{run}/{lane}/vagrant", self.home)
+        self.state()
+            .run(run)
+            .vagrant_dotfile(lane)
+            .display()
+            .to_string()
     }
 
     pub fn is_local(&self) -> bool {

@@ -7,7 +7,7 @@
 //! same host pipeline as an SSH inventory host. Release deletes every device (retrying while the
 //! API refuses to delete a provisioning one), checks each is gone, then deletes the key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,9 +110,10 @@ impl MetalProvider {
         run: &RunId,
         hooks: &dyn RunHooks,
     ) -> anyhow::Result<(String, std::path::PathBuf)> {
-        let dir = self.state.run(run).root().join("metal");
-        std::fs::create_dir_all(&dir)?;
-        let private = dir.join("id_ed25519");
+        let private = self.state.run(run).metal_key();
+        if let Some(dir) = private.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let label = format!("metalab-{run}");
         let ok = std::process::Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", &label, "-f"])
@@ -263,7 +264,12 @@ impl MetalProvider {
             name: device.hostname.clone(),
             transport: Arc::new(Reconnecting::new(session.clone())),
             home: self.config.home.clone(),
-            lab_dir: Some(format!("{}/labs/{}", self.config.home, self.lab_name)),
+            lab_dir: Some(
+                StateDir::at(PathBuf::from(&self.config.home))
+                    .lab(&self.lab_name)
+                    .display()
+                    .to_string(),
+            ),
             jump: Some(session),
         })
     }

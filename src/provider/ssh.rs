@@ -2,6 +2,7 @@
 //! it uses, so two runs never share one by accident, syncs the lab to them, and reaches their
 //! VMs by jumping through the host's connection.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use super::{Host, Provider, RunHooks};
 use crate::config::SshHostConfig;
 use crate::host::lock;
 use crate::ids::RunId;
+use crate::state::StateDir;
 use crate::transport::reconnect::Reconnecting;
 use crate::transport::ssh::{Held, HostKeyPolicy, SshSession, SshTarget};
 
@@ -21,7 +23,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct SshProvider {
     hosts: Vec<SshHostConfig>,
-    /// The lab's directory name on each host (`<home>/labs/<lab_name>`).
+    /// The lab's directory name on each host (see [`StateDir::lab`]).
     lab_name: String,
     held: Mutex<Vec<(Held, Arc<SshSession>)>>,
 }
@@ -38,7 +40,8 @@ impl SshProvider {
     async fn try_host(&self, h: &SshHostConfig) -> anyhow::Result<Option<Host>> {
         let session =
             Arc::new(SshSession::connect(&target(h), &policy(h), Duration::from_secs(30)).await?);
-        let Some(held) = lock::try_lock(&session, &h.home).await? else {
+        let state = StateDir::at(PathBuf::from(&h.home));
+        let Some(held) = lock::try_lock(&session, &state).await? else {
             session.close().await;
             return Ok(None);
         };
@@ -47,7 +50,7 @@ impl SshProvider {
             name: h.display_name(),
             transport: Arc::new(Reconnecting::new(session.clone())),
             home: h.home.clone(),
-            lab_dir: Some(format!("{}/labs/{}", h.home, self.lab_name)),
+            lab_dir: Some(state.lab(&self.lab_name).display().to_string()),
             jump: Some(session),
         }))
     }

@@ -107,13 +107,6 @@ pub struct Artifact {
     pub path: String,
 }
 
-impl Suite {
-    /// Every step of the suite, in the order they run, with the timeout each gets.
-    pub fn step_count(&self) -> usize {
-        self.setup.len() + self.tests.len() + self.benchmarks.len() + self.teardown.len()
-    }
-}
-
 impl Metric {
     /// Reads the metric from a command's stdout.
     pub fn read(&self, stdout: &str) -> Result<f64, String> {

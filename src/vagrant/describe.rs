@@ -126,7 +126,11 @@ impl Machine {
 impl Project {
     /// Loads every machine through the wrapper (`vagrant status`), and reads what it described.
     pub async fn describe(&self, host: &dyn Transport) -> Result<LabDescription, VagrantError> {
-        let file = format!("{}/describe.json", self.dotfile_dir.trim_end_matches('/'));
+        let file = format!(
+            "{}/{}",
+            self.dotfile_dir.trim_end_matches('/'),
+            crate::state::VAGRANT_DESCRIBE
+        );
         let describing = Project {
             vars: [
                 self.vars.clone(),

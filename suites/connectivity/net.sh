@@ -1,11 +1,16 @@
 #!/bin/bash
-# The connectivity suite's networks. Usage: net.sh up-local | up-routed N | down
+# The connectivity suite's networks. Usage: net.sh up-local | up-routed N | down   (N: 1 or 2)
 #   up-local     bridge br-c with containers c1 (10.200.0.11) and c2 (10.200.0.12), plus an
 #                isolated container "lonely" (10.200.0.13) in the same subnet but on a bridge of
 #                its own
 #   up-routed N  container rN (10.201.N.2) behind bridge br-r (10.201.N.1) on VM N, with a route to
 #                the other VM's container subnet through the other VM's private address
 set -euo pipefail
+# The arguments (verb, count, N) are checked before anything touches the VM's network.
+case ${1:-}:$#:${2:-} in
+  up-local:1: | down:1: | up-routed:2:1 | up-routed:2:2) ;;
+  *) echo "usage: $0 up-local | up-routed 1|2 | down" >&2; exit 2 ;;
+esac
 . ../lib/containers.sh
 
 case $1 in
@@ -33,5 +38,4 @@ case $1 in
     ip route del 10.201.1.0/24 2>/dev/null || true
     ip route del 10.201.2.0/24 2>/dev/null || true
     ;;
-  *) echo "usage: $0 up-local | up-routed N | down" >&2; exit 2 ;;
 esac

@@ -1,6 +1,11 @@
 #!/bin/bash
 # The policy suite's lab. Usage: policy.sh up | probe-denied | down
 set -euo pipefail
+# The arguments (verb and count) are checked before anything touches the VM's network.
+case ${1:-}:$# in
+  up:1 | probe-denied:1 | down:1) ;;
+  *) echo "usage: $0 up | probe-denied | down" >&2; exit 2 ;;
+esac
 . ../lib/containers.sh
 
 case $1 in
@@ -29,5 +34,4 @@ case $1 in
     containers_down srv cli
     bridges_down br-p
     ;;
-  *) echo "usage: $0 up | probe-denied | down" >&2; exit 2 ;;
 esac

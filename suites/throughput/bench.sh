@@ -4,6 +4,11 @@
 #             (10.220.0.3) on bridge br-t; tc also reaches node2's container through node1
 #   up-node2  an iperf3 server in container tr (10.221.2.2) behind bridge br-t2 (10.221.2.1)
 set -euo pipefail
+# The arguments (verb and count) are checked before anything touches the VM's network.
+case ${1:-}:$# in
+  up-node1:1 | up-node2:1 | down:1) ;;
+  *) echo "usage: $0 up-node1 | up-node2 | down" >&2; exit 2 ;;
+esac
 . ../lib/containers.sh
 
 other_ip() { local v="METALAB_IP_NODE$1"; echo "${!v:?the private address of the other VM}"; }
@@ -41,5 +46,4 @@ case $1 in
     ip route del 10.221.2.0/24 2>/dev/null || true
     ip route del 10.220.0.0/24 2>/dev/null || true
     ;;
-  *) echo "usage: $0 up-node1 | up-node2 | down" >&2; exit 2 ;;
 esac
