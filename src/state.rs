@@ -136,6 +136,17 @@ impl RunDir {
         self.root.join(lane).join("vagrant")
     }
 
+    /// metalab's wrapper around the lab's Vagrantfile for one lane (see [`crate::vagrant`]),
+    /// beside the lane's Vagrant state directory.
+    pub fn vagrant_wrapper(&self, lane: &str) -> PathBuf {
+        self.root.join(lane).join("Vagrantfile")
+    }
+
+    /// Copies of a remote host's SSH identities for the run's VMs.
+    pub fn vm_keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
     /// What `metalab exec` needs to reach a lane's VMs: see [`crate::lab::LabState`].
     pub fn lab_state(&self, lane: &str) -> PathBuf {
         if lane.is_empty() {

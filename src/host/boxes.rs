@@ -28,7 +28,7 @@ pub async fn install(
     sink: &mut dyn OutputSink,
 ) -> anyhow::Result<Installed> {
     let dir = registered_dir(host, built);
-    let kernel = format!("{dir}/vmlinuz");
+    let kernel = kernel_in(&dir);
     if registered(host, built, &format!("{dir}/metadata.json")).await? {
         return Ok(Installed {
             kernel,
@@ -184,6 +184,11 @@ async fn register(
         );
     }
     Ok(())
+}
+
+/// Where a registered box with direct kernel boot keeps its kernel (metalab's boxes do).
+pub fn kernel_in(box_dir: &str) -> String {
+    format!("{box_dir}/vmlinuz")
 }
 
 /// A box the Vagrantfile names, as found registered on a host.

@@ -56,6 +56,15 @@ impl Host {
             .to_string()
     }
 
+    /// A lane's wrapper Vagrantfile on the host.
+    pub fn vagrant_wrapper(&self, run: &RunId, lane: &str) -> String {
+        self.state()
+            .run(run)
+            .vagrant_wrapper(lane)
+            .display()
+            .to_string()
+    }
+
     pub fn is_local(&self) -> bool {
         self.lab_dir.is_none()
     }

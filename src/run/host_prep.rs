@@ -235,7 +235,7 @@ async fn find_named_box(
         if first.is_none() {
             first = Some(InstalledBox {
                 kernel: found
-                    .map(|r| format!("{}/vmlinuz", r.dir))
+                    .map(|r| host::boxes::kernel_in(&r.dir))
                     .unwrap_or_default(),
                 info,
                 built_version: None,

@@ -397,15 +397,14 @@ impl Lane<'_> {
         } else {
             self.name.as_str()
         };
-        let dotfile_dir = host.vagrant_dotfile(&self.ctx.run_id, lane);
         Project {
             dir,
             vagrantfile: config
                 .vagrantfile
                 .file_name()
                 .map_or("Vagrantfile".into(), |n| n.to_string_lossy().into_owned()),
-            wrapper: format!("{dotfile_dir}/../Vagrantfile"),
-            dotfile_dir,
+            wrapper: host.vagrant_wrapper(&self.ctx.run_id, lane),
+            dotfile_dir: host.vagrant_dotfile(&self.ctx.run_id, lane),
             vagrant_home: host.vagrant_home(),
             vars: vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }
@@ -471,7 +470,7 @@ impl Lane<'_> {
         let target = match host.is_local() {
             true => target,
             false => {
-                let dir = run_dir.root().join("keys");
+                let dir = run_dir.vm_keys();
                 guest::local_identities(host.transport.as_ref(), target, &dir, &self.vm_key(&name))
                     .await?
             }
