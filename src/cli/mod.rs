@@ -12,6 +12,7 @@ mod hosts;
 mod lab;
 mod lab_hosts;
 mod merge;
+mod plan;
 mod reap;
 mod report_cmd;
 mod run;
@@ -153,6 +154,50 @@ pub fn parse_run(run: Option<&str>) -> Result<Option<crate::ids::RunId>, Failure
         })
     })
     .transpose()
+}
+
+/// Bad input when a file cannot be written where asked (`--junit /nonexistent/x.xml`), found out
+/// before anything starts: the nearest existing directory on the way must be writable.
+pub fn check_writable(paths: &[PathBuf]) -> Result<(), Failure> {
+    for p in paths {
+        let dir = p
+            .ancestors()
+            .skip(1)
+            .find(|a| a.as_os_str().is_empty() || a.exists())
+            .map(|a| {
+                if a.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    a
+                }
+            });
+        let ok = dir.is_some_and(|d| {
+            d.is_dir() && nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok()
+        });
+        if !ok || p.is_dir() {
+            return Err(Failure::new(
+                Status::BadInput,
+                format!(
+                    "cannot write {}: {}",
+                    p.display(),
+                    match dir {
+                        _ if p.is_dir() => "it is a directory".to_string(),
+                        Some(d) if !d.is_dir() => format!("{} is not a directory", d.display()),
+                        Some(d) => format!("{} is not writable", d.display()),
+                        None => "no directory to write it in".to_string(),
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a command's output to stdout. A reader that went away (`| head`) is not an error.
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
 /// "run-id (node1, node2)".

@@ -5,25 +5,45 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Failure, lab, shard};
+use super::{Failure, lab, plan, shard};
 use crate::exit::Status;
 use crate::gate::{BaselineSpec, Options};
 use crate::ids::RunId;
+use crate::lab::LabState;
 use crate::model::event::Events;
 use crate::model::record::{RunRecord, ShardRecord};
 use crate::report;
 use crate::report::ending::{Ending, HistoryEnd};
 use crate::report::github::{self, GitHubActions};
 use crate::report::terminal::Terminal;
-use crate::run::{self, Keep, Plan};
+use crate::run::{self, Keep, OnKept, Plan};
 use crate::shard::ShardSpec;
 use crate::signal::Shutdown;
 use crate::suite::{self, Suite};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Suites to run (default: all). `metalab list` shows them.
+    /// What to run: suites, or single tests and benchmarks as SUITE/NAME (default: every
+    /// suite). `metalab list` shows them.
+    #[arg(value_name = "SUITE[/TEST]")]
     suites: Vec<String>,
+    /// Run on the VMs of a kept lab (`metalab up`, or a run kept with --keep-on-failure)
+    /// instead of new ones: they are put back to their pristine snapshot, the suites directory
+    /// is copied in afresh, and the VMs stay for the next round.
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["shard", "keep_on_failure"])]
+    on: Option<String>,
+    /// With --on: run on the VMs as they are, without putting them back to the snapshot.
+    #[arg(long, requires = "on")]
+    no_revert: bool,
+    /// Stop at the first failed test or benchmark; what comes after is reported as not run.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Print what would run (suites, tests, VMs, lanes, hosts) and start nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: print the plan as JSON.
+    #[arg(long, requires = "dry_run")]
+    json: bool,
     /// Also write the JUnit XML here (it is always in artifacts/<run-id>/junit.xml).
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
@@ -62,7 +82,8 @@ pub struct UpArgs {
 pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure> {
     let lab = lab::load(config).await?;
     let mut selected = select(&lab.suites, &args.suites)?;
-    let junit = args.junit.into_iter().collect();
+    let junit: Vec<PathBuf> = args.junit.into_iter().collect();
+    super::check_writable(&junit)?;
     let shard = match args.shard {
         Some(spec) => {
             let share = shard::plan(&lab, spec, args.shard_durations.as_deref(), &selected)?;
@@ -71,12 +92,42 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure
         }
         None => None,
     };
+    let on = match &args.on {
+        Some(id) => Some(kept_lab(&lab, id, &selected)?),
+        None => None,
+    };
+    let vms = needed_vms(&lab.machines, &selected);
+    let keep = args.keep_on_failure.map_or(Keep::Never, Keep::OnFailure);
+    if args.dry_run {
+        let plan = plan::DryRun::new(&lab, &selected, &vms, keep, shard.as_ref(), on.as_ref());
+        super::print(&plan.render(args.json));
+        return Ok(Status::Passed);
+    }
     if let Some(share) = shard.as_ref().filter(|s| s.suites.is_empty()) {
         return Ok(shard::empty(&lab, share.clone(), junit).await);
     }
-    let vms = needed_vms(&lab.machines, &selected);
-    let keep = args.keep_on_failure.map_or(Keep::Never, Keep::OnFailure);
-    execute(lab, selected, vms, keep, junit, args.baseline, shard).await
+    let reporting = Reporting {
+        junit,
+        baseline: args.baseline,
+        shard,
+    };
+    let engine = match on {
+        Some(kept) => Engine::OnKept(
+            Box::new(kept),
+            Round {
+                suites: selected.clone(),
+                revert: !args.no_revert,
+                fail_fast: args.fail_fast,
+            },
+        ),
+        None => Engine::New(Run {
+            suites: selected.clone(),
+            vms,
+            keep,
+            fail_fast: args.fail_fast,
+        }),
+    };
+    reporting.around(&lab, &selected, engine).await
 }
 
 pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> {
@@ -88,16 +139,18 @@ pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> 
         needed_vms(&lab.machines, &selected)
     };
     // The suites' files are copied into the VMs, but none of them runs.
-    execute(
-        lab,
-        Vec::new(),
+    let run = Engine::New(Run {
+        suites: Vec::new(),
         vms,
-        Keep::Always(args.keep),
-        Vec::new(),
-        None,
-        None,
-    )
-    .await
+        keep: Keep::Always(args.keep),
+        fail_fast: false,
+    });
+    let reporting = Reporting {
+        junit: Vec::new(),
+        baseline: None,
+        shard: None,
+    };
+    reporting.around(&lab, &[], run).await
 }
 
 fn select(all: &[Suite], names: &[String]) -> Result<Vec<Suite>, Failure> {
@@ -113,76 +166,181 @@ fn needed_vms(machines: &[String], suites: &[Suite]) -> Vec<String> {
         .collect()
 }
 
-async fn execute(
-    lab: lab::Lab,
-    suites: Vec<Suite>,
-    vms: Vec<String>,
-    keep: Keep,
+/// The kept lab of run `id` (its lane, when it has several) that has every VM the suites need.
+fn kept_lab(lab: &lab::Lab, id: &str, suites: &[Suite]) -> Result<LabState, Failure> {
+    let run = super::parse_run(Some(id))?.expect("given");
+    let kept = LabState::of_run(&lab.state, &run);
+    if kept.is_empty() {
+        let running: Vec<String> = LabState::all(&lab.state)
+            .iter()
+            .map(super::describe_lab)
+            .collect();
+        return Err(Failure::new(
+            Status::BadInput,
+            format!(
+                "no kept lab of run {run} on this host ({})",
+                if running.is_empty() {
+                    "none is kept; `metalab up` keeps one".to_string()
+                } else {
+                    format!("kept: {}", running.join("; "))
+                }
+            ),
+        ));
+    }
+    let wanted = needed_vms(&lab.machines, suites);
+    kept.iter()
+        .find(|l| wanted.iter().all(|vm| l.vm(vm).is_some()))
+        .cloned()
+        .ok_or_else(|| {
+            Failure::new(
+                Status::BadInput,
+                format!(
+                    "the kept lab {} lacks a VM the suites need ({})",
+                    kept.iter()
+                        .map(super::describe_lab)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    wanted.join(", ")
+                ),
+            )
+        })
+}
+
+/// What a run reports besides its own results: extra JUnit copies, the gate, its shard.
+struct Reporting {
     junit: Vec<PathBuf>,
     baseline: Option<BaselineSpec>,
     shard: Option<ShardRecord>,
-) -> Result<Status, Failure> {
-    let shutdown = Shutdown::install().map_err(|e| {
-        Failure::new(
-            Status::InfraError,
-            format!("cannot install signal handlers: {e}"),
-        )
-    })?;
-    let run_id = RunId::generate();
-    let provider =
-        crate::provider::from_config(&lab.config, &lab.state).map_err(Failure::from_error)?;
-    let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
-    let mut record = RunRecord::new(run_id.clone(), provider.describe(), chrono::Utc::now());
-    if let Some(share) = shard {
-        record.notices.push(format!(
-            "shard {} of the suites {}, balanced by {}",
-            share.label(),
-            share.selected.join(", "),
-            share.balanced_by
-        ));
-        record.shard = Some(share);
+}
+
+/// How a run goes once its reporting is set up: on new VMs (destroyed at its end, or kept when
+/// asked), or as a round on a kept lab's VMs.
+enum Engine {
+    New(Run),
+    OnKept(Box<LabState>, Round),
+}
+
+struct Run {
+    suites: Vec<Suite>,
+    vms: Vec<String>,
+    keep: Keep,
+    fail_fast: bool,
+}
+
+struct Round {
+    suites: Vec<Suite>,
+    revert: bool,
+    fail_fast: bool,
+}
+
+impl Engine {
+    fn host(&self, lab: &lab::Lab) -> Result<String, Failure> {
+        match self {
+            Engine::New(_) => Ok(provider(lab)?.describe()),
+            Engine::OnKept(kept, _) => Ok(format!("{}, kept lab {}", kept.host, kept.run_id)),
+        }
     }
-    let terminal = Terminal::new();
-    let ending = Ending {
-        run_dir,
-        junit_copies: junit,
-        // A lab brought up for debugging (no suites) has nothing for the history.
-        history: (!suites.is_empty()).then(|| HistoryEnd {
-            db: crate::history::path(lab.config.history_path.as_ref(), &lab.state),
-            judge: baseline.is_some(),
-            options: Options {
-                baseline: baseline.unwrap_or_default(),
-                min_effect: lab.config.bench.min_effect,
-                allow_different_conditions: false,
-            },
-        }),
-        github: github::active().then(|| GitHubActions::from_env(&suites)),
-        color: terminal.is_live(),
-    };
-    let (events, rx) = Events::channel();
-    let reporting = tokio::spawn(report::drive(rx, record, terminal, ending));
-    let plan = Plan {
-        run_id,
-        suites,
-        vms,
-        keep,
-        lanes: provider.lanes(),
-        description: lab.description.clone(),
-        fail_fast: false,
-    };
-    let status = run::run(
-        &lab.config,
-        lab.state,
-        plan,
-        events,
-        shutdown,
-        provider.as_ref(),
-    )
-    .await;
-    let regressed = reporting.await.is_ok_and(|ended| ended.regressed);
-    Ok(if regressed {
-        status.worst(Status::Regressed)
-    } else {
-        status
-    })
+
+    async fn go(
+        self,
+        lab: &lab::Lab,
+        run_id: RunId,
+        events: Events,
+        shutdown: Shutdown,
+    ) -> Result<Status, Failure> {
+        let state = lab.state.clone();
+        Ok(match self {
+            Engine::New(r) => {
+                let provider = provider(lab)?;
+                let plan = Plan {
+                    run_id,
+                    suites: r.suites,
+                    vms: r.vms,
+                    keep: r.keep,
+                    lanes: provider.lanes(),
+                    description: lab.description.clone(),
+                    fail_fast: r.fail_fast,
+                };
+                run::run(
+                    &lab.config,
+                    state,
+                    plan,
+                    events,
+                    shutdown,
+                    provider.as_ref(),
+                )
+                .await
+            }
+            Engine::OnKept(kept, r) => {
+                let round = OnKept {
+                    run_id,
+                    lab: *kept,
+                    suites: r.suites,
+                    revert: r.revert,
+                    fail_fast: r.fail_fast,
+                };
+                run::on_kept(&lab.config, &state, round, events, shutdown).await
+            }
+        })
+    }
+}
+
+fn provider(lab: &lab::Lab) -> Result<Box<dyn crate::provider::Provider>, Failure> {
+    crate::provider::from_config(&lab.config, &lab.state).map_err(Failure::from_error)
+}
+
+impl Reporting {
+    /// Sets up the run's reporting, runs `engine`, and waits for the reporting to end: the
+    /// run's status, turned into [`Status::Regressed`] when the gate found a regression.
+    async fn around(
+        self,
+        lab: &lab::Lab,
+        suites: &[Suite],
+        engine: Engine,
+    ) -> Result<Status, Failure> {
+        let shutdown = Shutdown::install().map_err(|e| {
+            Failure::new(
+                Status::InfraError,
+                format!("cannot install signal handlers: {e}"),
+            )
+        })?;
+        let run_id = RunId::generate();
+        let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
+        let mut record = RunRecord::new(run_id.clone(), engine.host(lab)?, chrono::Utc::now());
+        if let Some(share) = self.shard {
+            record.notices.push(format!(
+                "shard {} of the suites {}, balanced by {}",
+                share.label(),
+                share.selected.join(", "),
+                share.balanced_by
+            ));
+            record.shard = Some(share);
+        }
+        let terminal = Terminal::new();
+        let ending = Ending {
+            run_dir,
+            junit_copies: self.junit,
+            // A lab brought up for debugging (no suites) has nothing for the history.
+            history: (!suites.is_empty()).then(|| HistoryEnd {
+                db: crate::history::path(lab.config.history_path.as_ref(), &lab.state),
+                judge: self.baseline.is_some(),
+                options: Options {
+                    baseline: self.baseline.unwrap_or_default(),
+                    min_effect: lab.config.bench.min_effect,
+                    allow_different_conditions: false,
+                },
+            }),
+            github: github::active().then(|| GitHubActions::from_env(suites)),
+            color: terminal.is_live(),
+        };
+        let (events, rx) = Events::channel();
+        let reporting = tokio::spawn(report::drive(rx, record, terminal, ending));
+        let status = engine.go(lab, run_id, events, shutdown).await?;
+        let regressed = reporting.await.is_ok_and(|ended| ended.regressed);
+        Ok(if regressed {
+            status.worst(Status::Regressed)
+        } else {
+            status
+        })
+    }
 }

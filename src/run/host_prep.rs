@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::log::LogSink;
-use super::{RunCtx, Stop, conditions};
+use super::{RunCtx, Stop, conditions, lanes};
 use crate::boxes::Recipe;
 use crate::host::{self, Host};
 use crate::model::event::{EventKind, Phase};
@@ -252,9 +252,7 @@ fn is_exact_version(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
-/// How many VMs the host can run at once: one per core under TCG (each keeps a core busy), two
-/// under KVM, as many as fit in the available memory (a VM holds about 1.5 times its configured
-/// memory), capped by `[capacity] vms`.
+/// How many VMs the host can run at once (see [`lanes::vm_slots`]).
 async fn vm_slots(ctx: &RunCtx<'_>, host: &Host, cores: u32, accel: &str) -> usize {
     let mut out = crate::transport::Collect::default();
     let cmd = Command::new(
@@ -263,12 +261,12 @@ async fn vm_slots(ctx: &RunCtx<'_>, host: &Host, cores: u32, accel: &str) -> usi
     );
     let _ = host.transport.exec(&cmd, &mut out).await;
     let available_mib = out.stdout_text().trim().parse::<u64>().unwrap_or(0) / 1024;
-    let per_vm = u64::from(ctx.config.vm.memory) * 3 / 2;
-    let by_memory = (available_mib / per_vm.max(1)) as usize;
-    let by_cores = cores as usize * if accel == "kvm" { 2 } else { 1 };
-    let slots = by_memory.min(by_cores).max(1);
-    ctx.config
-        .capacity
-        .vms
-        .map_or(slots, |cap| slots.min(cap.max(1)))
+    let config = ctx.config;
+    lanes::vm_slots(
+        cores,
+        available_mib,
+        config.vm.memory,
+        accel == "kvm",
+        config.capacity.vms,
+    )
 }

@@ -8,60 +8,94 @@ use super::{Plan, RunCtx};
 use crate::host::subnet;
 use crate::suite::Suite;
 
-/// Spreads the plan's suites over as many lanes as the hosts have room for, each lane a VM set
-/// of its own running its share one suite after the other, heaviest suites first onto the
-/// least loaded lane. A plan without suites (`metalab up`) gets one lane with all its VMs.
-pub(super) fn plan<'a>(plan: &Plan, ctx: &'a RunCtx<'a>, ready: &'a [HostReady]) -> Vec<Lane<'a>> {
-    if plan.suites.is_empty() {
-        return vec![Lane::new(
-            ctx,
-            &ready[0],
-            String::new(),
-            Vec::new(),
-            plan.vms.clone(),
-        )];
+/// A planned lane: the host it goes to (an index into the hosts), its name, suites and VMs.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub host: usize,
+    /// "" for a run with one lane; `l1`, `l2`, ... otherwise. Part of every libvirt name.
+    pub name: String,
+    pub suites: Vec<Suite>,
+    pub vms: Vec<String>,
+}
+
+/// Spreads `suites` over as many lanes as the hosts have `room` for (VMs each), each lane a VM
+/// set of its own running its share one suite after the other, heaviest suites first onto the
+/// least loaded lane. `pinned`: the lab pins subnets, so two of its lanes cannot be up on one
+/// host at once. No suites (`metalab up`): one lane with all of `vms`.
+pub fn shapes(suites: &[Suite], vms: &[String], room: &[usize], pinned: bool) -> Vec<Shape> {
+    let one = |suites: Vec<Suite>, vms: Vec<String>| Shape {
+        host: 0,
+        name: String::new(),
+        suites,
+        vms,
+    };
+    if suites.is_empty() {
+        return vec![one(Vec::new(), vms.to_vec())];
     }
-    // Two lanes of a lab that pins subnets could not be up at once on one host: one lane a host.
-    let pinned = !plan
-        .description
-        .pinned_subnets(&plan.vms, Some(&subnet::probe_network()))
-        .is_empty();
-    let most = plan
-        .suites
+    let most = suites
         .len()
-        .min(ready.iter().map(|h| h.vm_slots).sum::<usize>())
-        .min(if pinned { ready.len() } else { usize::MAX })
+        .min(room.iter().sum::<usize>())
+        .min(if pinned { room.len() } else { usize::MAX })
         .max(1);
     for count in (1..=most).rev() {
-        let groups = split(&plan.suites, count);
-        let vms: Vec<Vec<String>> = groups.iter().map(|g| needed_vms(&plan.vms, g)).collect();
-        let room: Vec<usize> = ready.iter().map(|h| h.vm_slots).collect();
-        let Some(hosts) = place(&vms, &room, pinned) else {
+        let groups = split(suites, count);
+        let lane_vms: Vec<Vec<String>> = groups.iter().map(|g| needed_vms(vms, g)).collect();
+        let Some(hosts) = place(&lane_vms, room, pinned) else {
             continue;
         };
         return groups
             .into_iter()
-            .zip(vms)
+            .zip(lane_vms)
             .zip(hosts)
             .enumerate()
-            .map(|(i, ((suites, vms), h))| {
-                let name = if count == 1 {
+            .map(|(i, ((suites, vms), host))| Shape {
+                host,
+                name: if count == 1 {
                     String::new()
                 } else {
                     format!("l{}", i + 1)
-                };
-                Lane::new(ctx, &ready[h], name, suites, vms)
+                },
+                suites,
+                vms,
             })
             .collect();
     }
     // Not even one lane fits the hosts' room: run one anyway, on the first host.
-    vec![Lane::new(
-        ctx,
-        &ready[0],
-        String::new(),
-        plan.suites.clone(),
-        needed_vms(&plan.vms, &plan.suites),
-    )]
+    vec![one(suites.to_vec(), needed_vms(vms, suites))]
+}
+
+/// The lanes of a run on its prepared hosts.
+pub(super) fn plan<'a>(plan: &Plan, ctx: &'a RunCtx<'a>, ready: &'a [HostReady]) -> Vec<Lane<'a>> {
+    let room: Vec<usize> = ready.iter().map(|h| h.vm_slots).collect();
+    shapes(&plan.suites, &plan.vms, &room, pins_subnets(plan))
+        .into_iter()
+        .map(|s| Lane::new(ctx, &ready[s.host], s.name, s.suites, s.vms))
+        .collect()
+}
+
+/// Whether the lab pins subnets (networks whose addresses the Vagrantfile fixes).
+pub fn pins_subnets(plan: &Plan) -> bool {
+    !plan
+        .description
+        .pinned_subnets(&plan.vms, Some(&subnet::probe_network()))
+        .is_empty()
+}
+
+/// How many VMs a host can run at once: one per core under TCG (each keeps a core busy), two
+/// under KVM, as many as fit in the available memory (a VM holds about 1.5 times its configured
+/// memory), capped by `[capacity] vms`.
+pub fn vm_slots(
+    cores: u32,
+    available_mib: u64,
+    vm_memory_mib: u32,
+    kvm: bool,
+    cap: Option<usize>,
+) -> usize {
+    let per_vm = u64::from(vm_memory_mib) * 3 / 2;
+    let by_memory = (available_mib / per_vm.max(1)) as usize;
+    let by_cores = cores as usize * if kvm { 2 } else { 1 };
+    let slots = by_memory.min(by_cores).max(1);
+    cap.map_or(slots, |cap| slots.min(cap.max(1)))
 }
 
 /// `count` groups of suites, balanced by weight; each group sorted by name.

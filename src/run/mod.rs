@@ -10,7 +10,7 @@ mod conditions;
 mod host_prep;
 mod kept;
 mod lane;
-mod lanes;
+pub mod lanes;
 mod lease;
 pub mod log;
 mod pristine;
