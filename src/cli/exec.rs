@@ -27,7 +27,7 @@ pub struct ExecArgs {
     /// The VM, as named in the Vagrantfile.
     vm: String,
     /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true)]
+    #[arg(last = true)]
     command: Vec<String>,
 }
 
@@ -46,6 +46,15 @@ impl OutputSink for Passthrough {
 }
 
 pub async fn exec(args: ExecArgs) -> Result<Status, Failure> {
+    if args.command.is_empty() {
+        return Err(Failure::new(
+            Status::BadInput,
+            format!(
+                "no command: `metalab exec {vm} -- CMD...`, or `metalab login {vm}` for a shell",
+                vm = args.vm
+            ),
+        ));
+    }
     let state = StateDir::from_env();
     let lab = find_lab(&state, args.run.as_deref(), &args.vm)?;
     let request = mux::Request {

@@ -11,12 +11,14 @@ mod history;
 mod hosts;
 mod lab;
 mod lab_hosts;
+mod login;
 mod merge;
 mod plan;
 mod reap;
 mod report_cmd;
 mod run;
 mod shard;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,20 +58,40 @@ enum Commands {
     /// destroys them faster, by name.
     ///
     /// Examples:
-    ///   metalab run                      every suite
-    ///   metalab run policy throughput    two suites
-    ///   metalab run --junit out.xml      also write the JUnit file to out.xml
+    ///   metalab run                            every suite
+    ///   metalab run policy throughput          two suites
+    ///   metalab run policy/denied-port-dropped one test of a suite (with its setup)
+    ///   metalab run --dry-run                  what would run, on which VMs; starts nothing
+    ///   metalab run --on 20261122-200501-3fa2  the suites on the VMs `metalab up` kept
+    ///   metalab run --junit out.xml            also write the JUnit file to out.xml
+    #[command(verbatim_doc_comment)]
     Run(run::RunArgs),
-    /// Bring up the VMs the suites need and keep them, for `metalab exec` (debugging).
+    /// Bring up the VMs the suites need and keep them: the developer's loop.
     ///
-    /// Prints how to get in and how to remove them; `metalab destroy` removes them.
+    /// The VMs come up (and are provisioned) once; then, as often as needed:
+    ///   metalab run --on RUN_ID [SUITE...]     the suites on them, from their pristine snapshot
+    ///   metalab login [--run RUN_ID] VM        a shell in one
+    ///   metalab exec [--run RUN_ID] VM -- CMD  a command in one
+    /// and at the end `metalab destroy --run RUN_ID` (or `metalab reap` once --keep has passed).
+    #[command(verbatim_doc_comment)]
     Up(run::UpArgs),
     /// Run a command in a VM of a running lab, over a native SSH connection.
     ///
     /// Examples:
     ///   metalab exec node1 -- ip -br addr
     ///   metalab exec --run 20261122-200501-3fa2 --sudo node2 -- nft list ruleset
+    #[command(verbatim_doc_comment)]
     Exec(exec::ExecArgs),
+    /// An interactive shell in a VM of a kept lab (OpenSSH's ssh, with the run's keys).
+    ///
+    /// Examples:
+    ///   metalab login node1
+    ///   metalab login --run 20261122-200501-3fa2 --sudo node2
+    #[command(verbatim_doc_comment)]
+    Login(login::LoginArgs),
+    /// The labs kept on this machine (run id, VMs, their state, until when) and the inventory
+    /// hosts, free or held by a run.
+    Status(status::StatusArgs),
     /// Forward a local port to a port inside a VM of a running lab, like `ssh -L`.
     ///
     /// Example: metalab forward node1 8080:80   then open http://127.0.0.1:8080
@@ -237,6 +259,8 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Run(args) => run::run(config, args).await,
         Commands::Up(args) => run::up(config, args).await,
         Commands::Exec(args) => exec::exec(args).await,
+        Commands::Login(args) => login::login(args),
+        Commands::Status(args) => status::status(config, args).await,
         Commands::Forward(args) => forward::forward(args).await,
         Commands::Destroy(args) => destroy::destroy(args).await,
         Commands::Doctor => doctor::doctor(config).await,

@@ -268,13 +268,22 @@ fn run_started(
     host: &str,
     artifacts: &std::path::Path,
 ) -> String {
-    format!(
-        "{} {run_id}: suites {} on {} ({host}); artifacts in {}",
-        style("metalab run").bold(),
-        suites.join(", "),
-        vms.join(", "),
-        artifacts.display()
-    )
+    // A run without suites is `metalab up`, which only brings VMs up.
+    match suites.is_empty() {
+        true => format!(
+            "{} {run_id}: VMs {} ({host}); artifacts in {}",
+            style("metalab up").bold(),
+            vms.join(", "),
+            artifacts.display()
+        ),
+        false => format!(
+            "{} {run_id}: suites {} on {} ({host}); artifacts in {}",
+            style("metalab run").bold(),
+            suites.join(", "),
+            vms.join(", "),
+            artifacts.display()
+        ),
+    }
 }
 
 fn phase_finished(label: &str, duration: Duration, error: Option<&str>) -> String {

@@ -132,7 +132,11 @@ impl Lane<'_> {
             .format("%Y-%m-%d %H:%M %Z");
         self.ctx.events.emit(EventKind::Notice {
             message: format!(
-                "VMs kept until {local}; then `metalab reap` removes them.\n    get in:     metalab exec --run {id} {first} -- <command>\n    remove now: metalab destroy --run {id}"
+                "VMs kept until {local}; then `metalab reap` removes them.\n    \
+                 run suites: metalab run --on {id} [SUITE...]\n    \
+                 a shell:    metalab login --run {id} {first}\n    \
+                 a command:  metalab exec --run {id} {first} -- <command>\n    \
+                 remove now: metalab destroy --run {id}"
             ),
         });
         Ok(())
