@@ -632,7 +632,12 @@ fn finish_run(record: &RunRecord, artifacts: &Path, db: &Path) -> bool {
         .expect("runtime");
     runtime.block_on(async {
         let (events, rx) = Events::channel();
-        let driving = tokio::spawn(report::drive(rx, record.clone(), Terminal::new(), ending));
+        let driving = tokio::spawn(report::drive(
+            rx,
+            record.clone(),
+            Terminal::new(false),
+            ending,
+        ));
         events.emit(EventKind::RunFinished {
             status: Status::Passed,
             duration: Duration::from_secs(150),

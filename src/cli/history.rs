@@ -23,6 +23,9 @@ pub struct HistoryArgs {
     /// Show at most this many runs (newest first).
     #[arg(long, value_name = "N", default_value_t = 20)]
     limit: usize,
+    /// Print the runs (or, with `show`, the run's whole record) as JSON.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(flatten)]
     db: DbArg,
 }
@@ -107,15 +110,51 @@ pub(super) fn open(db: &Path) -> Result<History, Failure> {
 pub async fn history(config: Option<&Path>, args: HistoryArgs) -> Result<Status, Failure> {
     let settings = settings(config, &args.db)?;
     match args.command {
-        None => list(&settings.db, args.limit),
-        Some(HistoryCommand::Show { run }) => show(&settings.db, &run),
+        None => list(&settings.db, args.limit, args.json),
+        Some(HistoryCommand::Show { run }) => show(&settings.db, &run, args.json),
         Some(HistoryCommand::Export { csv: _, out }) => export(&settings.db, out.as_deref()),
         Some(HistoryCommand::Import { files }) => import(&settings.db, &files),
     }
 }
 
-fn list(db: &Path, limit: usize) -> Result<Status, Failure> {
+/// A run of the history as `history --json` prints it.
+#[derive(serde::Serialize)]
+struct ListedRun<'a> {
+    run_id: &'a str,
+    started: chrono::DateTime<chrono::Utc>,
+    duration_secs: f64,
+    /// As in results.json: `passed`, `tests_failed`, ...
+    status: Status,
+    exit_code: u8,
+    commit: Option<&'a str>,
+    host: &'a str,
+    /// Runs with equal keys have comparable numbers.
+    conditions_key: Option<&'a str>,
+    tests_passed: u32,
+    tests_total: u32,
+}
+
+fn list(db: &Path, limit: usize, json: bool) -> Result<Status, Failure> {
     let runs = open(db)?.runs(Some(limit)).map_err(failure)?;
+    if json {
+        let listed: Vec<ListedRun> = runs
+            .iter()
+            .map(|r| ListedRun {
+                run_id: r.run_id.as_str(),
+                started: r.started,
+                duration_secs: r.duration.as_secs_f64(),
+                status: r.status,
+                exit_code: r.status.code(),
+                commit: r.commit.as_deref(),
+                host: &r.host,
+                conditions_key: r.conditions_key.as_deref(),
+                tests_passed: r.tests_passed,
+                tests_total: r.tests_total,
+            })
+            .collect();
+        super::print(&(serde_json::to_string_pretty(&listed).expect("serializes") + "\n"));
+        return Ok(Status::Passed);
+    }
     if runs.is_empty() {
         println!("no runs in the history {}", db.display());
         return Ok(Status::Passed);
@@ -155,11 +194,14 @@ fn outcome(s: Status) -> String {
         .unwrap_or_default()
 }
 
-fn show(db: &Path, query: &str) -> Result<Status, Failure> {
+fn show(db: &Path, query: &str, json: bool) -> Result<Status, Failure> {
     let h = open(db)?;
     let id = h.resolve(query).map_err(failure)?;
     let r = h.record(&id).map_err(failure)?;
-    print!("{}", describe(&r));
+    super::print(&match json {
+        true => serde_json::to_string_pretty(&r).expect("serializes") + "\n",
+        false => describe(&r),
+    });
     Ok(Status::Passed)
 }
 

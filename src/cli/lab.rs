@@ -111,9 +111,71 @@ async fn describe(config: &Config, state: &StateDir) -> Result<LabDescription, F
     Ok(described)
 }
 
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Print the suites as JSON: each with its VMs, tests and benchmarks (and their metrics).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A suite as `list --json` prints it.
+#[derive(serde::Serialize)]
+struct ListedSuite<'a> {
+    name: &'a str,
+    description: Option<&'a str>,
+    vms: &'a [String],
+    tests: Vec<ListedEntry<'a>>,
+    benchmarks: Vec<ListedEntry<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ListedEntry<'a> {
+    name: &'a str,
+    vm: &'a str,
+    /// Its line in the suite's file.
+    line: usize,
+    /// A benchmark's metrics: name, unit, direction.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    metrics: Vec<&'a crate::model::record::MetricSpec>,
+}
+
 /// `metalab list`.
-pub async fn list(config: Option<&Path>) -> Result<Status, Failure> {
+pub async fn list(config: Option<&Path>, args: ListArgs) -> Result<Status, Failure> {
     let lab = load(config).await?;
+    if args.json {
+        let suites: Vec<ListedSuite> = lab
+            .suites
+            .iter()
+            .map(|s| ListedSuite {
+                name: &s.name,
+                description: s.description.as_deref(),
+                vms: &s.vms,
+                tests: s
+                    .tests
+                    .iter()
+                    .map(|t| ListedEntry {
+                        name: &t.name,
+                        vm: &t.step.vm,
+                        line: t.line,
+                        metrics: Vec::new(),
+                    })
+                    .collect(),
+                benchmarks: s
+                    .benchmarks
+                    .iter()
+                    .map(|b| ListedEntry {
+                        name: &b.name,
+                        vm: &b.step.vm,
+                        line: b.line,
+                        metrics: b.metrics.iter().map(|m| &m.spec).collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let json = serde_json::json!({ "machines": lab.machines, "suites": suites });
+        super::print(&(serde_json::to_string_pretty(&json).expect("serializes") + "\n"));
+        return Ok(Status::Passed);
+    }
     println!(
         "Vagrantfile {} defines: {}",
         lab.config.vagrantfile.display(),

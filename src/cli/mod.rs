@@ -42,6 +42,12 @@ pub struct Cli {
     /// Path of metalab.toml (default: found in the current directory or a parent).
     #[arg(long, global = true, env = "METALAB_CONFIG")]
     config: Option<PathBuf>,
+    /// Say more of what metalab does underneath: -v for its steps, -vv for every command.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Say only what went wrong while a run goes, then the summary.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 
     #[command(subcommand)]
     command: Commands,
@@ -119,7 +125,7 @@ enum Commands {
     /// Needs [provider.metal] in metalab.toml and the API token in the environment.
     Hosts,
     /// List the suites, their VMs, tests and benchmarks.
-    List,
+    List(lab::ListArgs),
     /// The benchmark history: every run's results, in SQLite (list, show, export, import).
     ///
     /// Without a subcommand, lists the newest runs. Every `metalab run` adds itself at its end.
@@ -231,7 +237,7 @@ pub fn describe_lab(l: &crate::lab::LabState) -> String {
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -256,8 +262,8 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<Status, Failure> {
     let config = cli.config.as_deref();
     match cli.command {
-        Commands::Run(args) => run::run(config, args).await,
-        Commands::Up(args) => run::up(config, args).await,
+        Commands::Run(args) => run::run(config, args, cli.quiet).await,
+        Commands::Up(args) => run::up(config, args, cli.quiet).await,
         Commands::Exec(args) => exec::exec(args).await,
         Commands::Login(args) => login::login(args),
         Commands::Status(args) => status::status(config, args).await,
@@ -267,7 +273,7 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Box(cmd) => box_cmd::run(config, cmd).await,
         Commands::Reap(args) => reap::reap(config, args).await,
         Commands::Hosts => hosts::hosts(config).await,
-        Commands::List => lab::list(config).await,
+        Commands::List(args) => lab::list(config, args).await,
         Commands::History(args) => history::history(config, args).await,
         Commands::Bench(cmd) => bench::run(config, cmd).await,
         Commands::Report(args) => report_cmd::report(config, args).await,
@@ -275,10 +281,16 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
     }
 }
 
-/// `RUST_LOG=metalab=debug` shows what metalab does underneath; quiet by default.
-fn init_tracing() {
+/// `-v`, `-vv` (or `RUST_LOG=metalab=debug`) show what metalab does underneath; only warnings
+/// by default.
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "warn,metalab=info",
+        _ => "info,metalab=debug",
+    };
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -79,7 +79,7 @@ pub struct UpArgs {
     keep: Duration,
 }
 
-pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure> {
+pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> Result<Status, Failure> {
     let lab = lab::load(config).await?;
     let mut selected = select(&lab.suites, &args.suites)?;
     let junit: Vec<PathBuf> = args.junit.into_iter().collect();
@@ -104,12 +104,13 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure
         return Ok(Status::Passed);
     }
     if let Some(share) = shard.as_ref().filter(|s| s.suites.is_empty()) {
-        return Ok(shard::empty(&lab, share.clone(), junit).await);
+        return Ok(shard::empty(&lab, share.clone(), junit, quiet).await);
     }
     let reporting = Reporting {
         junit,
         baseline: args.baseline,
         shard,
+        quiet,
     };
     let engine = match on {
         Some(kept) => Engine::OnKept(
@@ -130,7 +131,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<Status, Failure
     reporting.around(&lab, &selected, engine).await
 }
 
-pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> {
+pub async fn up(config: Option<&Path>, args: UpArgs, quiet: bool) -> Result<Status, Failure> {
     let lab = lab::load(config).await?;
     let selected = select(&lab.suites, &args.suites)?;
     let vms = if args.suites.is_empty() {
@@ -149,6 +150,7 @@ pub async fn up(config: Option<&Path>, args: UpArgs) -> Result<Status, Failure> 
         junit: Vec::new(),
         baseline: None,
         shard: None,
+        quiet,
     };
     reporting.around(&lab, &[], run).await
 }
@@ -211,6 +213,8 @@ struct Reporting {
     junit: Vec<PathBuf>,
     baseline: Option<BaselineSpec>,
     shard: Option<ShardRecord>,
+    /// `-q`: the terminal says only what went wrong.
+    quiet: bool,
 }
 
 /// How a run goes once its reporting is set up: on new VMs (destroyed at its end, or kept when
@@ -316,7 +320,7 @@ impl Reporting {
             ));
             record.shard = Some(share);
         }
-        let terminal = Terminal::new();
+        let terminal = Terminal::new(self.quiet);
         let ending = Ending {
             run_dir,
             junit_copies: self.junit,

@@ -55,12 +55,17 @@ fn history_durations(lab: &lab::Lab) -> Durations {
 }
 
 /// A shard that got no suites starts nothing: it writes empty results and passes.
-pub(super) async fn empty(lab: &lab::Lab, share: ShardRecord, junit: Vec<PathBuf>) -> Status {
+pub(super) async fn empty(
+    lab: &lab::Lab,
+    share: ShardRecord,
+    junit: Vec<PathBuf>,
+    quiet: bool,
+) -> Status {
     let run_id = RunId::generate();
     let run_dir = lab.config.artifacts_dir.join(run_id.as_str());
     let mut record = RunRecord::new(run_id, "none".into(), chrono::Utc::now());
     record.shard = Some(share.clone());
-    let terminal = Terminal::new();
+    let terminal = Terminal::new(quiet);
     let ending = Ending {
         run_dir,
         junit_copies: junit,

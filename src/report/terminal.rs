@@ -16,6 +16,8 @@ use crate::model::record::{TestOutcome, TestRecord};
 
 pub struct Terminal {
     live: Option<Live>,
+    /// `-q`: only what went wrong, and the summary at the end.
+    quiet: bool,
 }
 
 /// The spinners on a terminal, keyed by what they track ("up node1", "test policy/deny").
@@ -41,12 +43,12 @@ enum Show {
 }
 
 impl Terminal {
-    pub fn new() -> Terminal {
-        let live = (!plain_output()).then(|| Live {
+    pub fn new(quiet: bool) -> Terminal {
+        let live = (!plain_output() && !quiet).then(|| Live {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: HashMap::new(),
         });
-        Terminal { live }
+        Terminal { live, quiet }
     }
 
     /// Whether the terminal is live (and colours are wanted).
@@ -55,6 +57,9 @@ impl Terminal {
     }
 
     pub fn on_event(&mut self, event: &Event) {
+        if self.quiet && !went_wrong(&event.kind) {
+            return;
+        }
         match show(&event.kind) {
             None => {}
             Some(Show::Line(text)) => self.line(event, text),
@@ -124,9 +129,27 @@ impl Terminal {
     }
 }
 
-impl Default for Terminal {
-    fn default() -> Self {
-        Terminal::new()
+/// What `-q` still shows: failures, notices and signals.
+fn went_wrong(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::PhaseFinished { error, .. } => error.is_some(),
+        EventKind::TestFinished(t) => !matches!(
+            t.outcome,
+            TestOutcome::Passed | TestOutcome::Flaky | TestOutcome::Skipped
+        ),
+        EventKind::BenchmarkFinished(b) => b.error.is_some(),
+        EventKind::SuiteFinished { error, .. } => error.is_some(),
+        EventKind::Cancelling { .. } | EventKind::Notice { .. } => true,
+        EventKind::RunStarted { .. }
+        | EventKind::PhaseStarted { .. }
+        | EventKind::PhaseProgress { .. }
+        | EventKind::BoxReady(_)
+        | EventKind::Conditions(_)
+        | EventKind::VmReady { .. }
+        | EventKind::SuiteStarted { .. }
+        | EventKind::TestStarted { .. }
+        | EventKind::BenchSample { .. }
+        | EventKind::RunFinished { .. } => false,
     }
 }
 
