@@ -6,7 +6,8 @@
 //! - [`report`]: reporters consuming those events;
 //! - [`provider`], [`vagrant`], [`libvirt`], [`boxes`], [`lab`], [`suite`]: what the engine drives;
 //! - [`transport`]: where commands run (local process, SSH);
-//! - [`config`], [`state`], [`ids`], [`exit`]: the ground everything stands on.
+//! - [`config`], [`state`], [`ids`], [`exit`], [`retry`]: the ground everything stands on
+//!   ([`retry`]: how metalab waits and tries again).
 
 // Errors that point into files carry the offending line with them; they are built once, on the
 // way out, so their size does not matter.
@@ -32,6 +33,7 @@ pub mod mux;
 pub mod provider;
 pub mod reap;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod shard;
 pub mod signal;

@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::ids::RunId;
 use crate::lab::LabState;
+use crate::retry::Poll;
 use crate::state::{RunDir, StateDir};
 use crate::transport::ssh::SshSession;
 use crate::transport::{Command, Exit, OutputSink, Stream, Transport};
@@ -230,11 +231,14 @@ async fn start(run_dir: &RunDir, run: &RunId) -> anyhow::Result<UnixStream> {
         .spawn()
         .context("cannot start the connection holder")?;
     let socket = run_dir.mux_socket();
-    for _ in 0..300 {
+    let mut polling = Poll::MUX_SOCKET.times(Poll::MUX_SOCKET_LOOKS);
+    loop {
         if let Ok(c) = UnixStream::connect(&socket).await {
             return Ok(c);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !polling.pause().await {
+            break;
+        }
     }
     anyhow::bail!(
         "the connection holder did not start; see {}",

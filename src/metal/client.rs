@@ -16,9 +16,9 @@ use super::api::{
     SshKey, SshKeyCreateInput, SshKeyList,
 };
 use super::error::MetalError;
-use super::lifecycle::PollPolicy;
-use super::retry::{self, RetryPolicy};
+use super::retry;
 use super::token::ApiToken;
+use crate::retry::{Backoff, Next, Poll};
 
 /// The production endpoint. Equinix Metal shut down on 30 June 2026, so in practice this is
 /// always overridden with the URL of a server that speaks the same contract.
@@ -32,9 +32,10 @@ pub struct ClientConfig {
     pub token: ApiToken,
     /// The project whose devices and SSH keys the client manages.
     pub project_id: String,
-    pub retry: RetryPolicy,
+    /// How requests are retried (429, 5xx, lost connections).
+    pub retry: Backoff,
     /// How the lifecycle helpers poll a device.
-    pub poll: PollPolicy,
+    pub poll: Poll,
     /// Page size for list calls; large, so that a list is usually one request.
     pub per_page: u32,
     /// Limit for one HTTP request, retries not included.
@@ -48,8 +49,8 @@ impl ClientConfig {
             base_url: DEFAULT_BASE_URL.to_owned(),
             token,
             project_id: project_id.into(),
-            retry: RetryPolicy::default(),
-            poll: PollPolicy::default(),
+            retry: Backoff::default(),
+            poll: Poll::METAL_DEVICE,
             per_page: 1000,
             request_timeout: Duration::from_secs(60),
         }
@@ -63,8 +64,8 @@ pub struct MetalClient {
     base_url: Url,
     token: ApiToken,
     project_id: String,
-    pub(super) retry: RetryPolicy,
-    pub(super) poll: PollPolicy,
+    pub(super) retry: Backoff,
+    pub(super) poll: Poll,
     per_page: u32,
 }
 
@@ -268,18 +269,17 @@ impl MetalClient {
 
     /// Sends `call`, retrying as the policy allows, and returns the body of a 2xx answer.
     async fn execute(&self, call: &Call) -> Result<Vec<u8>, MetalError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let outcome = self.send_once(call).await;
-            match self.wait_before_retry(call, attempt, &outcome) {
-                Some(wait) => {
+        let (outcome, attempts) = self
+            .retry
+            .run(
+                |_| self.send_once(call),
+                |outcome, attempt| judge(call, attempt, outcome),
+                |attempt, wait| {
                     debug!(request = %call.describe(), attempt, ?wait, "Metal API: retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                None => return self.finish(outcome, attempt),
-            }
-        }
+                },
+            )
+            .await;
+        self.finish(outcome, attempts)
     }
 
     async fn send_once(&self, call: &Call) -> Result<Answer, reqwest::Error> {
@@ -324,34 +324,6 @@ impl MetalClient {
         url
     }
 
-    /// How long to wait before sending `call` again, or `None` to stop here.
-    fn wait_before_retry(
-        &self,
-        call: &Call,
-        attempt: u32,
-        outcome: &Result<Answer, reqwest::Error>,
-    ) -> Option<Duration> {
-        if attempt >= self.retry.max_attempts {
-            return None;
-        }
-        match outcome {
-            Ok(answer) if retry::should_retry(answer.status, call.idempotent) => {
-                warn!(
-                    request = %call.describe(),
-                    status = answer.status.as_u16(),
-                    attempt,
-                    "Metal API: transient error"
-                );
-                Some(self.retry.delay(attempt, answer.hint))
-            }
-            Err(error) if call.idempotent => {
-                warn!(request = %call.describe(), attempt, "Metal API unreachable: {}", error.to_string());
-                Some(self.retry.delay(attempt, None))
-            }
-            _ => None,
-        }
-    }
-
     fn finish(
         &self,
         outcome: Result<Answer, reqwest::Error>,
@@ -367,5 +339,26 @@ impl MetalClient {
             attempts,
             &self.token,
         ))
+    }
+}
+
+/// Whether `call` is worth sending again after `outcome`, and after the wait the server asked
+/// for, if it did.
+fn judge(call: &Call, attempt: u32, outcome: &Result<Answer, reqwest::Error>) -> Next {
+    match outcome {
+        Ok(answer) if retry::should_retry(answer.status, call.idempotent) => {
+            warn!(
+                request = %call.describe(),
+                status = answer.status.as_u16(),
+                attempt,
+                "Metal API: transient error"
+            );
+            answer.hint.map_or(Next::Retry, Next::RetryAfter)
+        }
+        Err(error) if call.idempotent => {
+            warn!(request = %call.describe(), attempt, "Metal API unreachable: {}", error.to_string());
+            Next::Retry
+        }
+        _ => Next::Stop,
     }
 }

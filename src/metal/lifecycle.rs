@@ -1,47 +1,13 @@
 //! The careful device lifecycle the provider relies on: create without leaking a
 //! half-created device, wait for `active` within a deadline, delete until really gone.
 
-use std::time::Duration;
-
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::{Instant, timeout_at};
 use tracing::{info, warn};
 
 use super::api::{Device, DeviceCreateInput, DeviceState};
 use super::client::MetalClient;
 use super::error::MetalError;
-
-/// How often the lifecycle helpers look at a device.
-///
-/// The first wait is long because provisioning takes minutes; after it the interval starts at
-/// `min_interval` and grows by half each time up to `max_interval` (Terraform: 10 s, then
-/// 3–10 s).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PollPolicy {
-    pub first_wait: Duration,
-    pub min_interval: Duration,
-    pub max_interval: Duration,
-}
-
-impl Default for PollPolicy {
-    fn default() -> Self {
-        Self {
-            first_wait: Duration::from_secs(10),
-            min_interval: Duration::from_secs(3),
-            max_interval: Duration::from_secs(10),
-        }
-    }
-}
-
-impl PollPolicy {
-    /// The successive waits between two looks.
-    fn waits(&self) -> impl Iterator<Item = Duration> {
-        let max = self.max_interval;
-        let growing = std::iter::successors(Some(self.min_interval), move |wait| {
-            Some(wait.mul_f64(1.5).min(max))
-        });
-        std::iter::once(self.first_wait).chain(growing)
-    }
-}
+use crate::retry::Next;
 
 impl MetalClient {
     /// Creates a device, surviving the API's flaky 500s without leaking a device.
@@ -65,26 +31,46 @@ impl MetalClient {
         if !input.tags.iter().any(|tag| tag == run_tag) {
             input.tags.push(run_tag.to_owned());
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let error = match self.create_device(&input).await {
-                Ok(device) => return Ok(device),
-                Err(error) if error.is_transient() => error,
-                Err(error) => return Err(error),
-            };
-            warn!(
-                hostname,
-                attempt, "create failed, looking for a half-created device: {error}"
-            );
-            if let Some(device) = self.find_half_created(run_tag, hostname).await? {
+        let input = &input;
+        // A create that fails in a way that may pass is sent again after the policy's wait.
+        let (outcome, _) = self
+            .retry
+            .run(
+                |attempt| self.create_once(input, run_tag, hostname, attempt),
+                |outcome, _| match outcome {
+                    Err(Failure::MayPass(_)) => Next::Retry,
+                    _ => Next::Stop,
+                },
+                |_, _| {},
+            )
+            .await;
+        outcome.map_err(|(Failure::MayPass(error) | Failure::Final(error))| error)
+    }
+
+    /// One create; after a failure that may pass, the half-created device, if there is one.
+    async fn create_once(
+        &self,
+        input: &DeviceCreateInput,
+        run_tag: &str,
+        hostname: &str,
+        attempt: u32,
+    ) -> Result<Device, Failure> {
+        let error = match self.create_device(input).await {
+            Ok(device) => return Ok(device),
+            Err(error) if error.is_transient() => error,
+            Err(error) => return Err(Failure::Final(error)),
+        };
+        warn!(
+            hostname,
+            attempt, "create failed, looking for a half-created device: {error}"
+        );
+        match self.find_half_created(run_tag, hostname).await {
+            Ok(Some(device)) => {
                 info!(hostname, id = %device.id, "adopting the device the failed create made");
-                return Ok(device);
+                Ok(device)
             }
-            if attempt >= self.retry.max_attempts {
-                return Err(error);
-            }
-            tokio::time::sleep(self.retry.delay(attempt, None)).await;
+            Ok(None) => Err(Failure::MayPass(error)),
+            Err(error) => Err(Failure::Final(error)),
         }
     }
 
@@ -123,7 +109,7 @@ impl MetalClient {
         deadline: Instant,
         mut on_progress: impl FnMut(&Device),
     ) -> Result<Device, MetalError> {
-        let mut waits = self.poll.waits();
+        let mut polling = self.poll.until(deadline);
         let mut last_state = String::from("unknown");
         loop {
             let Ok(result) = timeout_at(deadline, self.get_device(id)).await else {
@@ -136,7 +122,7 @@ impl MetalClient {
                 DeviceState::Failed => return Err(MetalError::DeviceFailed { id: id.into() }),
                 _ => last_state = device.state.to_string(),
             }
-            if !pause(waits.next(), deadline).await {
+            if !polling.pause().await {
                 return Err(deadline_passed(id, "active", last_state));
             }
         }
@@ -164,7 +150,7 @@ impl MetalClient {
         id: &str,
         deadline: Instant,
     ) -> Result<Deletion, MetalError> {
-        let mut waits = self.poll.waits();
+        let mut polling = self.poll.until(deadline);
         loop {
             let Ok(result) = timeout_at(deadline, self.delete_device(id)).await else {
                 return Err(deadline_passed(id, "deleted", "unknown".into()));
@@ -177,14 +163,14 @@ impl MetalClient {
                 }
                 Err(error) => return Err(error),
             }
-            if !pause(waits.next(), deadline).await {
+            if !polling.pause().await {
                 return Err(deadline_passed(id, "deleted", "provisioning".into()));
             }
         }
     }
 
     async fn wait_gone(&self, id: &str, deadline: Instant) -> Result<(), MetalError> {
-        let mut waits = self.poll.waits();
+        let mut polling = self.poll.until(deadline);
         let mut last_state = String::from("unknown");
         loop {
             let Ok(result) = timeout_at(deadline, self.get_device(id)).await else {
@@ -196,11 +182,19 @@ impl MetalClient {
                 Err(error) if error.means_gone() => return Ok(()),
                 Err(error) => return Err(error),
             }
-            if !pause(waits.next(), deadline).await {
+            if !polling.pause().await {
                 return Err(deadline_passed(id, "deleted", last_state));
             }
         }
     }
+}
+
+/// Why a create attempt gave no device.
+enum Failure {
+    /// A failure that may pass, and no half-created device to adopt: worth another create.
+    MayPass(MetalError),
+    /// Another create would not fix it.
+    Final(MetalError),
 }
 
 /// What the API did with a delete request.
@@ -215,37 +209,10 @@ fn is_going(state: &DeviceState) -> bool {
     matches!(state, DeviceState::Deprovisioning | DeviceState::Deleted)
 }
 
-/// Sleeps for `wait`, but not past `deadline`. False when the deadline has already passed.
-async fn pause(wait: Option<Duration>, deadline: Instant) -> bool {
-    let now = Instant::now();
-    if now >= deadline {
-        return false;
-    }
-    let wait = wait.unwrap_or_default();
-    sleep_until((now + wait).min(deadline)).await;
-    true
-}
-
 fn deadline_passed(id: &str, goal: &'static str, last_state: String) -> MetalError {
     MetalError::Deadline {
         id: id.to_owned(),
         goal,
         last_state,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn waits_start_long_then_grow_from_min_to_max() {
-        let policy = PollPolicy {
-            first_wait: Duration::from_millis(100),
-            min_interval: Duration::from_millis(10),
-            max_interval: Duration::from_millis(20),
-        };
-        let waits: Vec<u128> = policy.waits().take(5).map(|w| w.as_millis()).collect();
-        assert_eq!(waits, vec![100, 10, 15, 20, 20]);
     }
 }

@@ -12,9 +12,10 @@ mod retry;
 pub mod server;
 mod token;
 
+/// The Metal client's names for metalab's waiting policies ([`crate::retry`]): how API
+/// requests are retried, and how a device is polled.
+pub use crate::retry::{Backoff as RetryPolicy, Poll as PollPolicy};
 pub use api::{Device, DeviceCreateInput, DeviceState};
 pub use client::{ClientConfig, DEFAULT_BASE_URL, MetalClient};
 pub use error::MetalError;
-pub use lifecycle::PollPolicy;
-pub use retry::RetryPolicy;
 pub use token::ApiToken;

@@ -1,56 +1,11 @@
-//! When and how long to wait before trying a request again.
+//! Which Metal API answers are worth sending again, and how long the server asked to wait.
+//!
+//! How long metalab waits and how often it tries is [`crate::retry::Backoff`]'s business.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-
-/// Capped exponential backoff with full jitter, for 429 and 5xx answers.
-///
-/// The defaults follow Terraform's Metal provider: 10 attempts, waits between 1 s and 30 s.
-/// Tests shrink every duration to milliseconds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// How many times a request is sent at most, the first included.
-    pub max_attempts: u32,
-    /// The backoff ceiling before the first retry; it doubles for each retry after.
-    pub base: Duration,
-    /// No wait is longer than this, whether computed or asked for by the server.
-    pub cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 10,
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `retry` (1 for the first retry).
-    ///
-    /// A wait the server asked for (`Retry-After`, `X-RateLimit-Reset`) wins over the computed
-    /// one, but it is capped too, so a wild header cannot stall a run.
-    pub fn delay(&self, retry: u32, server_hint: Option<Duration>) -> Duration {
-        match server_hint {
-            Some(hint) => hint.min(self.cap),
-            None => self.jittered(retry),
-        }
-    }
-
-    /// Full jitter: a uniform pick in `[0, min(cap, base * 2^(retry-1))]`, which spreads out
-    /// clients that all failed at the same moment.
-    fn jittered(&self, retry: u32) -> Duration {
-        let exponent = retry.saturating_sub(1).min(31);
-        let ceiling = self.base.saturating_mul(1 << exponent).min(self.cap);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
-    }
-}
 
 /// Whether an answer with this status is worth sending again.
 ///
@@ -88,37 +43,6 @@ fn until_reset(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
-
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 10,
-            base: Duration::from_millis(100),
-            cap: Duration::from_millis(1000),
-        }
-    }
-
-    #[test]
-    fn jitter_stays_under_the_doubling_ceiling_and_the_cap() {
-        let policy = policy();
-        for _ in 0..200 {
-            assert!(policy.delay(1, None) <= Duration::from_millis(100));
-            assert!(policy.delay(3, None) <= Duration::from_millis(400));
-            assert!(policy.delay(30, None) <= Duration::from_millis(1000));
-        }
-    }
-
-    #[test]
-    fn server_hint_wins_but_is_capped() {
-        let policy = policy();
-        assert_eq!(
-            policy.delay(1, Some(Duration::from_millis(700))),
-            Duration::from_millis(700)
-        );
-        assert_eq!(
-            policy.delay(1, Some(Duration::from_secs(60))),
-            Duration::from_millis(1000)
-        );
-    }
 
     #[test]
     fn retry_only_what_can_succeed_later() {

@@ -21,9 +21,8 @@ use super::{Host, InputError, Provider, RunHooks};
 use crate::config::MetalConfig;
 use crate::ids::RunId;
 use crate::journal::{EntryId, Resource};
-use crate::metal::{
-    ApiToken, ClientConfig, Device, DeviceCreateInput, MetalClient, MetalError, PollPolicy,
-};
+use crate::metal::{ApiToken, ClientConfig, Device, DeviceCreateInput, MetalClient, MetalError};
+use crate::retry::Poll;
 use crate::state::StateDir;
 use crate::transport::reconnect::Reconnecting;
 use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
@@ -80,11 +79,7 @@ pub fn token(config: &MetalConfig) -> Result<ApiToken, InputError> {
 pub fn client(config: &MetalConfig, token: ApiToken) -> anyhow::Result<MetalClient> {
     let mut c = ClientConfig::new(token, config.project.clone());
     c.base_url = config.api_url.clone();
-    c.poll = PollPolicy {
-        first_wait: config.poll,
-        min_interval: config.poll,
-        max_interval: config.poll * 3,
-    };
+    c.poll = Poll::metal_provider(config.poll);
     Ok(MetalClient::new(c)?)
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -14,6 +14,7 @@ use super::{Host, Provider, RunHooks};
 use crate::config::SshHostConfig;
 use crate::host::lock;
 use crate::ids::RunId;
+use crate::retry::Poll;
 use crate::state::StateDir;
 use crate::transport::reconnect::Reconnecting;
 use crate::transport::ssh::{Held, HostKeyPolicy, SshSession, SshTarget};
@@ -63,15 +64,16 @@ impl Provider for SshProvider {
         format!("ssh: {}", names.join(", "))
     }
 
-    /// Takes the first free hosts of the inventory, waiting while all are busy. A host that
-    /// cannot be reached or whose key does not match is skipped, and said why.
+    /// Takes the first free hosts of the inventory, waiting while all are busy (looking again at
+    /// [`Poll::INVENTORY_HOST`]'s pace, for up to `ACQUIRE_TIMEOUT`). A host that cannot be
+    /// reached or whose key does not match is skipped, and said why.
     async fn acquire(
         &self,
         _run: &RunId,
         wanted: usize,
         hooks: &dyn RunHooks,
     ) -> anyhow::Result<Vec<Host>> {
-        let started = Instant::now();
+        let mut polling = Poll::INVENTORY_HOST.until(tokio::time::Instant::now() + ACQUIRE_TIMEOUT);
         loop {
             let mut got = Vec::new();
             let mut problems = Vec::new();
@@ -94,10 +96,9 @@ impl Provider for SshProvider {
                 return Ok(got);
             }
             let all_busy = problems.iter().all(|p| p.ends_with("holds it)"));
-            if !all_busy || started.elapsed() > ACQUIRE_TIMEOUT {
+            if !all_busy || !polling.pause().await {
                 anyhow::bail!("no inventory host is usable:\n  {}", problems.join("\n  "));
             }
-            tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
 

@@ -19,6 +19,7 @@ use russh::{ChannelMsg, Disconnect};
 use super::{
     Command, Exit, KILL_GRACE, Outcome, OutputSink, Stream, Transport, TransportError, sh_quote,
 };
+use crate::retry::Poll;
 
 /// Where to connect, as `vagrant ssh-config` or an inventory describes it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -84,6 +85,10 @@ impl Held {
 /// How long a remote command may stay silent past its own timeout before the connection is
 /// declared dead.
 const NO_ANSWER_GRACE: Duration = Duration::from_secs(30);
+
+/// The most one try of [`SshSession::connect_until`] may take (connection and handshake), so
+/// that a try that hangs on a half-booted machine leaves time for the next.
+const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl SshSession {
     /// Connects and authenticates with the first identity file the server accepts.
@@ -179,30 +184,32 @@ impl SshSession {
         })
     }
 
-    /// Connects (directly, or through `via`), retrying until `deadline` while the server is not
-    /// up yet (a booting VM).
+    /// Connects (directly, or through `via`), retrying at [`Poll::SSH_BOOT`]'s pace until
+    /// `deadline` while the server is not up yet (a booting VM). A refused host key or user key
+    /// ends it at once.
     pub async fn connect_until(
         target: &SshTarget,
         policy: &HostKeyPolicy,
         deadline: Instant,
         via: Option<&SshSession>,
     ) -> Result<SshSession, TransportError> {
+        let mut polling = Poll::SSH_BOOT.until(tokio::time::Instant::from_std(deadline));
         loop {
             let left = deadline
                 .saturating_duration_since(Instant::now())
-                .min(Duration::from_secs(20));
+                .min(CONNECT_ATTEMPT_TIMEOUT);
             let attempt = match via {
                 Some(jump) => jump.connect_via(target, policy, left).await,
                 None => Self::connect(target, policy, left).await,
             };
             match attempt {
                 Ok(s) => return Ok(s),
-                Err(e)
-                    if Instant::now() + Duration::from_secs(1) >= deadline || is_permanent(&e) =>
-                {
-                    return Err(e);
+                Err(e) if is_permanent(&e) => return Err(e),
+                Err(e) => {
+                    if !polling.pause_before_deadline().await {
+                        return Err(e);
+                    }
                 }
-                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         }
     }
