@@ -18,6 +18,7 @@ use tokio::io::AsyncReadExt;
 use crate::host::Host;
 use crate::ids::RunId;
 use crate::reap::{self, Verdict};
+use crate::retry::Poll;
 use crate::state::StateDir;
 use crate::transport::ssh::Held;
 use crate::transport::{Command, sh_quote, stdout_of};
@@ -26,7 +27,7 @@ use crate::transport::{Command, sh_quote, stdout_of};
 const LEASES: &str = "/run/metalab/leases";
 const READY: &str = "metalab-lease-held";
 /// How often a waiting run looks again, and how often it says again what it waits for.
-const POLL: Duration = Duration::from_secs(2);
+const POLL: Poll = Poll::every(Duration::from_secs(2));
 const RETELL: Duration = Duration::from_secs(60);
 
 /// The leases of a lane: released when dropped (or when metalab dies).
@@ -95,10 +96,12 @@ async fn acquire_one(
             told = Some((why, Instant::now()));
         }
     };
+    // As long as it takes: the holder may run for hours; a signal ends the wait.
+    let mut polling = POLL.forever();
     loop {
         let Some(hold) = try_hold(host, net).await? else {
             say("another metalab run on this host holds its lease".into());
-            tokio::time::sleep(POLL).await;
+            polling.pause().await;
             continue;
         };
         let users = users_of(host, net).await?;
@@ -133,7 +136,7 @@ async fn acquire_one(
                 ));
             }
         }
-        tokio::time::sleep(POLL).await;
+        polling.pause().await;
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::retry::Poll;
 use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
 use crate::transport::{Collect, Command, Transport, sh_quote};
 use crate::vagrant::describe::Machine;
@@ -139,7 +140,7 @@ async fn lab_address(
     if !machine.is_some_and(|m| m.networks.iter().any(|n| n.dhcp)) {
         return Ok(Some(management.to_string()));
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut polling = DHCP_ADDRESS.until(tokio::time::Instant::now() + Duration::from_secs(30));
     loop {
         let mut out = Collect::default();
         vm.exec(
@@ -150,12 +151,14 @@ async fn lab_address(
         let found = other_addresses(&out.stdout_text(), management)
             .into_iter()
             .next();
-        if found.is_some() || Instant::now() >= deadline {
+        if found.is_some() || !polling.pause().await {
             return Ok(found);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// A DHCP lease on the lab network comes within a second or so of the management one.
+const DHCP_ADDRESS: Poll = Poll::every(Duration::from_millis(500));
 
 /// The IPv4 addresses in `ip -o -4 addr show` output, in interface order, but `except`.
 fn other_addresses(listing: &str, except: &str) -> Vec<String> {
