@@ -136,6 +136,14 @@ enum Commands {
     /// Rebuild a run's HTML report (artifacts/<run-id>/report/index.html) and the runs' index
     /// (artifacts/index.html); `report merge` makes one result of several shards'.
     Report(report_cmd::ReportArgs),
+    /// Print a completion script for a shell.
+    ///
+    /// Examples:
+    ///   metalab completions bash > /etc/bash_completion.d/metalab
+    ///   metalab completions zsh > "${fpath[1]}/_metalab"
+    ///   metalab completions fish > ~/.config/fish/completions/metalab.fish
+    #[command(verbatim_doc_comment)]
+    Completions { shell: clap_complete::Shell },
     /// Internal: holds a kept lab's SSH connections for `metalab exec`.
     #[command(hide = true)]
     MuxServe {
@@ -236,7 +244,10 @@ pub fn describe_lab(l: &crate::lab::LabState) -> String {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -259,6 +270,77 @@ pub fn main() -> ExitCode {
     status.into()
 }
 
+/// What users of Test Kitchen, Molecule and Vagrant type, and what metalab calls it.
+const PEER_WORDS: &[(&str, &str)] = &[
+    (
+        "test",
+        "`metalab run` brings up the VMs, runs the suites and destroys the VMs",
+    ),
+    ("create", "`metalab up` brings up the VMs and keeps them"),
+    (
+        "converge",
+        "`metalab up` brings up and provisions the VMs and keeps them",
+    ),
+    ("provision", "`metalab up` provisions the VMs it brings up"),
+    (
+        "verify",
+        "`metalab run --on RUN_ID` runs the suites on VMs `metalab up` kept",
+    ),
+    (
+        "ssh",
+        "`metalab login VM` opens a shell in a kept VM, `metalab exec VM -- CMD` runs a command",
+    ),
+    ("shell", "`metalab login VM` opens a shell in a kept VM"),
+    ("halt", "`metalab destroy` removes kept VMs"),
+    ("down", "`metalab destroy` removes kept VMs"),
+    ("clean", "`metalab reap` removes what dead runs left behind"),
+    (
+        "prune",
+        "`metalab box prune` removes old box versions; `metalab reap` what dead runs left",
+    ),
+    ("global-status", "`metalab status` lists the kept labs"),
+    (
+        "ls",
+        "`metalab status` lists the kept labs; `metalab list` the suites",
+    ),
+    (
+        "check",
+        "`metalab doctor` checks the host; `metalab run --dry-run` checks the lab",
+    ),
+];
+
+/// A command line clap refused: said like every other metalab error, with a pointer for the
+/// words of other tools, and exit 2 (0 for --help and --version).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            Status::BadInput.into()
+        } else {
+            Status::Passed.into()
+        };
+    }
+    let typed = match e.get(ContextKind::InvalidSubcommand) {
+        Some(ContextValue::String(s)) if e.kind() == ErrorKind::InvalidSubcommand => Some(s),
+        _ => None,
+    };
+    if let Some((word, hint)) = typed.and_then(|t| PEER_WORDS.iter().find(|(w, _)| w == t)) {
+        eprintln!(
+            "metalab: error: there is no `metalab {word}`: {hint}\n\nmetalab --help lists the commands"
+        );
+        return Status::BadInput.into();
+    }
+    let text = e.render().to_string();
+    eprint!(
+        "metalab: {}",
+        text.strip_prefix("metalab: ").unwrap_or(&text)
+    );
+    Status::BadInput.into()
+}
+
 async fn dispatch(cli: Cli) -> Result<Status, Failure> {
     let config = cli.config.as_deref();
     match cli.command {
@@ -278,6 +360,13 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
         Commands::Bench(cmd) => bench::run(config, cmd).await,
         Commands::Report(args) => report_cmd::report(config, args).await,
         Commands::MuxServe { run } => exec::serve(run).await,
+        Commands::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "metalab", &mut out);
+            print(&String::from_utf8_lossy(&out));
+            Ok(Status::Passed)
+        }
     }
 }
 
