@@ -114,13 +114,7 @@ pub async fn run(host: &Host, state: &StateDir, config: Option<&Config>) -> Vec<
         "virsh -c qemu:///system net-dumpxml vagrant-libvirt 2>&1",
     )
     .await;
-    let stp_off = out.contains("stp='off'") || out.contains("stp=\"off\"");
-    checks.push(Check {
-        name: "management network",
-        verdict: if !ok { Verdict::Missing } else if stp_off { Verdict::Ok } else { Verdict::Warn },
-        detail: if !ok { "network `vagrant-libvirt` missing".into() } else if stp_off { "vagrant-libvirt, STP off".into() } else { "vagrant-libvirt has STP on: every boot waits ~4 s more".into() },
-        fix: (!ok || !stp_off).then(|| "virsh net-destroy vagrant-libvirt; virsh net-undefine vagrant-libvirt; scripts/setup-host".into()),
-    });
+    checks.push(management_network(ok, &out));
     checks.push(kvm_check());
     checks.push(accel_check(accel));
     if let Some(config) = config {
@@ -140,6 +134,46 @@ async fn probe_accel(host: &Host, state: &StateDir, config: &Config) -> Option<A
         .ok()??;
     let kernel = built.registered_dir(&state.vagrant_home()).join("vmlinuz");
     Some(crate::host::accel::resolve(host, Accel::Auto, &kernel.display().to_string(), true).await)
+}
+
+/// The shared management network every lab's VMs use. Its fix never undefines it under VMs that
+/// use it (other runs' among them): scripts/setup-host replaces an old definition only while no
+/// VM is connected.
+fn management_network(defined: bool, xml: &str) -> Check {
+    let stp_off = xml.contains("stp='off'") || xml.contains("stp=\"off\"");
+    let in_use: u32 = xml
+        .split("connections='")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let (verdict, detail, fix) = match (defined, stp_off, in_use) {
+        (false, _, _) => (
+            Verdict::Missing,
+            "network `vagrant-libvirt` missing".to_string(),
+            Some(SETUP.to_string()),
+        ),
+        (true, true, _) => (Verdict::Ok, "vagrant-libvirt, STP off".to_string(), None),
+        (true, false, 0) => (
+            Verdict::Warn,
+            "vagrant-libvirt has STP on: every boot waits ~4 s more".to_string(),
+            Some("scripts/setup-host (it redefines the network while no VM uses it)".to_string()),
+        ),
+        (true, false, n) => (
+            Verdict::Warn,
+            format!("vagrant-libvirt has STP on: every boot waits ~4 s more; {n} VM(s) use it now"),
+            Some(
+                "once no VM uses it (`metalab status`, `metalab reap`), scripts/setup-host redefines it"
+                    .to_string(),
+            ),
+        ),
+    };
+    Check {
+        name: "management network",
+        verdict,
+        detail,
+        fix,
+    }
 }
 
 fn kvm_check() -> Check {

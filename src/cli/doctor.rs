@@ -5,7 +5,7 @@ use std::path::Path;
 use console::style;
 
 use super::Failure;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::doctor::{self, Verdict};
 use crate::exit::Status;
 use crate::provider::local::LocalProvider;
@@ -13,8 +13,13 @@ use crate::state::StateDir;
 
 pub async fn doctor(config_path: Option<&Path>) -> Result<Status, Failure> {
     let state = StateDir::from_env();
-    // Doctor must work even when the lab's config is broken or absent: it then skips the box.
-    let config = Config::find(config_path).ok();
+    // Doctor must work even when the lab's config is broken or absent: it then skips the box,
+    // and says what is wrong with the file.
+    let (config, broken) = match Config::find(config_path) {
+        Ok(c) => (Some(c), None),
+        Err(ConfigError::NotFound(_)) => (None, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let host = LocalProvider {
         state: state.clone(),
     }
@@ -35,7 +40,11 @@ pub async fn doctor(config_path: Option<&Path>) -> Result<Status, Failure> {
             status = Status::InfraError;
         }
     }
-    if status != Status::Passed {
+    if let Some(e) = &broken {
+        println!("{} {:<20} {e}", style("BAD ").red().bold(), "metalab.toml");
+        status = status.worst(Status::BadInput);
+    }
+    if checks.iter().any(|c| c.verdict == Verdict::Missing) {
         println!(
             "\nSomething is missing: `scripts/setup-host` installs and starts what metalab needs."
         );
