@@ -165,14 +165,54 @@ fn a_broken_test_fails_the_run_and_the_vms_are_still_destroyed() {
     );
 }
 
+const MARKS: &str = "vms = [\"node1\"]\n[[test]]\nname = \"mark\"\nrun = \"touch /root/marker\"\n";
+const CLEAN: &str = "vms = [\"node1\"]\n[[test]]\nname = \"no-marker\"\nrun = \"test ! -e /root/marker && echo round-1\"\n";
+
+/// The developer's loop, as Test Kitchen users know it: `up` once, then suites on the kept VMs
+/// again and again (each round from the pristine snapshot, with the suites as they are edited),
+/// a shell and commands in a VM, the lab's status, and `destroy` at the end.
 #[test]
-fn a_kept_lab_is_reachable_with_exec_and_destroy_removes_it() {
+fn the_developer_loop_up_run_on_login_exec_status_destroy() {
     let _slot = vm_slots(1);
-    let suite = "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"true\"\n";
-    let lab = ScratchLab::new(CONFIG, &[("one", suite)]);
-    let up = lab.metalab(&["up", "one"]).output().unwrap();
+    let lab = ScratchLab::new(CONFIG, &[("marks", MARKS), ("clean", CLEAN)]);
+    let up = lab.metalab(&["up", "marks"]).output().unwrap();
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     let run_id = run_id_of(&lab.results());
+    assert!(
+        text(&up).contains(&format!("metalab run --on {run_id}")),
+        "{}",
+        text(&up)
+    );
+    let on = |args: &[&str]| {
+        let mut full = vec!["run", "--on", &run_id];
+        full.extend_from_slice(args);
+        lab.metalab(&full).output().unwrap()
+    };
+    // A round leaves a marker; the next one starts from the snapshot and does not see it.
+    let marked = on(&["marks"]);
+    assert_eq!(marked.status.code(), Some(0), "{}", text(&marked));
+    let clean = on(&["clean"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    assert_ne!(
+        run_id_of(&lab.results()),
+        run_id,
+        "a round has an id of its own"
+    );
+    // Without the revert, the marker of the round before is still there.
+    assert_eq!(on(&["--no-revert", "marks"]).status.code(), Some(0));
+    let dirty = on(&["--no-revert", "clean"]);
+    assert_eq!(dirty.status.code(), Some(1), "{}", text(&dirty));
+    // The suites are copied in afresh each round: an edit shows at once.
+    lab.write(
+        "suites/clean/suite.toml",
+        &CLEAN.replace("round-1", "round-2"),
+    );
+    let edited = on(&["clean"]);
+    assert_eq!(edited.status.code(), Some(0), "{}", text(&edited));
+    let log =
+        std::fs::read_to_string(lab.path().join("artifacts/latest/clean/no-marker.log")).unwrap();
+    assert!(log.contains("round-2"), "{log}");
+
     let exec = |args: &[&str]| {
         let mut full = vec!["exec", "--run", &run_id];
         full.extend_from_slice(args);
@@ -182,6 +222,23 @@ fn a_kept_lab_is_reachable_with_exec_and_destroy_removes_it() {
     let root = exec(&["--sudo", "node1", "--", "id", "-u"]);
     let code = exec(&["node1", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
     let missing = exec(&["node2", "--", "true"]);
+    let no_command = exec(&["node1"]);
+    let mut login = lab
+        .metalab(&["login", "--run", &run_id, "node1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo \"logged in to $(hostname)\"; exit 3\n")
+        .unwrap();
+    let login = login.wait_with_output().unwrap();
+    let status = lab.metalab(&["status", "--json"]).output().unwrap();
     let destroy = lab
         .metalab(&["destroy", "--run", &run_id])
         .output()
@@ -199,6 +256,23 @@ fn a_kept_lab_is_reachable_with_exec_and_destroy_removes_it() {
     assert_eq!(String::from_utf8_lossy(&code.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&code.stderr), "err\n");
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert_eq!(no_command.status.code(), Some(2), "{}", text(&no_command));
+    assert!(text(&no_command).contains("metalab login node1"));
+    assert!(
+        String::from_utf8_lossy(&login.stdout).contains("logged in to node1"),
+        "{}",
+        text(&login)
+    );
+    assert_eq!(login.status.code(), Some(3), "{}", text(&login));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let kept = status["labs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["run_id"] == run_id.as_str())
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(kept["vms"][0]["name"], "node1");
+    assert_eq!(kept["vms"][0]["state"], "running", "{status}");
     assert_eq!(destroy.status.code(), Some(0), "{}", text(&destroy));
     assert_eq!(left, Vec::<String>::new());
 }

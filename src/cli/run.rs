@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// Keep the VMs of a failed run for debugging with `metalab exec`, for DURATION (default
     /// 2h); `metalab reap` removes them afterwards. Never done unless asked, and never after a
     /// signal.
-    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "2h", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "2h", value_parser = positive_duration)]
     keep_on_failure: Option<Duration>,
     /// Judge the benchmarks at the end against a baseline from the history: last:N, run:<id>
     /// or commit:<sha> (see `metalab bench compare`). Writes
@@ -75,7 +75,7 @@ pub struct UpArgs {
     /// Bring up the VMs these suites need (default: all the Vagrantfile defines).
     suites: Vec<String>,
     /// How long the VMs may live before `metalab reap` removes them.
-    #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = positive_duration)]
     keep: Duration,
 }
 
@@ -153,6 +153,15 @@ pub async fn up(config: Option<&Path>, args: UpArgs, quiet: bool) -> Result<Stat
         quiet,
     };
     reporting.around(&lab, &[], run).await
+}
+
+/// A duration like `2h` or `90m`, more than zero: VMs kept for no time would be reaped at once.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("it must be more than zero, e.g. 30m or 2h".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn select(all: &[Suite], names: &[String]) -> Result<Vec<Suite>, Failure> {
