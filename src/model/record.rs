@@ -18,6 +18,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct RunRecord {
     pub format: u32,
     pub run_id: RunId,
+    /// `run`, or `up` for a run that only brought VMs up (it had no suites to run).
+    #[serde(default = "run_command")]
+    pub command: String,
     pub metalab_version: String,
     pub host: String,
     pub started: DateTime<Utc>,
@@ -198,12 +201,17 @@ pub struct MetricSamples {
     pub summary: Option<crate::stats::Summary>,
 }
 
+fn run_command() -> String {
+    "run".into()
+}
+
 impl RunRecord {
     /// An empty record, filled in by [`RunRecord::apply`] as events arrive.
     pub fn new(run_id: RunId, host: String, started: DateTime<Utc>) -> RunRecord {
         RunRecord {
             format: FORMAT_VERSION,
             run_id,
+            command: run_command(),
             metalab_version: env!("CARGO_PKG_VERSION").to_string(),
             host,
             started,
@@ -270,8 +278,10 @@ impl RunRecord {
                 self.duration = *duration;
                 self.finished = Some(event.time);
             }
-            EventKind::RunStarted { .. }
-            | EventKind::PhaseStarted { .. }
+            EventKind::RunStarted { suites, .. } => {
+                self.command = if suites.is_empty() { "up" } else { "run" }.into();
+            }
+            EventKind::PhaseStarted { .. }
             | EventKind::PhaseProgress { .. }
             | EventKind::TestStarted { .. }
             | EventKind::BenchSample { .. }

@@ -31,7 +31,7 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
     let _ = writeln!(
         out,
         "{} {}: {verdict} (exit {}) in {}",
-        bold.apply_to("metalab run"),
+        bold.apply_to(format!("metalab {}", r.command)),
         r.run_id,
         r.status.code(),
         human(r.duration)
