@@ -119,7 +119,15 @@ impl GitHubActions {
             let error = p.error.as_deref()?;
             let kind = match p.phase {
                 Phase::Provision => "the lab's provisioning failed",
-                _ => "infrastructure error",
+                Phase::Acquire
+                | Phase::Prepare
+                | Phase::Box
+                | Phase::Up
+                | Phase::Connect
+                | Phase::Snapshot
+                | Phase::Collect
+                | Phase::Destroy
+                | Phase::Release => "infrastructure error",
             };
             Some(Annotation {
                 file: None,

@@ -128,7 +128,11 @@ fn test_case(t: &TestRecord, run_dir: &Path) -> TestCase {
         let message = a.message.clone().unwrap_or_default();
         let ty = match a.outcome {
             TestOutcome::TimedOut => "timeout",
-            _ => "failed",
+            TestOutcome::Error => "error",
+            TestOutcome::Failed
+            | TestOutcome::Passed
+            | TestOutcome::Flaky
+            | TestOutcome::Skipped => "failed",
         };
         status.add_rerun(crate::junit::rerun(NonSuccessKind::Failure, ty, message));
     }

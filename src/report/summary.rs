@@ -9,29 +9,62 @@ use console::Style;
 use crate::exit::Status;
 use crate::model::record::{RunRecord, TestOutcome};
 
+/// The styles of the summary: plain unless it goes to a terminal.
+struct Styles {
+    bold: Style,
+    red: Style,
+    green: Style,
+    yellow: Style,
+    dim: Style,
+}
+
+impl Styles {
+    fn new(color: bool) -> Styles {
+        let style = |s: Style| {
+            if color {
+                s
+            } else {
+                Style::new().force_styling(false)
+            }
+        };
+        Styles {
+            bold: style(Style::new().bold()),
+            red: style(Style::new().red().bold()),
+            green: style(Style::new().green().bold()),
+            yellow: style(Style::new().yellow()),
+            dim: style(Style::new().dim()),
+        }
+    }
+}
+
 /// Renders the summary; `color` adds ANSI styles (terminals only).
 pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
-    let style = |s: Style| {
-        if color {
-            s
-        } else {
-            Style::new().force_styling(false)
-        }
-    };
-    let bold = style(Style::new().bold());
-    let red = style(Style::new().red().bold());
-    let green = style(Style::new().green().bold());
-    let dim = style(Style::new().dim());
-
+    let st = Styles::new(color);
     let mut out = String::new();
+    headline(&mut out, r, &st);
+    failures(&mut out, r, run_dir, &st);
+    flaky(&mut out, r, &st);
+    benchmarks(&mut out, r, &st);
+    lifecycle(&mut out, r, &st);
+    let _ = writeln!(out, "  results   {}", run_dir.display());
+    out
+}
+
+/// The outcome, the box, and a line per suite.
+fn headline(out: &mut String, r: &RunRecord, st: &Styles) {
     let verdict = match r.status {
-        Status::Passed => green.apply_to(r.status.word()),
-        _ => red.apply_to(r.status.word()),
+        Status::Passed => st.green.apply_to(r.status.word()),
+        Status::Regressed
+        | Status::TestsFailed
+        | Status::BadInput
+        | Status::InfraError
+        | Status::Interrupted
+        | Status::Terminated => st.red.apply_to(r.status.word()),
     };
     let _ = writeln!(
         out,
         "{} {}: {verdict} (exit {}) in {}",
-        bold.apply_to(format!("metalab {}", r.command)),
+        st.bold.apply_to(format!("metalab {}", r.command)),
         r.run_id,
         r.status.code(),
         human(r.duration)
@@ -59,11 +92,15 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
         if !s.benchmarks.is_empty() {
             let _ = write!(line, ", {} benchmark(s)", s.benchmarks.len());
         }
-        let _ = writeln!(out, "{line}  {}", dim.apply_to(human(s.duration)));
+        let _ = writeln!(out, "{line}  {}", st.dim.apply_to(human(s.duration)));
         if let Some(e) = &s.error {
-            let _ = writeln!(out, "            {}", red.apply_to(e));
+            let _ = writeln!(out, "            {}", st.red.apply_to(e));
         }
     }
+}
+
+/// Every test that failed, with its log; and how many were skipped.
+fn failures(out: &mut String, r: &RunRecord, run_dir: &Path, st: &Styles) {
     let problems: Vec<_> = r
         .tests()
         .filter(|t| {
@@ -74,12 +111,12 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
         })
         .collect();
     if !problems.is_empty() {
-        let _ = writeln!(out, "\n  {}", bold.apply_to("Failures"));
+        let _ = writeln!(out, "\n  {}", st.bold.apply_to("Failures"));
         for t in problems {
             let _ = writeln!(
                 out,
                 "  {} {}/{} on {}: {}",
-                red.apply_to("✗"),
+                st.red.apply_to("✗"),
                 t.suite,
                 t.name,
                 t.vm,
@@ -88,52 +125,72 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
             let _ = writeln!(out, "      log: {}", run_dir.join(&t.log).display());
         }
     }
-    let flaky: Vec<_> = r
-        .tests()
-        .filter(|t| t.outcome == TestOutcome::Flaky)
-        .collect();
-    if !flaky.is_empty() {
-        let _ = writeln!(out, "\n  {}", bold.apply_to("Flaky (passed on a retry)"));
-        for t in flaky {
-            let _ = writeln!(
-                out,
-                "  {} {}/{}: failed {} time(s) first: {}",
-                style(Style::new().yellow()).apply_to("~"),
-                t.suite,
-                t.name,
-                t.failed_attempts.len(),
-                t.failed_attempts
-                    .first()
-                    .and_then(|a| a.message.as_deref())
-                    .unwrap_or("")
-            );
-        }
-    }
     let skipped = r.count(TestOutcome::Skipped);
     if skipped > 0 {
         let _ = writeln!(out, "  {skipped} test(s) skipped");
     }
+}
+
+/// Tests that passed only on a retry, and why they failed first.
+fn flaky(out: &mut String, r: &RunRecord, st: &Styles) {
+    let flaky: Vec<_> = r
+        .tests()
+        .filter(|t| t.outcome == TestOutcome::Flaky)
+        .collect();
+    if flaky.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n  {}", st.bold.apply_to("Flaky (passed on a retry)"));
+    for t in flaky {
+        let _ = writeln!(
+            out,
+            "  {} {}/{}: failed {} time(s) first: {}",
+            st.yellow.apply_to("~"),
+            t.suite,
+            t.name,
+            t.failed_attempts.len(),
+            t.failed_attempts
+                .first()
+                .and_then(|a| a.message.as_deref())
+                .unwrap_or("")
+        );
+    }
+}
+
+/// Each metric's median, sample count and range.
+fn benchmarks(out: &mut String, r: &RunRecord, st: &Styles) {
     let benches: Vec<_> = r.benchmarks().collect();
-    if !benches.is_empty() {
-        let _ = writeln!(out, "\n  {}", bold.apply_to("Benchmarks"));
-        for b in benches {
-            for m in &b.metrics {
-                let _ = writeln!(
-                    out,
-                    "  {:<34} {:>10} {:<8} n={} min {} max {}",
-                    format!("{}/{} {}", b.suite, b.name, m.spec.name),
-                    fmt_num(median(&m.samples)),
-                    m.spec.unit,
-                    m.samples.len(),
-                    fmt_num(m.samples.iter().copied().fold(f64::NAN, f64::min)),
-                    fmt_num(m.samples.iter().copied().fold(f64::NAN, f64::max)),
-                );
-            }
-            if let Some(e) = &b.error {
-                let _ = writeln!(out, "  {} {}/{}: {e}", red.apply_to("✗"), b.suite, b.name);
-            }
+    if benches.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n  {}", st.bold.apply_to("Benchmarks"));
+    for b in benches {
+        for m in &b.metrics {
+            let _ = writeln!(
+                out,
+                "  {:<34} {:>10} {:<8} n={} min {} max {}",
+                format!("{}/{} {}", b.suite, b.name, m.spec.name),
+                fmt_num(median(&m.samples)),
+                m.spec.unit,
+                m.samples.len(),
+                fmt_num(m.samples.iter().copied().fold(f64::NAN, f64::min)),
+                fmt_num(m.samples.iter().copied().fold(f64::NAN, f64::max)),
+            );
+        }
+        if let Some(e) = &b.error {
+            let _ = writeln!(
+                out,
+                "  {} {}/{}: {e}",
+                st.red.apply_to("✗"),
+                b.suite,
+                b.name
+            );
         }
     }
+}
+
+/// Where the time went, phase by phase; the phases that failed, and the run's notices.
+fn lifecycle(out: &mut String, r: &RunRecord, st: &Styles) {
     let phases: Vec<String> = r
         .phases
         .iter()
@@ -142,21 +199,19 @@ pub fn render(r: &RunRecord, run_dir: &Path, color: bool) -> String {
             format!("{} {}{mark}", p.phase.name(), human(p.duration))
         })
         .collect();
-    let _ = writeln!(out, "\n  lifecycle {}", dim.apply_to(phases.join(" · ")));
+    let _ = writeln!(out, "\n  lifecycle {}", st.dim.apply_to(phases.join(" · ")));
     for p in r.phases.iter().filter(|p| p.error.is_some()) {
         let _ = writeln!(
             out,
             "  {} {}: {}",
-            red.apply_to("✗"),
+            st.red.apply_to("✗"),
             p.phase.name(),
             p.error.as_deref().unwrap_or("")
         );
     }
     for n in &r.notices {
-        let _ = writeln!(out, "  {} {n}", bold.apply_to("!"));
+        let _ = writeln!(out, "  {} {n}", st.bold.apply_to("!"));
     }
-    let _ = writeln!(out, "  results   {}", run_dir.display());
-    out
 }
 
 /// "1m 32s" rather than "92.417s".

@@ -59,7 +59,7 @@ pub fn status_class(s: Status) -> &'static str {
     match s {
         Status::Passed => "good",
         Status::Interrupted | Status::Terminated => "stopped",
-        _ => "bad",
+        Status::Regressed | Status::TestsFailed | Status::BadInput | Status::InfraError => "bad",
     }
 }
 
