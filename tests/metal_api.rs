@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use metalab::metal::api::CapacityServer;
 use metalab::metal::server::{
-    self, DeletedBy, Faults, RequestRecord, ServerConfig, ServerHandle, Snapshot, Timings,
+    self, DeletedBy, Faults, RequestRecord, ServerConfig, ServerHandle, Shape, Snapshot, Timings,
 };
 use metalab::metal::{
     ApiToken, ClientConfig, DeviceCreateInput, DeviceState, MetalClient, MetalError, PollPolicy,
@@ -141,9 +141,9 @@ async fn a_device_goes_through_its_whole_life() {
     assert_eq!(ssh.address, "127.0.0.1");
 
     let tagged = client.list_devices(Some(RUN_TAG)).await.expect("list");
-    assert_eq!(tagged.len(), 1);
+    assert_eq!(tagged.items.len(), 1);
     let events = client.device_events(&created.id).await.expect("events");
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let kinds: Vec<&str> = events.items.iter().map(|e| e.kind.as_str()).collect();
     assert!(kinds.contains(&"provisioning.complete"), "{kinds:?}");
 
     client
@@ -153,7 +153,7 @@ async fn a_device_goes_through_its_whole_life() {
     let gone = client.get_device(&created.id).await.expect_err("gone");
     assert!(gone.means_gone());
     client.delete_ssh_key(&key.id).await.expect("key deleted");
-    assert!(client.list_ssh_keys().await.expect("keys").is_empty());
+    assert!(client.list_ssh_keys().await.expect("keys").items.is_empty());
 
     let state = server.snapshot();
     assert_eq!(state.ssh_port, 2222);
@@ -210,10 +210,13 @@ async fn lists_are_read_page_by_page() {
     client.create_device(&other).await.expect("created");
 
     let tagged = client.list_devices(Some(RUN_TAG)).await.expect("list");
-    let mut names: Vec<String> = tagged.into_iter().map(|d| d.hostname).collect();
+    let mut names: Vec<String> = tagged.items.into_iter().map(|d| d.hostname).collect();
     names.sort();
     assert_eq!(names, ["host-0", "host-1", "host-2", "host-3", "host-4"]);
-    assert_eq!(client.list_devices(None).await.expect("list").len(), 6);
+    assert_eq!(
+        client.list_devices(None).await.expect("list").items.len(),
+        6
+    );
 
     let state = server.snapshot();
     let pages: Vec<Option<&str>> = state
@@ -422,6 +425,7 @@ async fn a_load_balancer_502_is_retried_and_reported_by_its_status_line() {
             .list_devices(None)
             .await
             .expect("third try")
+            .items
             .is_empty()
     );
     assert_eq!(server.snapshot().requests.len(), 3);
@@ -544,7 +548,7 @@ async fn a_failed_device_is_reported_then_forbidden_and_still_deletable() {
         .wait_active(&device.id, in_ms(3000), |_| {})
         .await
         .expect_err("failed");
-    assert!(matches!(&error, MetalError::DeviceFailed { id } if id == &device.id));
+    assert!(matches!(&error, MetalError::DeviceFailed { id, .. } if id == &device.id));
     let forbidden = client.get_device(&device.id).await.expect_err("403 now");
     assert!(matches!(
         forbidden,
@@ -796,6 +800,186 @@ async fn the_server_answers_unknown_things_in_the_api_error_form() {
         .expect("already gone counts as deleted");
 }
 
+/// The strict server sends only the contract's required fields, and unknown ones besides; the
+/// client reads every answer all the same.
+#[tokio::test]
+async fn the_strict_shape_is_read_through_a_whole_life() {
+    let mut config = server_config(Faults::default());
+    config.shape = Shape::Strict;
+    let server = start(config).await;
+    let client = connect(client_config(&server));
+    let key = client
+        .create_ssh_key("run-key", "ssh-ed25519 AAAAC3Nza test@metalab")
+        .await
+        .expect("a key without created_at reads");
+    assert_eq!(key.created_at, None);
+    assert!(
+        client
+            .has_capacity("da", "c3.small.x86", 1)
+            .await
+            .expect("check")
+    );
+    let mut wanted = input("host-s");
+    wanted.project_ssh_keys = vec![key.id.clone()];
+    let created = client.create_device(&wanted).await.expect("created");
+    assert_eq!((created.created_at, created.metro_code()), (None, None));
+    let active = client
+        .wait_active(&created.id, in_ms(3000), |_| {})
+        .await
+        .expect("becomes active");
+    assert_eq!(
+        active
+            .public_ipv4_management()
+            .map(|ip| ip.address.as_str()),
+        Some("127.0.0.1")
+    );
+    let tagged = client.list_devices(Some(RUN_TAG)).await.expect("list");
+    assert_eq!((tagged.items.len(), tagged.unreadable.len()), (1, 0));
+    let events = client.device_events(&created.id).await.expect("events");
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.kind == "provisioning.complete")
+    );
+    client
+        .delete_device_until_gone(&created.id, in_ms(3000))
+        .await
+        .expect("deleted");
+    client.delete_ssh_key(&key.id).await.expect("key deleted");
+
+    // What went over the wire: no timestamps, no nested objects, unknown fields.
+    let http = reqwest::Client::new();
+    let keys: Value = http
+        .get(format!("{}/projects/{PROJECT}/ssh-keys", server.base_url()))
+        .header("X-Auth-Token", TOKEN)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(keys["meta"].get("total").is_none(), "{keys}");
+    let device: Value = http
+        .post(format!("{}/projects/{PROJECT}/devices", server.base_url()))
+        .header("X-Auth-Token", TOKEN)
+        .json(&input("host-raw"))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    for absent in [
+        "created_at",
+        "plan",
+        "metro",
+        "short_id",
+        "termination_time",
+    ] {
+        assert!(device.get(absent).is_none(), "{absent} in {device}");
+    }
+    assert!(device.get("href").is_some() && device.get("metalab_strict_extra").is_some());
+}
+
+#[tokio::test]
+async fn a_list_reads_on_past_an_element_it_cannot_read() {
+    let faults = Faults {
+        unreadable_in_lists: vec!["host-odd".into(), "odd-key".into()],
+        ..Faults::default()
+    };
+    let (_server, client) = lab(faults).await;
+    let fine = client.create_device(&input("host-fine")).await.expect("ok");
+    let odd = client.create_device(&input("host-odd")).await.expect("ok");
+    client
+        .create_ssh_key("odd-key", "ssh-ed25519 AAAA x")
+        .await
+        .expect("ok");
+    client
+        .create_ssh_key("fine-key", "ssh-ed25519 AAAA y")
+        .await
+        .expect("ok");
+
+    let devices = client.list_devices(Some(RUN_TAG)).await.expect("list");
+    let names: Vec<&str> = devices.items.iter().map(|d| d.hostname.as_str()).collect();
+    assert_eq!(names, ["host-fine"]);
+    assert_eq!(devices.items[0].id, fine.id);
+    assert_eq!(devices.unreadable.len(), 1);
+    let unread = &devices.unreadable[0];
+    assert_eq!(unread.id(), Some(odd.id.as_str()));
+    assert!(unread.tags().contains(&RUN_TAG));
+    assert!(
+        unread.error.contains("state") || unread.error.contains("invalid type"),
+        "{unread}"
+    );
+
+    let keys = client.list_ssh_keys().await.expect("list");
+    let labels: Vec<&str> = keys.items.iter().map(|k| k.label.as_str()).collect();
+    assert_eq!(labels, ["fine-key"]);
+    assert_eq!(keys.unreadable.len(), 1);
+    assert_eq!(keys.unreadable[0].text("label"), None);
+}
+
+#[tokio::test]
+async fn a_device_hidden_behind_a_403_is_failed_with_the_reason_its_events_give() {
+    let faults = Faults {
+        fail_provisioning: true,
+        hide_failed_devices: true,
+        ..Faults::default()
+    };
+    let (server, client) = lab(faults).await;
+    let device = client
+        .create_device(&input("host-hid"))
+        .await
+        .expect("created");
+    let error = client
+        .wait_active(&device.id, in_ms(3000), |seen| {
+            assert_ne!(seen.state, DeviceState::Failed, "never shown failed")
+        })
+        .await
+        .expect_err("failed");
+    let state = server.snapshot();
+    let said = &state
+        .device(&device.id)
+        .expect("recorded")
+        .events
+        .last()
+        .expect("events")
+        .body;
+    match &error {
+        MetalError::DeviceFailed { id, reason } => {
+            assert_eq!(id, &device.id);
+            assert_eq!(reason.as_deref(), Some(said.as_str()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(!error.means_gone(), "a failure, not a disappearance");
+    assert!(
+        state
+            .requests_to("GET", "/devices/")
+            .iter()
+            .any(|r| r.status == 403)
+    );
+}
+
+#[tokio::test]
+async fn a_key_create_whose_answer_cannot_be_read_may_have_made_the_key() {
+    let faults = Faults {
+        unreadable_key_creates: 1,
+        ..Faults::default()
+    };
+    let (server, client) = lab(faults).await;
+    let error = client
+        .create_ssh_key("run-key", "ssh-ed25519 AAAA k")
+        .await
+        .expect_err("no id in the answer");
+    assert!(matches!(error, MetalError::Decode(_)), "{error:?}");
+    assert!(error.may_have_acted() && !error.is_transient());
+    assert_eq!(server.snapshot().ssh_keys.len(), 1);
+    let listed = client.list_ssh_keys().await.expect("list");
+    assert_eq!(listed.items[0].label, "run-key");
+}
+
 /// Every error variant the tests can provoke, with log lines captured at every level: the
 /// token shows up in none of them.
 #[tokio::test]
@@ -964,6 +1148,37 @@ async fn the_server_binary_serves_the_api() {
         .await
         .expect_err("da holds one");
     assert!(full.is_no_capacity());
+    child.kill().await.expect("stopped");
+}
+
+/// `metal-api-server --strict` sends the strict shape.
+#[tokio::test]
+async fn the_server_binary_has_a_strict_switch() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_metal-api-server"))
+        .args(["--project", PROJECT, "--strict"])
+        .env("METAL_API_SERVER_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server starts");
+    let stdout = child.stdout.take().expect("stdout");
+    // Kept until the end: the server prints a second line.
+    let mut lines = BufReader::new(stdout).lines();
+    let base_url = lines.next_line().await.expect("read").expect("a URL line");
+    let device: Value = reqwest::Client::new()
+        .post(format!("{base_url}/projects/{PROJECT}/devices"))
+        .header("X-Auth-Token", TOKEN)
+        .json(&input("bin-strict"))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(device["hostname"], "bin-strict");
+    assert!(device.get("created_at").is_none(), "{device}");
+    assert!(device.get("metalab_strict_extra").is_some(), "{device}");
     child.kill().await.expect("stopped");
 }
 

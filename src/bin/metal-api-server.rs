@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use metalab::metal::ApiToken;
-use metalab::metal::server::{self, Faults, RateLimit, ServerConfig, Timings};
+use metalab::metal::server::{self, Faults, RateLimit, ServerConfig, Shape, Timings};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -57,6 +57,10 @@ struct Args {
     /// Faults active from the start, as the JSON that POST /_admin/faults takes.
     #[arg(long)]
     faults: Option<String>,
+    /// Send only the fields the contract requires, and fields no client knows besides: what
+    /// another server keeping the contract may send. By default every field is sent.
+    #[arg(long)]
+    strict: bool,
 }
 
 fn parse_metro(text: &str) -> anyhow::Result<(String, u32)> {
@@ -84,6 +88,9 @@ impl Args {
         };
         config.ssh_address = self.ssh_address;
         config.ssh_port = self.ssh_port;
+        if self.strict {
+            config.shape = Shape::Strict;
+        }
         if !self.metros.is_empty() {
             config.metros = self.metros.iter().cloned().collect::<BTreeMap<_, _>>();
         }

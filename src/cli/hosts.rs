@@ -21,8 +21,9 @@ pub async fn hosts(config: Option<&Path>) -> Result<Status, Failure> {
     let token = metal::token(m).map_err(|e| bad(e.to_string()))?;
     let client =
         metal::client(m, token).map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))?;
-    let devices = metal::devices(&client).await.map_err(Failure::from_error)?;
-    if devices.is_empty() {
+    let listed = metal::devices(&client).await.map_err(Failure::from_error)?;
+    let devices = listed.items;
+    if devices.is_empty() && listed.unreadable.is_empty() {
         println!("no metalab devices in project {}", m.project);
         return Ok(Status::Passed);
     }
@@ -31,8 +32,10 @@ pub async fn hosts(config: Option<&Path>) -> Result<Status, Failure> {
         "hostname", "state", "age", "run", "locked"
     );
     for d in devices {
-        let age =
-            crate::report::summary::human((Utc::now() - d.created_at).to_std().unwrap_or_default());
+        // Without `created_at` the age is unknown.
+        let age = d.created_at.map_or("?".to_string(), |t| {
+            crate::report::summary::human((Utc::now() - t).to_std().unwrap_or_default())
+        });
         let run = d
             .tags
             .iter()
@@ -50,6 +53,9 @@ pub async fn hosts(config: Option<&Path>) -> Result<Status, Failure> {
             run,
             if d.locked { "yes" } else { "no" }
         );
+    }
+    for odd in &listed.unreadable {
+        println!("{:<36} {odd}", odd.text("hostname").unwrap_or("?"));
     }
     Ok(Status::Passed)
 }

@@ -58,31 +58,47 @@ async fn reap_metal(m: &crate::config::MetalConfig, state: &StateDir, dry_run: b
         let client = crate::provider::metal::client(m, crate::provider::metal::token(m)?)?;
         crate::provider::metal::reap(&client, state, m.ttl, dry_run).await
     };
-    match found.await {
-        Ok(found) => {
-            println!("metal project {}:", m.project);
-            if found.is_empty() {
-                println!("  no metalab devices or keys");
-            }
-            for f in found {
-                let verdict = match (&f.verdict, f.removed) {
-                    (_, true) => "removed".to_string(),
-                    (Verdict::Reap { why }, false) => format!("would remove ({why})"),
-                    (Verdict::Live { pid }, _) => format!("left alone: running (pid {pid})"),
-                    (Verdict::Kept { until }, _) => format!("left alone: kept until {until}"),
-                    (Verdict::Recent, _) => {
-                        "left alone (locked, or a run not known here within its TTL)".to_string()
-                    }
-                };
-                println!("  {}  {verdict}", f.what);
-            }
-            Status::Passed
-        }
+    report_metal(&m.project, found.await)
+}
+
+/// Prints what the Metal half found, and what became of it. Bad input (2) when the token is
+/// missing or refused; an infrastructure error (3) when the API cannot be read, or something
+/// of metalab's it meant to remove (or could not read) is still there.
+fn report_metal(
+    project: &str,
+    found: anyhow::Result<Vec<crate::provider::metal::Found>>,
+) -> Status {
+    use crate::provider::metal::Outcome;
+    let found = match found {
+        Ok(found) => found,
         Err(e) => {
             eprintln!("metalab: error: metal: {e:#}");
-            Status::InfraError
+            return if e.downcast_ref::<crate::provider::InputError>().is_some() {
+                Status::BadInput
+            } else {
+                Status::InfraError
+            };
         }
+    };
+    println!("metal project {project}:");
+    if found.is_empty() {
+        println!("  no metalab devices or keys");
     }
+    for f in &found {
+        let outcome = match &f.outcome {
+            Outcome::Removed { why } => format!("removed ({why})"),
+            Outcome::WouldRemove { why } => format!("would remove ({why})"),
+            Outcome::Kept { why } => format!("left alone: {why}"),
+            Outcome::NotRemoved { why, problem } => format!("NOT removed ({why}): {problem}"),
+            Outcome::Unreadable { problem, .. } => format!("NOT judged: {problem}"),
+        };
+        println!("  {}  {outcome}", f.what);
+    }
+    if found.iter().any(crate::provider::metal::Found::left_behind) {
+        println!("  some of it is still there: see above; `metalab reap` tries again");
+        return Status::InfraError;
+    }
+    Status::Passed
 }
 
 /// Prints what the survey found and what became of it. `false` when something the reap meant to
@@ -125,4 +141,57 @@ fn report(host: &str, findings: &[Finding], reaped: &[Reaped], dry_run: bool) ->
         }
     }
     failed == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metal::ApiToken;
+    use crate::metal::server::{self, ServerConfig};
+    use crate::provider::metal::{Found, Outcome};
+
+    #[tokio::test]
+    async fn a_refused_token_is_bad_input_and_an_api_failure_infrastructure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = server::serve(ServerConfig::new(ApiToken::new("right"), "p"), listener).unwrap();
+        let mut config = crate::metal::ClientConfig::new(ApiToken::new("wrong"), "p");
+        config.base_url = api.base_url();
+        let client = crate::metal::MetalClient::new(config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path().to_path_buf());
+        let refused =
+            crate::provider::metal::reap(&client, &state, std::time::Duration::from_secs(60), true)
+                .await;
+        assert_eq!(report_metal("p", refused), Status::BadInput);
+        let down = Err(anyhow::anyhow!("Metal API unreachable after 10 attempts"));
+        assert_eq!(report_metal("p", down), Status::InfraError);
+    }
+
+    #[test]
+    fn something_left_behind_is_infrastructure_and_a_kept_device_is_not() {
+        let found = |outcome| Found {
+            what: "device x".into(),
+            run: None,
+            outcome,
+        };
+        let kept = found(Outcome::Kept {
+            why: "locked".into(),
+        });
+        assert_eq!(report_metal("p", Ok(vec![kept])), Status::Passed);
+        let failed = found(Outcome::NotRemoved {
+            why: "run finished".into(),
+            problem: "422".into(),
+        });
+        assert_eq!(report_metal("p", Ok(vec![failed])), Status::InfraError);
+        let foreign = found(Outcome::Unreadable {
+            problem: "no id".into(),
+            ours: false,
+        });
+        assert_eq!(report_metal("p", Ok(vec![foreign])), Status::Passed);
+        let ours = found(Outcome::Unreadable {
+            problem: "no id".into(),
+            ours: true,
+        });
+        assert_eq!(report_metal("p", Ok(vec![ours])), Status::InfraError);
+    }
 }

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::{debug, warn};
 
 use super::api::{
-    CapacityCheck, CapacityServer, Device, DeviceCreateInput, DeviceList, Event, EventList, Paged,
-    SshKey, SshKeyCreateInput, SshKeyList,
+    CapacityCheck, CapacityServer, Device, DeviceCreateInput, DeviceList, Event, EventList, Listed,
+    Meta, Paged, SshKey, SshKeyCreateInput, SshKeyList, Unreadable, readable_elements,
 };
 use super::error::MetalError;
 use super::retry;
@@ -161,8 +162,9 @@ impl MetalClient {
         self.json(&Call::new(Method::GET, &["devices", id])).await
     }
 
-    /// Every device of the project, or only those carrying `tag`.
-    pub async fn list_devices(&self, tag: Option<&str>) -> Result<Vec<Device>, MetalError> {
+    /// Every device of the project, or only those carrying `tag`; those that cannot be read
+    /// come back apart, with what can be made out of them.
+    pub async fn list_devices(&self, tag: Option<&str>) -> Result<Listed<Device>, MetalError> {
         let mut call = Call::new(Method::GET, &["projects", &self.project_id, "devices"]);
         if let Some(tag) = tag {
             call = call.query("tag", tag);
@@ -189,8 +191,8 @@ impl MetalClient {
         self.json(&call).await
     }
 
-    /// Every SSH key of the project.
-    pub async fn list_ssh_keys(&self) -> Result<Vec<SshKey>, MetalError> {
+    /// Every SSH key of the project, the unreadable ones apart.
+    pub async fn list_ssh_keys(&self) -> Result<Listed<SshKey>, MetalError> {
         let call = Call::new(Method::GET, &["projects", &self.project_id, "ssh-keys"]);
         self.list_all::<SshKeyList>(call).await
     }
@@ -213,7 +215,13 @@ impl MetalClient {
         let call = Call::new(Method::POST, &["capacity", "metros"])
             .body(&request)?
             .idempotent();
-        let answer: CapacityCheck = self.json(&call).await?;
+        /// The answer, without the lines that do not read.
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(deserialize_with = "readable_elements")]
+            servers: Vec<CapacityServer>,
+        }
+        let answer: Answer = self.json(&call).await?;
         Ok(answer.servers)
     }
 
@@ -235,36 +243,83 @@ impl MetalClient {
     }
 
     /// `GET /devices/{id}/events`, every page.
-    pub async fn device_events(&self, id: &str) -> Result<Vec<Event>, MetalError> {
+    pub async fn device_events(&self, id: &str) -> Result<Listed<Event>, MetalError> {
         let call = Call::new(Method::GET, &["devices", id, "events"]);
         self.list_all::<EventList>(call).await
     }
 
     /// Fetches a list page by page number until `current_page >= last_page`. The `href`s in
     /// `meta` are never followed: the API made them relative and inconsistent.
-    async fn list_all<L: Paged>(&self, call: Call) -> Result<Vec<L::Item>, MetalError> {
-        let mut items = Vec::new();
+    ///
+    /// Each element is read on its own: one that does not read is kept apart as
+    /// [`Unreadable`] (and logged), and the others are read all the same.
+    async fn list_all<L: Paged>(&self, call: Call) -> Result<Listed<L::Item>, MetalError> {
+        let mut listed = Listed::default();
         let mut page = 1;
         loop {
             let paged = call
                 .clone()
                 .query("per_page", self.per_page)
                 .query("page", page);
-            let (batch, meta) = self.json::<L>(&paged).await?.into_parts();
-            items.extend(batch);
-            match meta {
-                Some(meta) if meta.current_page < meta.last_page && page < meta.last_page => {
-                    page += 1;
-                }
-                _ => return Ok(items),
+            let meta = self.read_page::<L>(&paged, &mut listed).await?;
+            let current = meta.current_page.unwrap_or(page);
+            match meta.last_page {
+                Some(last) if current < last && page < last => page += 1,
+                _ => return Ok(listed),
             }
         }
     }
 
+    /// Reads one page of a list into `listed`, and returns its `meta` (empty when it has none
+    /// that reads).
+    async fn read_page<L: Paged>(
+        &self,
+        call: &Call,
+        listed: &mut Listed<L::Item>,
+    ) -> Result<Meta, MetalError> {
+        let mut answer: Value = self.json(call).await?;
+        let Some(Value::Array(elements)) = answer.get_mut(L::ITEMS).map(Value::take) else {
+            return Err(MetalError::Decode(format!(
+                "{}: the answer has no `{}` list",
+                call.describe(),
+                L::ITEMS
+            )));
+        };
+        for element in elements {
+            match serde_json::from_value::<L::Item>(element.clone()) {
+                Ok(item) => listed.items.push(item),
+                Err(error) => {
+                    let odd = Unreadable {
+                        raw: self.redacted(element),
+                        error: self.token.redact(&error.to_string()),
+                    };
+                    warn!(request = %call.describe(), "Metal API: {odd}; reading on");
+                    listed.unreadable.push(odd);
+                }
+            }
+        }
+        Ok(answer
+            .get_mut("meta")
+            .map(Value::take)
+            .and_then(|meta| serde_json::from_value(meta).ok())
+            .unwrap_or_default())
+    }
+
+    /// `value` with the token replaced, should a server have echoed it.
+    fn redacted(&self, value: Value) -> Value {
+        let text = value.to_string();
+        let clean = self.token.redact(&text);
+        if clean == text {
+            return value;
+        }
+        serde_json::from_str(&clean).unwrap_or(Value::Null)
+    }
+
     async fn json<T: DeserializeOwned>(&self, call: &Call) -> Result<T, MetalError> {
         let body = self.execute(call).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| MetalError::Decode(format!("{}: {e}", call.describe())))
+        serde_json::from_slice(&body).map_err(|e| {
+            MetalError::Decode(self.token.redact(&format!("{}: {e}", call.describe())))
+        })
     }
 
     /// Sends `call`, retrying as the policy allows, and returns the body of a 2xx answer.

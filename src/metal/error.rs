@@ -12,7 +12,8 @@ use super::token::ApiToken;
 #[derive(Debug, thiserror::Error)]
 pub enum MetalError {
     /// 401, or 403 refusing the credentials. A 403 on a device that failed to provision also
-    /// lands here: see [`MetalError::means_gone`].
+    /// lands here: see [`MetalError::means_gone`]; while a device is waited on, it is reported
+    /// as [`MetalError::DeviceFailed`].
     #[error("Metal API refused the request ({status}): {message}")]
     Unauthorized { status: u16, message: String },
 
@@ -48,9 +49,11 @@ pub enum MetalError {
     #[error("Metal API answer does not decode: {0}")]
     Decode(String),
 
-    /// The device reached the `failed` state while being waited on.
-    #[error("device {id} failed to provision")]
-    DeviceFailed { id: String },
+    /// The device reached the `failed` state while being waited on, or the API stopped
+    /// showing it (403 or 404, its answers for a failed device). `reason` is the API's own
+    /// word on it, when it gave one.
+    #[error("device {id} failed to provision{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    DeviceFailed { id: String, reason: Option<String> },
 
     /// A deadline passed before the device got where it was asked to.
     #[error("deadline passed waiting for device {id} to be {goal} (last state: {last_state})")]
@@ -88,6 +91,23 @@ impl MetalError {
     /// A 5xx or a lost connection: the request may or may not have been carried out.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Server { .. } | Self::Transport { .. })
+    }
+
+    /// The request may have been carried out: a transient failure, or a success answer that
+    /// does not read. A create that fails so may have made what it asked for.
+    pub fn may_have_acted(&self) -> bool {
+        self.is_transient() || matches!(self, Self::Decode(_))
+    }
+
+    /// The messages the API gave with this error, joined; `None` for errors that carry none.
+    pub fn api_message(&self) -> Option<String> {
+        match self {
+            Self::Unauthorized { message, .. }
+            | Self::NotFound { message, .. }
+            | Self::Http { message, .. } => Some(message.clone()),
+            Self::Unprocessable { messages } => Some(messages.join("; ")),
+            _ => None,
+        }
     }
 
     fn has_message(&self, test: impl Fn(&str) -> bool) -> bool {

@@ -57,7 +57,7 @@ impl MetalClient {
     ) -> Result<Device, Failure> {
         let error = match self.create_device(input).await {
             Ok(device) => return Ok(device),
-            Err(error) if error.is_transient() => error,
+            Err(error) if error.may_have_acted() => error,
             Err(error) => return Err(Failure::Final(error)),
         };
         warn!(
@@ -69,7 +69,10 @@ impl MetalClient {
                 info!(hostname, id = %device.id, "adopting the device the failed create made");
                 Ok(device)
             }
-            Ok(None) => Err(Failure::MayPass(error)),
+            // A create whose answer did not read would only fail the same way again; the
+            // device it may have made carries the run tag, and release deletes by that tag.
+            Ok(None) if error.is_transient() => Err(Failure::MayPass(error)),
+            Ok(None) => Err(Failure::Final(error)),
             Err(error) => Err(Failure::Final(error)),
         }
     }
@@ -83,10 +86,12 @@ impl MetalClient {
         let mut matching: Vec<Device> = self
             .list_devices(Some(run_tag))
             .await?
+            .items
             .into_iter()
             .filter(|device| device.hostname == hostname && !is_going(&device.state))
             .collect();
-        matching.sort_by_key(|device| device.created_at);
+        // Oldest first; a device without `created_at` after those with one.
+        matching.sort_by_key(|device| (device.created_at.is_none(), device.created_at));
         if matching.len() > 1 {
             warn!(
                 hostname,
@@ -100,9 +105,11 @@ impl MetalClient {
 
     /// Polls the device until it is `active`, calling `on_progress` with each look.
     ///
-    /// Fails with [`MetalError::DeviceFailed`] when it ends in `failed`, and with
-    /// [`MetalError::Deadline`] when `deadline` passes first. Either way the device still
-    /// exists: the caller deletes it.
+    /// Fails with [`MetalError::DeviceFailed`] when it ends in `failed`, or when the API stops
+    /// showing it (403 or 404: what it answers for a device whose provisioning failed), with
+    /// the API's own word on why when its events or its error give one; and with
+    /// [`MetalError::Deadline`] when `deadline` passes first. Either way the device may still
+    /// exist: the caller deletes it.
     pub async fn wait_active(
         &self,
         id: &str,
@@ -115,17 +122,55 @@ impl MetalClient {
             let Ok(result) = timeout_at(deadline, self.get_device(id)).await else {
                 return Err(deadline_passed(id, "active", last_state));
             };
-            let device = result?;
+            let device = match result {
+                Ok(device) => device,
+                Err(error) if error.means_gone() => {
+                    let reason = self.failure_reason(id, deadline).await.or_else(|| {
+                        error
+                            .api_message()
+                            .map(|m| format!("the API no longer shows it ({m})"))
+                    });
+                    return Err(MetalError::DeviceFailed {
+                        id: id.into(),
+                        reason,
+                    });
+                }
+                Err(error) => return Err(error),
+            };
             on_progress(&device);
             match device.state {
                 DeviceState::Active => return Ok(device),
-                DeviceState::Failed => return Err(MetalError::DeviceFailed { id: id.into() }),
+                DeviceState::Failed => {
+                    return Err(MetalError::DeviceFailed {
+                        id: id.into(),
+                        reason: self.failure_reason(id, deadline).await,
+                    });
+                }
                 _ => last_state = device.state.to_string(),
             }
             if !polling.pause().await {
                 return Err(deadline_passed(id, "active", last_state));
             }
         }
+    }
+
+    /// What the device's events say of its failure: the body of the last event about it.
+    /// `None` when the events cannot be read or say nothing of it; they are only an
+    /// explanation, so nothing fails for want of them.
+    async fn failure_reason(&self, id: &str, deadline: Instant) -> Option<String> {
+        let events = timeout_at(deadline, self.device_events(id))
+            .await
+            .ok()?
+            .ok()?;
+        events
+            .items
+            .iter()
+            .rev()
+            .find(|event| {
+                !event.body.trim().is_empty()
+                    && (event.state == "failed" || event.kind.contains("fail"))
+            })
+            .map(|event| event.body.trim().to_owned())
     }
 
     /// Deletes the device and waits until the API no longer shows it.

@@ -18,7 +18,17 @@ pub trait RunHooks: Send + Sync {
     fn journal(&self, resource: Resource) -> anyhow::Result<EntryId>;
     /// Marks a journaled resource as removed.
     fn journal_done(&self, entry: EntryId);
-    fn progress(&self, message: String);
+    /// Reports progress of the provider's `stage`: the line is labelled with that phase.
+    fn progress(&self, stage: Stage, message: String);
+}
+
+/// Which of its two phases a provider reports on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// [`Provider::acquire`].
+    Acquire,
+    /// [`Provider::release`].
+    Release,
 }
 
 /// A problem with what the user gave (config, credentials): exit code 2, not 3.

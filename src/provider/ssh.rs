@@ -90,7 +90,7 @@ impl Provider for SshProvider {
                 }
             }
             for p in &problems {
-                hooks.progress(p.clone());
+                hooks.progress(super::Stage::Acquire, p.clone());
             }
             if !got.is_empty() {
                 return Ok(got);

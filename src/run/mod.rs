@@ -282,10 +282,13 @@ impl RunHooks for RunCtx<'_> {
         let _ = self.journal.lock().expect("not poisoned").done(entry);
     }
 
-    fn progress(&self, message: String) {
-        // Providers report on the acquire and release phases, whichever is under way.
+    fn progress(&self, stage: crate::provider::Stage, message: String) {
+        let phase = match stage {
+            crate::provider::Stage::Acquire => Phase::Acquire,
+            crate::provider::Stage::Release => Phase::Release,
+        };
         self.events.emit(EventKind::PhaseProgress {
-            phase: Phase::Acquire,
+            phase,
             scope: String::new(),
             message,
         });

@@ -52,6 +52,10 @@ pub struct MetalConfig {
     /// How often a provisioning device is looked at. Default 10s.
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll: Duration,
+    /// How long an active device may take to answer SSH (its first boot may still be running
+    /// cloud-init). Default 10m.
+    #[serde(default = "default_ssh_timeout", with = "humantime_serde")]
+    pub ssh_timeout: Duration,
     /// metalab's state directory on the devices. Default `/var/lib/metalab`.
     #[serde(default = "default_remote_home")]
     pub home: String,
@@ -77,6 +81,9 @@ fn default_provision_timeout() -> Duration {
 }
 fn default_poll() -> Duration {
     Duration::from_secs(10)
+}
+fn default_ssh_timeout() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 /// `[provider.metal]` as written: a token here is refused with its location.
@@ -145,17 +152,24 @@ mod tests {
         assert_eq!(m.token_env, "METAL_AUTH_TOKEN");
         assert_eq!(m.provision_timeout, Duration::from_secs(30 * 60));
         assert_eq!(m.poll, Duration::from_secs(10));
+        assert_eq!(m.ssh_timeout, Duration::from_secs(10 * 60));
         assert_eq!(m.home, "/var/lib/metalab");
     }
 
     #[test]
     fn durations_are_human_readable() {
-        let m = loaded(&format!("{METAL}ttl = \"90m\"\npoll = \"2s\"\n"))
-            .metal
-            .unwrap();
+        let m = loaded(&format!(
+            "{METAL}ttl = \"90m\"\npoll = \"2s\"\nssh_timeout = \"90s\"\n"
+        ))
+        .metal
+        .unwrap();
         assert_eq!(
-            (m.ttl, m.poll),
-            (Duration::from_secs(5400), Duration::from_secs(2))
+            (m.ttl, m.poll, m.ssh_timeout),
+            (
+                Duration::from_secs(5400),
+                Duration::from_secs(2),
+                Duration::from_secs(90)
+            )
         );
     }
 

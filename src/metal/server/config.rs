@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::shape::Shape;
 use crate::metal::ApiToken;
 
 /// Everything the local Metal API server is started with.
@@ -26,6 +27,9 @@ pub struct ServerConfig {
     pub ssh_port: u16,
     /// Faults active from the start; `POST /_admin/faults` replaces them at run time.
     pub faults: Faults,
+    /// Whether answers carry every field, or only the contract's required ones (and unknown
+    /// ones besides).
+    pub shape: Shape,
 }
 
 impl ServerConfig {
@@ -44,6 +48,7 @@ impl ServerConfig {
             ssh_address: Ipv4Addr::LOCALHOST,
             ssh_port: 22,
             faults: Faults::default(),
+            shape: Shape::Full,
         }
     }
 }
@@ -112,6 +117,16 @@ pub struct Faults {
     /// Devices created while this is set end in `failed`; once a GET has shown that, GETs
     /// answer 403.
     pub fail_provisioning: bool,
+    /// A failed device answers 403 to a GET at once, without ever showing `failed`, as the
+    /// contract allows.
+    pub hide_failed_devices: bool,
+    /// Devices with these hostnames and SSH keys with these labels come in list answers in a
+    /// form no client can read: a device's `state`, a key's `label`, as an object.
+    pub unreadable_in_lists: Vec<String>,
+    /// The next N SSH key creates make the key, and answer 201 without its `id`.
+    pub unreadable_key_creates: u32,
+    /// Deleting an SSH key answers 422.
+    pub refuse_key_deletes: bool,
     /// Deleting a queued or provisioning device answers 422 "Cannot delete a device while it
     /// is provisioning".
     pub refuse_delete_while_provisioning: bool,
@@ -128,6 +143,10 @@ impl Default for Faults {
             no_capacity_metros: Vec::new(),
             stuck_provisioning: false,
             fail_provisioning: false,
+            hide_failed_devices: false,
+            unreadable_in_lists: Vec::new(),
+            unreadable_key_creates: 0,
+            refuse_key_deletes: false,
             refuse_delete_while_provisioning: false,
         }
     }

@@ -14,6 +14,9 @@ use crate::metal::api::{
     Device, DeviceState, Event, IpAddress, MetroRef, OperatingSystemRef, PlanRef,
 };
 
+/// The body of the event that says a device failed to provision.
+pub const FAILURE: &str = "Provisioning failed: the operating system image could not be written";
+
 /// How a device's provisioning ends, fixed when it is created from the faults then active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,7 +78,7 @@ impl DeviceRecord {
             description: request.description,
             state: DeviceState::Queued,
             tags: request.tags,
-            created_at: now,
+            created_at: Some(now),
             termination_time: request.termination_time,
             locked: request.locked,
             plan: Some(PlanRef { slug: request.plan }),
@@ -182,12 +185,9 @@ impl DeviceRecord {
                         "provisioning.complete",
                         "Provisioning complete",
                     ),
-                    Fate::Failed => self.enter(
-                        DeviceState::Failed,
-                        at,
-                        "provisioning.failed",
-                        "Provisioning failed",
-                    ),
+                    Fate::Failed => {
+                        self.enter(DeviceState::Failed, at, "provisioning.failed", FAILURE)
+                    }
                     Fate::StuckProvisioning => return false,
                 }
             }
@@ -232,7 +232,7 @@ impl DeviceRecord {
             kind: kind.to_owned(),
             body: body.to_owned(),
             state: self.device.state.to_string(),
-            created_at: at,
+            created_at: Some(at),
         });
     }
 }

@@ -3,7 +3,8 @@
 //! Equinix Metal is shut down, so this is what the `metal` provider is tested against. It
 //! keeps its state in memory, walks devices through their states over configurable times,
 //! enforces `termination_time`, and serves two admin endpoints outside the API root:
-//! `GET /_admin/state` and `POST /_admin/faults`.
+//! `GET /_admin/state` and `POST /_admin/faults`. With [`Shape::Strict`] it sends only the
+//! fields the contract requires, and fields no client knows besides.
 
 mod admin;
 mod config;
@@ -14,6 +15,7 @@ mod page;
 mod rate;
 mod reply;
 mod routes;
+mod shape;
 mod store;
 mod wire;
 
@@ -31,6 +33,7 @@ use tracing::warn;
 pub use config::{Faults, RateLimit, ServerConfig, Timings};
 pub use device::{DeletedBy, DeviceRecord, Fate};
 pub use routes::API_ROOT;
+pub use shape::Shape;
 pub use store::{KeyRecord, RequestRecord, Snapshot};
 
 use store::Store;

@@ -35,9 +35,9 @@ pub fn paginate<T>(items: Vec<T>, query: &ListQuery, path: &str) -> (Vec<T>, Met
         href: format!("{path}?page={n}&per_page={per_page}"),
     };
     let meta = Meta {
-        current_page: page,
-        last_page,
-        total,
+        current_page: Some(page),
+        last_page: Some(last_page),
+        total: Some(total),
         first: Some(href(1)),
         last: Some(href(last_page)),
         previous: (page > 1).then(|| href(page - 1)),
@@ -62,7 +62,10 @@ mod tests {
     fn pages_cut_the_list_and_link_their_neighbours() {
         let (items, meta) = paginate((1..=5).collect(), &query(2, 2), "/x");
         assert_eq!(items, vec![3, 4]);
-        assert_eq!((meta.current_page, meta.last_page, meta.total), (2, 3, 5));
+        assert_eq!(
+            (meta.current_page, meta.last_page, meta.total),
+            (Some(2), Some(3), Some(5))
+        );
         assert_eq!(
             meta.next.map(|h| h.href),
             Some("/x?page=3&per_page=2".to_owned())
@@ -77,7 +80,10 @@ mod tests {
     fn an_empty_list_is_one_empty_page() {
         let (items, meta) = paginate(Vec::<u8>::new(), &ListQuery::default(), "/x");
         assert!(items.is_empty());
-        assert_eq!((meta.current_page, meta.last_page, meta.total), (1, 1, 0));
+        assert_eq!(
+            (meta.current_page, meta.last_page, meta.total),
+            (Some(1), Some(1), Some(0))
+        );
         assert!(meta.next.is_none());
     }
 }

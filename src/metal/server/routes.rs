@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use serde_json::Value;
 
 use super::App;
 use super::page::{ListQuery, paginate};
 use super::reply::ApiError;
 use super::wire;
-use crate::metal::api::{CapacityCheck, Device, DeviceList, EventList, SshKey, SshKeyList};
 
 /// The API root every route below is mounted at.
 pub const API_ROOT: &str = "/metal/v1";
@@ -39,31 +39,32 @@ async fn create_device(
     State(app): State<App>,
     Path(project_id): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Device>), ApiError> {
-    let device = super::current(&app).create_device(&project_id, &body, Utc::now())?;
-    Ok((StatusCode::CREATED, Json(device)))
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut store = super::current(&app);
+    let device = store.create_device(&project_id, &body, Utc::now())?;
+    Ok((StatusCode::CREATED, Json(store.render().device(&device))))
 }
 
 async fn get_device(
     State(app): State<App>,
     Path(id): Path<String>,
-) -> Result<Json<Device>, ApiError> {
-    Ok(Json(super::current(&app).get_device(&id)?))
+) -> Result<Json<Value>, ApiError> {
+    let mut store = super::current(&app);
+    let device = store.get_device(&id)?;
+    Ok(Json(store.render().device(&device)))
 }
 
 async fn list_devices(
     State(app): State<App>,
     Path(project_id): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<DeviceList>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let query = list_query(query)?;
-    let all = super::current(&app).list_devices(&project_id, query.tag.as_deref())?;
+    let store = super::current(&app);
+    let all = store.list_devices(&project_id, query.tag.as_deref())?;
     let path = format!("{API_ROOT}/projects/{project_id}/devices");
     let (devices, meta) = paginate(all, &query, &path);
-    Ok(Json(DeviceList {
-        devices,
-        meta: Some(meta),
-    }))
+    Ok(Json(store.render().device_list(&devices, &meta)))
 }
 
 async fn delete_device(
@@ -81,38 +82,40 @@ async fn device_events(
     State(app): State<App>,
     Path(id): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<EventList>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let query = list_query(query)?;
-    let all = super::current(&app).device_events(&id)?;
+    let mut store = super::current(&app);
+    let all = store.device_events(&id)?;
     let (events, meta) = paginate(all, &query, &format!("{API_ROOT}/devices/{id}/events"));
-    Ok(Json(EventList {
-        events,
-        meta: Some(meta),
-    }))
+    Ok(Json(store.render().event_list(&events, &meta)))
 }
 
 async fn create_key(
     State(app): State<App>,
     Path(project_id): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<SshKey>), ApiError> {
-    let key = super::current(&app).create_key(&project_id, &body, Utc::now())?;
-    Ok((StatusCode::CREATED, Json(key)))
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut store = super::current(&app);
+    let key = store.create_key(&project_id, &body, Utc::now())?;
+    let answer = if store.take_unreadable_key_create() {
+        store.render().key_without_id(&key)
+    } else {
+        store.render().key(&key)
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 async fn list_keys(
     State(app): State<App>,
     Path(project_id): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<SshKeyList>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let query = list_query(query)?;
-    let all = super::current(&app).list_keys(&project_id)?;
+    let store = super::current(&app);
+    let all = store.list_keys(&project_id)?;
     let path = format!("{API_ROOT}/projects/{project_id}/ssh-keys");
     let (ssh_keys, meta) = paginate(all, &query, &path);
-    Ok(Json(SshKeyList {
-        ssh_keys,
-        meta: Some(meta),
-    }))
+    Ok(Json(store.render().key_list(&ssh_keys, &meta)))
 }
 
 async fn delete_key(
@@ -123,11 +126,10 @@ async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn check_capacity(
-    State(app): State<App>,
-    body: Bytes,
-) -> Result<Json<CapacityCheck>, ApiError> {
-    Ok(Json(super::current(&app).check_capacity(&body)?))
+async fn check_capacity(State(app): State<App>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let store = super::current(&app);
+    let answer = store.check_capacity(&body)?;
+    Ok(Json(store.render().capacity(&answer)))
 }
 
 /// A malformed `page` or `per_page` gets the API's JSON error form, not axum's text.

@@ -15,6 +15,7 @@ use super::device::{DeletedBy, DeviceRecord, Fate};
 use super::ids;
 use super::rate::RateWindow;
 use super::reply::ApiError;
+use super::shape::Render;
 use super::wire::{self, Location};
 use crate::metal::api::{
     CapacityCheck, CapacityServer, Device, DeviceState, Event, SshKey, SshKeyCreateInput,
@@ -106,6 +107,14 @@ impl Store {
         }
     }
 
+    /// How answers are rendered now: the configured shape, the faults in force.
+    pub fn render(&self) -> Render<'_> {
+        Render {
+            shape: self.config.shape,
+            faults: &self.faults,
+        }
+    }
+
     pub fn log_request(&mut self, record: RequestRecord) {
         self.requests.push(record);
     }
@@ -154,8 +163,8 @@ impl Store {
         Ok(device)
     }
 
-    /// `GET /devices/{id}`. A failed device is shown once; then it answers 403, as the API
-    /// did.
+    /// `GET /devices/{id}`. A failed device is shown once (under `hide_failed_devices`,
+    /// never); then it answers 403, as the API did.
     pub fn get_device(&mut self, id: &str) -> Result<Device, ApiError> {
         let record = self.visible_device(id)?;
         if record.state() == &DeviceState::Failed {
@@ -201,8 +210,9 @@ impl Store {
         Ok(())
     }
 
+    /// The device's events; those of a failed device too, which say why it failed.
     pub fn device_events(&mut self, id: &str) -> Result<Vec<Event>, ApiError> {
-        Ok(self.visible_device(id)?.events.clone())
+        Ok(self.live_device(id)?.events.clone())
     }
 
     pub fn create_key(
@@ -227,7 +237,7 @@ impl Store {
             fingerprint: ids::fingerprint(&input.key),
             label: input.label,
             key: input.key,
-            created_at: now,
+            created_at: Some(now),
         };
         self.keys.push(KeyRecord {
             project_id: project_id.to_owned(),
@@ -247,7 +257,16 @@ impl Store {
             .collect())
     }
 
+    /// Whether this key create is answered without the key's id (the
+    /// `unreadable_key_creates` fault).
+    pub fn take_unreadable_key_create(&mut self) -> bool {
+        take_one(&mut self.faults.unreadable_key_creates)
+    }
+
     pub fn delete_key(&mut self, id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+        if self.faults.refuse_key_deletes {
+            return Err(ApiError::unprocessable("SSH key is in use"));
+        }
         let record = self
             .keys
             .iter_mut()
@@ -293,8 +312,9 @@ impl Store {
 
     /// A live device the caller may look at: not one whose failure was already shown.
     fn visible_device(&mut self, id: &str) -> Result<&mut DeviceRecord, ApiError> {
+        let hide = self.faults.hide_failed_devices;
         let record = self.live_device(id)?;
-        if record.failure_shown && record.state() == &DeviceState::Failed {
+        if (record.failure_shown || hide) && record.state() == &DeviceState::Failed {
             return Err(ApiError::one(
                 StatusCode::FORBIDDEN,
                 "You are not authorized to view this device",
