@@ -3,15 +3,23 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use common::{ScratchLab, text};
 
 const GOOD_SUITE: &str = "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"true\"\n";
 
-/// Runs `metalab run` and checks the exit code, the message, and that no run started.
-fn rejected(lab: &ScratchLab, args: &[&str], expected: &[&str]) {
-    let mut full = vec!["run"];
-    full.extend_from_slice(args);
-    let out = lab.metalab(&full).output().unwrap();
+/// Runs `metalab ARGS` with a state directory of its own (`METALAB_HOME`, absent) and checks the
+/// exit code, the message, and that nothing started: no `artifacts/`, no state directory.
+fn refused(lab: &ScratchLab, args: &[&str], expected: &[&str]) -> String {
+    let state = tempfile::tempdir().unwrap();
+    let home = state.path().join("metalab");
+    let out = lab
+        .metalab(args)
+        .env("METALAB_HOME", &home)
+        .env("METAL_AUTH_TOKEN", "x")
+        .output()
+        .unwrap();
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     for e in expected {
@@ -21,6 +29,33 @@ fn rejected(lab: &ScratchLab, args: &[&str], expected: &[&str]) {
         !lab.path().join("artifacts").exists(),
         "a run started:\n{shown}"
     );
+    let made = walk(&home);
+    assert!(
+        made.is_empty(),
+        "the state directory was written to: {made:?}\n{shown}"
+    );
+    shown
+}
+
+/// Every path under `dir`: none when it is empty or absent.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    for e in entries {
+        let path = e.unwrap().path();
+        all.extend(walk(&path));
+        all.push(path);
+    }
+    all
+}
+
+/// Runs `metalab run ARGS`: see [`refused`].
+fn rejected(lab: &ScratchLab, args: &[&str], expected: &[&str]) {
+    let mut full = vec!["run"];
+    full.extend_from_slice(args);
+    refused(lab, &full, expected);
 }
 
 #[test]
@@ -132,4 +167,131 @@ fn an_unknown_key_in_a_suite_is_located() {
 fn an_unknown_suite_on_the_command_line_is_bad_input() {
     let lab = ScratchLab::new("", &[("s", GOOD_SUITE)]);
     rejected(&lab, &["nosuch"], &["no suite named `nosuch` (known: s)"]);
+}
+
+#[test]
+fn a_config_that_is_a_directory_is_named_and_said_to_be_one() {
+    let lab = ScratchLab::new("", &[("s", GOOD_SUITE)]);
+    std::fs::remove_file(lab.path().join("metalab.toml")).unwrap();
+    std::fs::create_dir(lab.path().join("metalab.toml")).unwrap();
+    let expected = ["metalab.toml: is a directory, not a file"];
+    rejected(&lab, &[], &expected);
+    rejected(&lab, &["--config", "metalab.toml"], &expected);
+}
+
+#[test]
+fn an_unknown_table_is_named_as_written() {
+    let lab = ScratchLab::new(
+        "[lab]\nprovision = true\n\n[timout]\ntest = \"1m\"\n",
+        &[("s", GOOD_SUITE)],
+    );
+    let shown = refused(
+        &lab,
+        &["run"],
+        &[
+            "metalab.toml:4:2: key `timout`: unknown field `timout`",
+            "hint: did you mean `timeouts`?",
+        ],
+    );
+    assert!(!shown.contains("key `lab`"), "{shown}");
+}
+
+#[test]
+fn a_header_that_does_not_close_names_no_key() {
+    let lab = ScratchLab::new(
+        "[lab]\nprovision = true\n[vm\nmemory = 512\n",
+        &[("s", GOOD_SUITE)],
+    );
+    let shown = refused(
+        &lab,
+        &["run"],
+        &["metalab.toml:3:4: unclosed table, expected `]`"],
+    );
+    assert!(!shown.contains("key `"), "{shown}");
+}
+
+#[test]
+fn a_missing_required_key_is_named_with_its_table() {
+    let ssh = "[provider]\nkind = \"ssh\"\n[[provider.hosts]]\nidentity = \"k\"\n";
+    let metal = "[provider]\nkind = \"metal\"\n[provider.metal]\nplan = \"c3.small.x86\"\noperating_system = \"debian_12\"\napi_url = \"http://127.0.0.1:9\"\n";
+    for (config, expected) in [
+        (
+            ssh,
+            "metalab.toml:3:1: key `provider.hosts.address`: missing required key `address` in [[provider.hosts]]",
+        ),
+        (
+            metal,
+            "metalab.toml:3:1: key `provider.metal.project`: missing required key `project` in [provider.metal]",
+        ),
+    ] {
+        let lab = ScratchLab::new(config, &[("s", GOOD_SUITE)]);
+        rejected(&lab, &[], &[expected]);
+    }
+    let no_run = "vms = [\"node1\"]\n[[test]]\nname = \"t\"\n";
+    let no_metric = "vms = [\"node1\"]\n[[benchmark]]\nname = \"b\"\nrun = \"true\"\n";
+    for (suite, expected) in [
+        (
+            no_run,
+            "suites/s/suite.toml:2:1: key `test.run`: missing required key `run` in [[test]]",
+        ),
+        (
+            no_metric,
+            "suites/s/suite.toml:2:1: key `benchmark.metric`: missing required key `metric` in [[benchmark]]",
+        ),
+    ] {
+        let lab = ScratchLab::new("", &[("s", suite)]);
+        rejected(&lab, &[], &[expected]);
+    }
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_located() {
+    let lab = ScratchLab::new("", &[("s", GOOD_SUITE)]);
+    std::fs::write(
+        lab.path().join("metalab.toml"),
+        b"[vm]\n# caf\xc3\xa9\nmemory = 512 # caf\xe9\n",
+    )
+    .unwrap();
+    rejected(
+        &lab,
+        &[],
+        &[
+            "metalab.toml:3:19: key `vm.memory`: byte 0xe9 is not UTF-8: metalab.toml must be UTF-8 text",
+            "hint: save the file as UTF-8",
+        ],
+    );
+    let lab = ScratchLab::new("", &[("s", GOOD_SUITE)]);
+    let mut suite = GOOD_SUITE.as_bytes().to_vec();
+    suite.extend_from_slice(b"expect = { output = \"\xff\" }\n");
+    std::fs::write(lab.path().join("suites/s/suite.toml"), suite).unwrap();
+    rejected(
+        &lab,
+        &[],
+        &[
+            "suites/s/suite.toml:5:22: key `test.expect`: byte 0xff is not UTF-8: suite.toml must be UTF-8 text",
+        ],
+    );
+}
+
+#[test]
+fn a_huge_line_is_cut_and_shown_once() {
+    let huge = "a".repeat(5_000_000);
+    for (config, suite) in [
+        (
+            format!("[vm]\nmemory = \"{huge}\"\n"),
+            GOOD_SUITE.to_string(),
+        ),
+        (
+            String::new(),
+            format!(
+                "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"true\"\nretries = \"{huge}\"\n"
+            ),
+        ),
+    ] {
+        let lab = ScratchLab::new(&config, &[("s", &suite)]);
+        let shown = refused(&lab, &["run"], &["invalid type: string \"aaaa"]);
+        assert!(shown.len() < 2_000, "{} bytes shown", shown.len());
+        assert_eq!(shown.matches("(line cut: it is 5000").count(), 1, "{shown}");
+        assert_eq!(shown.matches(&"a".repeat(150)).count(), 1, "{shown}");
+    }
 }

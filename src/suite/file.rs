@@ -11,7 +11,7 @@ use super::{
     Artifact, Benchmark, Direction, Expect, MANIFEST, Metric, MetricSource, MetricSpec, Step,
     Suite, SuiteError, Test,
 };
-use crate::config::located::{LocatedError, SourceFile};
+use crate::config::located::{LocatedError, ReadError, SourceFile};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +132,10 @@ pub fn load_all(dir: &Path, known_vms: &[String]) -> Result<Vec<Suite>, SuiteErr
 }
 
 fn load_one(manifest: &Path, known_vms: &[String]) -> Result<Suite, SuiteError> {
-    let file = SourceFile::read(manifest).map_err(|e| SuiteError::read(manifest, e))?;
+    let file = SourceFile::read(manifest).map_err(|e| match e {
+        ReadError::Io(e) => SuiteError::read(manifest, e),
+        ReadError::Located(e) => SuiteError::Located(e),
+    })?;
     let raw: RawSuite = toml::from_str(&file.text).map_err(|e| file.toml_error(&e))?;
     let dir = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
     let name = dir

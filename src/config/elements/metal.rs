@@ -160,6 +160,19 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_required_key_is_named_with_its_table() {
+        let e = rejected(
+            "[provider]\nkind = \"metal\"\n[provider.metal]\nplan = \"c3\"\noperating_system = \"d\"\n",
+        );
+        assert_eq!((e.line, e.column), (3, 1));
+        assert_eq!(e.key.as_deref(), Some("provider.metal.project"));
+        assert_eq!(
+            e.message,
+            "missing required key `project` in [provider.metal]"
+        );
+    }
+
+    #[test]
     fn a_token_in_the_file_is_refused_where_it_is() {
         let e = rejected(&format!("{METAL}token = \"s3cret\"\n"));
         assert_eq!((e.line, e.column), (7, 9));

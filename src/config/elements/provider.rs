@@ -76,6 +76,8 @@ mod tests {
     #[test]
     fn a_table_without_a_kind_is_refused() {
         let e = rejected("[provider]\nhosts = []\n");
-        assert!(e.message.contains("missing field `kind`"), "{}", e.message);
+        assert_eq!((e.line, e.column), (1, 1));
+        assert_eq!(e.key.as_deref(), Some("provider.kind"));
+        assert_eq!(e.message, "missing required key `kind` in [provider]");
     }
 }

@@ -141,10 +141,22 @@ mod tests {
     #[test]
     fn a_host_needs_an_identity() {
         let e = rejected(ONE_HOST);
-        assert!(
-            e.message.contains("missing field `identity`"),
-            "{}",
-            e.message
+        assert_eq!((e.line, e.column), (3, 1));
+        assert_eq!(e.key.as_deref(), Some("provider.hosts.identity"));
+        assert_eq!(
+            e.message,
+            "missing required key `identity` in [[provider.hosts]]"
+        );
+    }
+
+    #[test]
+    fn a_host_needs_an_address() {
+        let e = rejected("[provider]\nkind = \"ssh\"\n[[provider.hosts]]\nidentity = \"k\"\n");
+        assert_eq!((e.line, e.column), (3, 1));
+        assert_eq!(e.key.as_deref(), Some("provider.hosts.address"));
+        assert_eq!(
+            e.message,
+            "missing required key `address` in [[provider.hosts]]"
         );
     }
 }
