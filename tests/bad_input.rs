@@ -169,6 +169,83 @@ fn an_unknown_suite_on_the_command_line_is_bad_input() {
     rejected(&lab, &["nosuch"], &["no suite named `nosuch` (known: s)"]);
 }
 
+const METAL: &str = "[provider]\nkind = \"metal\"\n[provider.metal]\nproject = \"p\"\nplan = \"c3.small.x86\"\noperating_system = \"debian_12\"\napi_url = \"http://127.0.0.1:9\"\n";
+
+#[test]
+fn a_zero_timeout_of_a_phase_is_located() {
+    for key in ["up", "setup", "test", "destroy"] {
+        let lab = ScratchLab::new(
+            &format!("[timeouts]\n{key} = \"0s\"\n"),
+            &[("s", GOOD_SUITE)],
+        );
+        rejected(
+            &lab,
+            &[],
+            &[
+                &format!(
+                    "metalab.toml:2:{}: key `timeouts.{key}`: 0s is no time at all: this duration must be above zero",
+                    key.len() + 4
+                ),
+                "hint: e.g. \"90s\", \"5m\" or \"1h 30m\"",
+            ],
+        );
+    }
+}
+
+#[test]
+fn zero_vms_at_once_is_located() {
+    let lab = ScratchLab::new("[capacity]\nvms = 0\n", &[("s", GOOD_SUITE)]);
+    rejected(
+        &lab,
+        &[],
+        &[
+            "metalab.toml:2:7: key `capacity.vms`: 0 is below the minimum of 1",
+            "hint: leave `vms` out for what the host's cores and memory allow",
+        ],
+    );
+}
+
+#[test]
+fn no_metros_are_located() {
+    let lab = ScratchLab::new(&format!("{METAL}metros = []\n"), &[("s", GOOD_SUITE)]);
+    rejected(
+        &lab,
+        &[],
+        &[
+            "metalab.toml:8:10: key `provider.metal.metros`: no metro to create the devices in",
+            "hint: name at least one",
+        ],
+    );
+}
+
+#[test]
+fn a_zero_ttl_is_located() {
+    let lab = ScratchLab::new(&format!("{METAL}ttl = \"0s\"\n"), &[("s", GOOD_SUITE)]);
+    rejected(
+        &lab,
+        &[],
+        &["metalab.toml:8:7: key `provider.metal.ttl`: 0s is no time at all"],
+    );
+}
+
+#[test]
+fn a_missing_identity_file_is_located_at_its_value() {
+    let config = "[provider]\nkind = \"ssh\"\n[[provider.hosts]]\naddress = \"127.0.0.1\"\nidentity = \"keys/id_ed25519\"\n";
+    let lab = ScratchLab::new(config, &[("s", GOOD_SUITE)]);
+    let missing = lab.path().canonicalize().unwrap().join("keys/id_ed25519");
+    rejected(
+        &lab,
+        &[],
+        &[
+            &format!(
+                "metalab.toml:5:12: key `provider.hosts.identity`: identity {} of host 127.0.0.1 does not exist",
+                missing.display()
+            ),
+            "hint: set `identity` to the private key's path, relative to",
+        ],
+    );
+}
+
 #[test]
 fn a_config_that_is_a_directory_is_named_and_said_to_be_one() {
     let lab = ScratchLab::new("", &[("s", GOOD_SUITE)]);

@@ -8,6 +8,7 @@ mod elements;
 pub mod located;
 #[cfg(test)]
 mod testing;
+pub mod values;
 
 use std::path::{Path, PathBuf};
 

@@ -41,7 +41,7 @@ impl Default for RawProvider {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{loaded, rejected};
+    use crate::config::testing::{lab, load, loaded, rejected};
 
     use super::*;
 
@@ -55,10 +55,11 @@ mod tests {
 
     #[test]
     fn the_kind_is_read() {
-        let c = loaded(
+        let dir = lab(
             "[provider]\nkind = \"ssh\"\n[[provider.hosts]]\naddress = \"h\"\nidentity = \"k\"\n",
         );
-        assert_eq!(c.provider, ProviderKind::Ssh);
+        std::fs::write(dir.path().join("k"), "").unwrap();
+        assert_eq!(load(&dir).unwrap().provider, ProviderKind::Ssh);
     }
 
     #[test]
