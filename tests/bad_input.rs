@@ -171,6 +171,11 @@ fn an_unknown_suite_on_the_command_line_is_bad_input() {
 
 const METAL: &str = "[provider]\nkind = \"metal\"\n[provider.metal]\nproject = \"p\"\nplan = \"c3.small.x86\"\noperating_system = \"debian_12\"\napi_url = \"http://127.0.0.1:9\"\n";
 
+/// A suite file with one good test after `head` (what comes first in it).
+fn suite_with(head: &str) -> String {
+    format!("vms = [\"node1\"]\n{head}[[test]]\nname = \"t\"\nrun = \"true\"\n")
+}
+
 #[test]
 fn a_zero_timeout_of_a_phase_is_located() {
     for key in ["up", "setup", "test", "destroy"] {
@@ -193,6 +198,38 @@ fn a_zero_timeout_of_a_phase_is_located() {
 }
 
 #[test]
+fn a_zero_timeout_in_a_suite_is_located() {
+    let cases = [
+        (
+            "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"true\"\ntimeout = \"0s\"\n",
+            "5:11: key `test.timeout`",
+        ),
+        (
+            &suite_with("[[setup]]\nrun = \"true\"\ntimeout = \"0ms\"\n") as &str,
+            "4:11: key `setup.timeout`",
+        ),
+        (
+            "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"true\"\n[[teardown]]\nrun = \"true\"\ntimeout = \"0s\"\n",
+            "7:11: key `teardown.timeout`",
+        ),
+        (
+            "vms = [\"node1\"]\n[[benchmark]]\nname = \"b\"\nrun = \"true\"\ntimeout = \"0s\"\n[[benchmark.metric]]\nname = \"x\"\nunit = \"s\"\ndirection = \"lower\"\nregex = '(\\d+)'\n",
+            "5:11: key `benchmark.timeout`",
+        ),
+    ];
+    for (suite, at) in cases {
+        let lab = ScratchLab::new("", &[("s", suite)]);
+        rejected(
+            &lab,
+            &[],
+            &[&format!(
+                "suites/s/suite.toml:{at}: 0s is no time at all: this duration must be above zero"
+            )],
+        );
+    }
+}
+
+#[test]
 fn zero_vms_at_once_is_located() {
     let lab = ScratchLab::new("[capacity]\nvms = 0\n", &[("s", GOOD_SUITE)]);
     rejected(
@@ -203,6 +240,100 @@ fn zero_vms_at_once_is_located() {
             "hint: leave `vms` out for what the host's cores and memory allow",
         ],
     );
+}
+
+#[test]
+fn an_exit_status_above_255_is_located_by_run_and_list() {
+    let suite =
+        "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"true\"\nexpect = { exit = 300 }\n";
+    let lab = ScratchLab::new("", &[("s", suite)]);
+    let expected = [
+        "suites/s/suite.toml:5:19: key `test.expect`: 300 is not an exit status: they are 0 to 255",
+        "hint: a command killed by signal N exits with 128 + N in a shell",
+    ];
+    rejected(&lab, &[], &expected);
+    refused(&lab, &["list"], &expected);
+    let negative = suite.replace("300", "-1");
+    let lab = ScratchLab::new("", &[("s", &negative)]);
+    rejected(
+        &lab,
+        &[],
+        &["suites/s/suite.toml:5:19: key `test.expect`: -1 is not an exit status"],
+    );
+}
+
+#[test]
+fn an_empty_command_is_located() {
+    let cases = [
+        (
+            "vms = [\"node1\"]\n[[test]]\nname = \"t\"\nrun = \"\"\n",
+            "4:7: key `test.run`",
+        ),
+        (
+            &suite_with("[[setup]]\nrun = \"  \\n \"\n") as &str,
+            "3:7: key `setup.run`",
+        ),
+        (
+            "vms = [\"node1\"]\n[[benchmark]]\nname = \"b\"\nrun = \"\"\n[[benchmark.metric]]\nname = \"x\"\nunit = \"s\"\ndirection = \"lower\"\nregex = '(\\d+)'\n",
+            "4:7: key `benchmark.run`",
+        ),
+    ];
+    for (suite, at) in cases {
+        let lab = ScratchLab::new("", &[("s", suite)]);
+        rejected(
+            &lab,
+            &[],
+            &[
+                &format!(
+                    "suites/s/suite.toml:{at}: `run` is empty: it is the command to run in the VM"
+                ),
+                "hint: e.g. run = \"./check-routes.sh\"",
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_suite_with_nothing_to_run_is_refused() {
+    let suite = "vms = [\"node1\"]\n[[setup]]\nrun = \"true\"\n";
+    let lab = ScratchLab::new("", &[("s", suite)]);
+    rejected(
+        &lab,
+        &[],
+        &[
+            "suites/s/suite.toml:1:1: a suite needs at least one [[test]] or [[benchmark]]",
+            "hint: add a [[test]] with a `name` and the command it runs (`run`)",
+        ],
+    );
+}
+
+#[test]
+fn a_test_and_a_benchmark_of_one_name_are_located() {
+    let suite = "vms = [\"node1\"]\n[[test]]\nname = \"same\"\nrun = \"true\"\n[[benchmark]]\nname = \"same\"\nrun = \"true\"\n[[benchmark.metric]]\nname = \"x\"\nunit = \"s\"\ndirection = \"lower\"\nregex = '(\\d+)'\n";
+    let lab = ScratchLab::new("", &[("s", suite)]);
+    rejected(
+        &lab,
+        &[],
+        &[
+            "suites/s/suite.toml:6:8: key `benchmark.name`: duplicate name `same`: the test on line 3 has it too",
+            "hint: give each test and benchmark of a suite a name of its own",
+        ],
+    );
+}
+
+#[test]
+fn a_suite_directory_that_is_no_name_is_refused() {
+    for name in ["my suite", "a;touch x"] {
+        let lab = ScratchLab::new("", &[("good", GOOD_SUITE), (name, GOOD_SUITE)]);
+        rejected(
+            &lab,
+            &[],
+            &[&format!(
+                "suites/{name}: `{name}` is not a valid suite name: use letters, digits, '-', '_' and '.'"
+            )],
+        );
+        assert!(!lab.path().join("x").exists());
+    }
 }
 
 #[test]
@@ -319,6 +450,20 @@ fn a_missing_required_key_is_named_with_its_table() {
         let lab = ScratchLab::new("", &[("s", suite)]);
         rejected(&lab, &[], &[expected]);
     }
+}
+
+#[test]
+fn zero_repeats_are_located_at_repeats() {
+    let suite = "vms = [\"node1\"]\n[[benchmark]]\nname = \"b\"\nrun = \"true\"\nrepeats = 0\n[[benchmark.metric]]\nname = \"x\"\nunit = \"s\"\ndirection = \"lower\"\nregex = '(\\d+)'\n";
+    let lab = ScratchLab::new("", &[("s", suite)]);
+    rejected(
+        &lab,
+        &[],
+        &[
+            "suites/s/suite.toml:5:11: key `benchmark.repeats`: 0 is below the minimum of 1",
+            "hint: a benchmark needs at least one repeat",
+        ],
+    );
 }
 
 #[test]
