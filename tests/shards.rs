@@ -464,7 +464,8 @@ impl Captured {
     }
 }
 
-/// A suite file where a benchmark and a test share a name: the annotation must find the test.
+/// A suite file where a benchmark with a name like the test's comes first: the annotation must
+/// find the test's own line. (A benchmark may not share a test's name: their logs would collide.)
 const POLICY_TOML: &str = r#"vms = ["node1"]
 
 [[test]]
@@ -472,7 +473,7 @@ name = "listeners-up"
 run = "./policy.sh up"
 
 [[benchmark]]
-name = "denied-port-dropped"
+name = "denied-port-dropped-rate"
 run = "true"
 [[benchmark.metric]]
 name = "x"

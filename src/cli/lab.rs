@@ -65,6 +65,13 @@ async fn describe(config: &Config, state: &StateDir) -> Result<LabDescription, F
     }
     let scratch =
         tempfile::tempdir().map_err(|e| Failure::new(Status::InfraError, e.to_string()))?;
+    // Loading a lab leaves the state directory as it was (bad input found after this starts
+    // nothing): with no Vagrant home there yet, `vagrant status` would make one, so it gets a
+    // scratch one, which has the same boxes registered in it: none.
+    let vagrant_home = match state.vagrant_home() {
+        home if home.is_dir() => home,
+        _ => scratch.path().join("vagrant.d"),
+    };
     let project = Project {
         dir: config
             .vagrantfile
@@ -78,7 +85,7 @@ async fn describe(config: &Config, state: &StateDir) -> Result<LabDescription, F
             .map_or("Vagrantfile".into(), |n| n.to_string_lossy().into_owned()),
         wrapper: scratch.path().join("Vagrantfile").display().to_string(),
         dotfile_dir: scratch.path().display().to_string(),
-        vagrant_home: state.vagrant_home().display().to_string(),
+        vagrant_home: vagrant_home.display().to_string(),
         vars: vec![
             ("METALAB_HOME".into(), state.root().display().to_string()),
             ("METALAB_SUBNET".into(), subnet::PROBE.into()),

@@ -8,6 +8,7 @@ mod elements;
 pub mod located;
 #[cfg(test)]
 mod testing;
+pub mod values;
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,7 @@ use elements::lab::RawLab;
 use elements::metal::metal;
 use elements::provider::RawProvider;
 use elements::ssh_hosts::ssh_hosts;
-use located::{LocatedError, SourceFile};
+use located::{LocatedError, ReadError, SourceFile};
 
 pub use elements::{
     Accel, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, MetalConfig, ProviderKind,
@@ -101,6 +102,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{}: is a directory, not a file: metalab reads its settings from a file of this name",
+        located::shown_path(.0).display()
+    )]
+    IsDirectory(PathBuf),
     #[error("{0}")]
     Located(#[from] LocatedError),
 }
@@ -112,7 +118,8 @@ impl Config {
     pub fn discover(start: &Path) -> Result<Config, ConfigError> {
         for dir in start.ancestors() {
             let file = dir.join(FILE_NAME);
-            if file.is_file() {
+            // Anything by that name is the lab's file: a directory is refused, not skipped.
+            if std::fs::symlink_metadata(&file).is_ok() {
                 return Config::load(&file);
             }
             if dir.join("Vagrantfile").is_file() {
@@ -151,14 +158,14 @@ impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         if path.is_dir() {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source: std::io::Error::other("is a directory, not a file"),
-            });
+            return Err(ConfigError::IsDirectory(path.to_path_buf()));
         }
-        let file = SourceFile::read(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let file = SourceFile::read(path).map_err(|e| match e {
+            ReadError::Io(source) => ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+            ReadError::Located(e) => ConfigError::Located(e),
         })?;
         Config::parse(file)
     }
@@ -222,6 +229,77 @@ mod tests {
         let c = Config::discover(lab.path()).unwrap();
         assert_eq!(c.path, lab.path().join(FILE_NAME));
         assert_eq!(c.vm.memory, VmDefaults::default().memory);
+    }
+
+    #[test]
+    fn an_unknown_table_is_named_as_written() {
+        let e = testing::rejected("[lab]\nprovision = true\n\n[timout]\ntest = \"1s\"\n");
+        assert_eq!((e.line, e.column), (4, 2));
+        assert_eq!(e.key.as_deref(), Some("timout"));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `timeouts`?"));
+    }
+
+    #[test]
+    fn a_header_that_does_not_close_names_no_key() {
+        let e = testing::rejected("[lab]\nprovision = true\n[vm\ncpus = 2\n");
+        assert_eq!(e.line, 3);
+        assert_eq!(e.key, None);
+        assert!(!e.to_string().contains("key `"), "{e}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_located_at_the_first() {
+        let lab = testing::lab("");
+        std::fs::write(
+            lab.path().join(FILE_NAME),
+            b"[vm]\ncpus = 2\n# caf\xc3\xa9\n[lab]\nsuites = \"s\xe9\xff\"\n",
+        )
+        .unwrap();
+        let e = testing::located(testing::load(&lab));
+        assert_eq!((e.line, e.column), (5, 12));
+        assert_eq!(e.key.as_deref(), Some("lab.suites"));
+        assert_eq!(
+            e.message,
+            "byte 0xe9 is not UTF-8: metalab.toml must be UTF-8 text"
+        );
+        assert!(e.hint.unwrap().starts_with("save the file as UTF-8"));
+    }
+
+    #[test]
+    fn a_directory_by_the_name_is_refused_saying_so() {
+        let lab = testing::lab("");
+        let file = lab.path().join(FILE_NAME);
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        for result in [Config::load(&file), Config::discover(lab.path())] {
+            match result {
+                Err(e @ ConfigError::IsDirectory(_)) => {
+                    let shown = e.to_string();
+                    assert!(
+                        shown.starts_with(&format!("{}: is a directory", file.display())),
+                        "{shown}"
+                    );
+                }
+                other => panic!("{:?}", other.map(|c| c.path)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_line_is_shown_once_and_cut() {
+        let huge = "a".repeat(5_000_000);
+        let e = testing::rejected(&format!("[vm]\nmemory = \"{huge}\"\n"));
+        assert_eq!((e.line, e.column), (2, 10));
+        assert_eq!(e.key.as_deref(), Some("vm.memory"));
+        let shown = e.to_string();
+        assert!(shown.len() < 2_000, "{} bytes", shown.len());
+        assert!(
+            shown.contains("(line cut: it is 5000011 characters long)"),
+            "{shown}"
+        );
+        assert!(shown.contains("characters cut) …"), "{shown}");
+        assert!(shown.contains("expected u32"), "{shown}");
+        assert!(shown.contains("\n  |          ^"), "{shown}");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use super::{
     Artifact, Benchmark, Direction, Expect, MANIFEST, Metric, MetricSource, MetricSpec, Step,
     Suite, SuiteError, Test,
 };
-use crate::config::located::{LocatedError, SourceFile};
+use crate::config::located::{LocatedError, ReadError, SourceFile, refuse};
+use crate::config::values::positive_duration_opt;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,8 +41,8 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 struct RawStep {
     vm: Option<Spanned<String>>,
-    run: String,
-    #[serde(default, with = "humantime_serde")]
+    run: Spanned<String>,
+    #[serde(default, deserialize_with = "positive_duration_opt")]
     timeout: Option<Duration>,
 }
 
@@ -50,8 +51,8 @@ struct RawStep {
 struct RawTest {
     name: Spanned<String>,
     vm: Option<Spanned<String>>,
-    run: String,
-    #[serde(default, with = "humantime_serde")]
+    run: Spanned<String>,
+    #[serde(default, deserialize_with = "positive_duration_opt")]
     timeout: Option<Duration>,
     #[serde(default)]
     expect: RawExpect,
@@ -62,6 +63,7 @@ struct RawTest {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawExpect {
+    #[serde(default, deserialize_with = "exit_code")]
     exit: Option<i32>,
     output: Option<Spanned<String>>,
     no_output: Option<Spanned<String>>,
@@ -72,12 +74,12 @@ struct RawExpect {
 struct RawBenchmark {
     name: Spanned<String>,
     vm: Option<Spanned<String>>,
-    run: String,
-    #[serde(default, with = "humantime_serde")]
+    run: Spanned<String>,
+    #[serde(default, deserialize_with = "positive_duration_opt")]
     timeout: Option<Duration>,
     #[serde(default = "default_warmup")]
     warmup: u32,
-    #[serde(default = "default_repeats")]
+    #[serde(default = "default_repeats", deserialize_with = "some_repeats")]
     repeats: u32,
     #[serde(rename = "metric")]
     metrics: Spanned<Vec<RawMetric>>,
@@ -112,6 +114,36 @@ fn default_scale() -> f64 {
     1.0
 }
 
+/// An exit status a process can have: 0 to 255.
+fn exit_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let code = i64::deserialize(d)?;
+    match u8::try_from(code) {
+        Ok(code) => Ok(Some(code.into())),
+        Err(_) => Err(refuse(
+            format!("{code} is not an exit status: they are 0 to 255"),
+            "a command killed by signal N exits with 128 + N in a shell",
+        )),
+    }
+}
+
+/// A benchmark with no repeat would measure nothing.
+fn some_repeats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    match u32::deserialize(d)? {
+        0 => Err(refuse(
+            "0 is below the minimum of 1",
+            "a benchmark needs at least one repeat: its samples are the repeats' numbers",
+        )),
+        n => Ok(n),
+    }
+}
+
+/// Suite names become file names and shell words, as test names do.
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// Loads every suite under `dir` (each subdirectory holding a `suite.toml`), sorted by name,
 /// checking each VM it names against `known_vms`, the VMs the Vagrantfile defines.
 pub fn load_all(dir: &Path, known_vms: &[String]) -> Result<Vec<Suite>, SuiteError> {
@@ -121,6 +153,13 @@ pub fn load_all(dir: &Path, known_vms: &[String]) -> Result<Vec<Suite>, SuiteErr
         let entry = entry.map_err(|e| SuiteError::read(dir, e))?;
         let manifest = entry.path().join(MANIFEST);
         if manifest.is_file() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !valid_name(&name) {
+                return Err(SuiteError::BadName {
+                    dir: entry.path(),
+                    name,
+                });
+            }
             suites.push(load_one(&manifest, known_vms)?);
         }
     }
@@ -132,7 +171,10 @@ pub fn load_all(dir: &Path, known_vms: &[String]) -> Result<Vec<Suite>, SuiteErr
 }
 
 fn load_one(manifest: &Path, known_vms: &[String]) -> Result<Suite, SuiteError> {
-    let file = SourceFile::read(manifest).map_err(|e| SuiteError::read(manifest, e))?;
+    let file = SourceFile::read(manifest).map_err(|e| match e {
+        ReadError::Io(e) => SuiteError::read(manifest, e),
+        ReadError::Located(e) => SuiteError::Located(e),
+    })?;
     let raw: RawSuite = toml::from_str(&file.text).map_err(|e| file.toml_error(&e))?;
     let dir = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
     let name = dir
@@ -140,6 +182,13 @@ fn load_one(manifest: &Path, known_vms: &[String]) -> Result<Suite, SuiteError> 
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let v = Validator::new(&file, &raw.vms, known_vms)?;
+    if raw.tests.is_empty() && raw.benchmarks.is_empty() {
+        return Err(file
+            .error_at_start("a suite needs at least one [[test]] or [[benchmark]]")
+            .with_hint("add a [[test]] with a `name` and the command it runs (`run`)")
+            .into());
+    }
+    v.names(&raw.tests, &raw.benchmarks)?;
     Ok(Suite {
         name,
         description: raw.description,
@@ -210,12 +259,21 @@ impl<'a> Validator<'a> {
     fn step(
         &self,
         vm: Option<Spanned<String>>,
-        run: String,
+        run: Spanned<String>,
         timeout: Option<Duration>,
     ) -> Result<Step, LocatedError> {
+        if run.get_ref().trim().is_empty() {
+            return Err(self
+                .file
+                .error_at(
+                    run.span(),
+                    "`run` is empty: it is the command to run in the VM",
+                )
+                .with_hint("e.g. run = \"./check-routes.sh\" (run from the suite's directory)"));
+        }
         Ok(Step {
             vm: self.vm(vm)?,
-            run,
+            run: run.into_inner(),
             timeout,
         })
     }
@@ -245,37 +303,47 @@ impl<'a> Validator<'a> {
         self.file.text[..start].matches('\n').count() + 1
     }
 
-    fn unique_name(
-        &self,
-        name: &Spanned<String>,
-        seen: &mut Vec<String>,
-    ) -> Result<String, LocatedError> {
-        let n = name.get_ref();
-        let valid = !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !valid {
-            return Err(self
-                .file
-                .error_at(name.span(), format!("`{n}` is not a valid name"))
-                .with_hint("use letters, digits, '-', '_' and '.': names become file names"));
+    /// The names of the tests and benchmarks, in the file's order: each valid, and none taken
+    /// twice (their logs are named after them).
+    fn names(&self, tests: &[RawTest], benchmarks: &[RawBenchmark]) -> Result<(), LocatedError> {
+        let mut all: Vec<(&Spanned<String>, &str)> = tests
+            .iter()
+            .map(|t| (&t.name, "test"))
+            .chain(benchmarks.iter().map(|b| (&b.name, "benchmark")))
+            .collect();
+        all.sort_by_key(|(name, _)| name.span().start);
+        let mut seen: Vec<(&str, &str, usize)> = Vec::new();
+        for (name, what) in all {
+            let n = name.get_ref();
+            if !valid_name(n) {
+                return Err(self
+                    .file
+                    .error_at(name.span(), format!("`{n}` is not a valid name"))
+                    .with_hint("use letters, digits, '-', '_' and '.': names become file names"));
+            }
+            if let Some((_, other, line)) = seen.iter().find(|(taken, _, _)| taken == n) {
+                return Err(self
+                    .file
+                    .error_at(
+                        name.span(),
+                        format!("duplicate name `{n}`: the {other} on line {line} has it too"),
+                    )
+                    .with_hint(
+                        "give each test and benchmark of a suite a name of its own: \
+                         their logs are named after them",
+                    ));
+            }
+            seen.push((n, what, self.line_of(name)));
         }
-        if seen.contains(n) {
-            return Err(self
-                .file
-                .error_at(name.span(), format!("duplicate name `{n}`")));
-        }
-        seen.push(n.clone());
-        Ok(n.clone())
+        Ok(())
     }
 
     fn tests(&self, raw: Vec<RawTest>) -> Result<Vec<Test>, LocatedError> {
-        let mut seen = Vec::new();
         raw.into_iter()
             .map(|t| {
                 Ok(Test {
                     line: self.line_of(&t.name),
-                    name: self.unique_name(&t.name, &mut seen)?,
+                    name: t.name.get_ref().clone(),
                     step: self.step(t.vm, t.run, t.timeout)?,
                     expect: Expect {
                         exit: t.expect.exit.unwrap_or(0),
@@ -289,18 +357,17 @@ impl<'a> Validator<'a> {
     }
 
     fn benchmarks(&self, raw: Vec<RawBenchmark>) -> Result<Vec<Benchmark>, LocatedError> {
-        let mut seen = Vec::new();
         raw.into_iter()
             .map(|b| {
                 let span = b.metrics.span();
-                if b.metrics.get_ref().is_empty() || b.repeats == 0 {
+                if b.metrics.get_ref().is_empty() {
                     return Err(self
                         .file
                         .error_at(span, "a benchmark needs at least one metric and one repeat"));
                 }
                 Ok(Benchmark {
                     line: self.line_of(&b.name),
-                    name: self.unique_name(&b.name, &mut seen)?,
+                    name: b.name.get_ref().clone(),
                     step: self.step(b.vm, b.run, b.timeout)?,
                     warmup: b.warmup,
                     repeats: b.repeats,
@@ -374,4 +441,109 @@ impl<'a> Validator<'a> {
 
 fn first_line(s: &str) -> &str {
     s.lines().last().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `toml` as the suite `name`, loaded against the VMs node1 and node2.
+    fn load(name: &str, toml: &str) -> Result<Suite, SuiteError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        std::fs::write(dir.path().join(name).join(MANIFEST), toml).unwrap();
+        load_all(dir.path(), &["node1".into(), "node2".into()]).map(|mut s| s.remove(0))
+    }
+
+    fn rejected(toml: &str) -> LocatedError {
+        match load("s", toml) {
+            Err(SuiteError::Located(e)) => e,
+            other => panic!("{:?}", other.map(|s| s.name)),
+        }
+    }
+
+    const TEST: &str = "[[test]]\nname = \"t\"\nrun = \"true\"\n";
+
+    #[test]
+    fn a_suite_with_nothing_to_run_is_refused() {
+        let e = rejected("vms = [\"node1\"]\n[[setup]]\nrun = \"true\"\n");
+        assert_eq!((e.line, e.column, e.key.as_deref()), (1, 1, None));
+        assert_eq!(
+            e.message,
+            "a suite needs at least one [[test]] or [[benchmark]]"
+        );
+    }
+
+    #[test]
+    fn tests_and_benchmarks_share_their_names() {
+        let e = rejected(&format!(
+            "vms = [\"node1\"]\n{TEST}[[benchmark]]\nname = \"t\"\nrun = \"x\"\n[[benchmark.metric]]\nname = \"m\"\nunit = \"s\"\ndirection = \"lower\"\nregex = '(\\d+)'\n"
+        ));
+        assert_eq!((e.line, e.column), (6, 8));
+        assert_eq!(
+            e.message,
+            "duplicate name `t`: the test on line 3 has it too"
+        );
+        // Located at the second in the file's order, whichever it is.
+        let e = rejected(
+            "vms = [\"node1\"]\n[[benchmark]]\nname = \"t\"\nrun = \"x\"\nmetric = [{ name = \"m\", unit = \"s\", direction = \"lower\", regex = '(\\d+)' }]\n[[test]]\nname = \"t\"\nrun = \"true\"\n",
+        );
+        assert_eq!((e.line, e.column), (7, 8));
+        assert_eq!(
+            e.message,
+            "duplicate name `t`: the benchmark on line 3 has it too"
+        );
+    }
+
+    #[test]
+    fn values_that_would_run_nothing_are_located_at_the_value() {
+        let cases = [
+            ("[[test]]\nname = \"u\"\nrun = \" \"\n", (4, 7), "test.run"),
+            (
+                "[[test]]\nname = \"u\"\nrun = \"x\"\ntimeout = \"0s\"\n",
+                (5, 11),
+                "test.timeout",
+            ),
+            (
+                "[[test]]\nname = \"u\"\nrun = \"x\"\nexpect = { exit = 256 }\n",
+                (5, 19),
+                "test.expect",
+            ),
+        ];
+        for (bad, at, key) in cases {
+            let e = rejected(&format!("vms = [\"node1\"]\n{bad}"));
+            assert_eq!((e.line, e.column), at, "{e}");
+            assert_eq!(e.key.as_deref(), Some(key));
+        }
+        assert_eq!(
+            load(
+                "s",
+                "vms = [\"node1\"]\n[[test]]\nname = \"u\"\nrun = \"x\"\nexpect = { exit = 255 }\n"
+            )
+            .unwrap()
+            .tests[0]
+                .expect
+                .exit,
+            255
+        );
+    }
+
+    #[test]
+    fn a_suite_name_must_be_a_word() {
+        match load("a;b", &format!("vms = [\"node1\"]\n{TEST}")) {
+            Err(e @ SuiteError::BadName { .. }) => {
+                assert!(
+                    e.to_string().contains("`a;b` is not a valid suite name"),
+                    "{e}"
+                )
+            }
+            other => panic!("{:?}", other.map(|s| s.name)),
+        }
+        assert_eq!(
+            load("a-b_c.1", &format!("vms = [\"node1\"]\n{TEST}"))
+                .unwrap()
+                .name,
+            "a-b_c.1"
+        );
+    }
 }

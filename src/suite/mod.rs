@@ -144,6 +144,12 @@ pub enum SuiteError {
     Located(#[from] LocatedError),
     #[error("no suites in {0} (each suite is a directory holding a {MANIFEST})")]
     Empty(PathBuf),
+    #[error(
+        "{}: `{name}` is not a valid suite name: use letters, digits, '-', '_' and '.' \
+         (suite names become file names and shell words); rename the directory",
+        crate::config::located::shown_path(dir).display()
+    )]
+    BadName { dir: PathBuf, name: String },
 }
 
 impl SuiteError {

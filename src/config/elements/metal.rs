@@ -8,7 +8,8 @@ use serde_spanned::Spanned;
 
 use super::provider::{ProviderKind, RawProvider};
 use super::ssh_hosts::{default_remote_home, default_ssh_port, default_ssh_user};
-use crate::config::located::{LocatedError, SourceFile};
+use crate::config::located::{LocatedError, SourceFile, refuse};
+use crate::config::values::positive_duration;
 
 /// The `metal` provider: devices created per run, deleted after it.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,7 +20,7 @@ pub struct MetalConfig {
     /// The device plan, e.g. `c3.small.x86`. Required.
     pub plan: String,
     /// Tried in order when one has no capacity; `"any"` lets the API choose. Default `["any"]`.
-    #[serde(default = "default_metros")]
+    #[serde(default = "default_metros", deserialize_with = "some_metros")]
     pub metros: Vec<String>,
     /// The operating system slug, e.g. `debian_12`. Required.
     pub operating_system: String,
@@ -28,7 +29,7 @@ pub struct MetalConfig {
     pub devices: usize,
     /// Each device gets `termination_time = now + ttl`: the platform deletes it even if metalab
     /// dies. Default 3h.
-    #[serde(default = "default_ttl", with = "humantime_serde")]
+    #[serde(default = "default_ttl", deserialize_with = "positive_duration")]
     pub ttl: Duration,
     /// Extra tags; `metalab` and `run:<run-id>` are always set.
     #[serde(default)]
@@ -47,10 +48,13 @@ pub struct MetalConfig {
     #[serde(default = "default_token_env")]
     pub token_env: String,
     /// How long a device may take to become active. Default 30m.
-    #[serde(default = "default_provision_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_provision_timeout",
+        deserialize_with = "positive_duration"
+    )]
     pub provision_timeout: Duration,
     /// How often a provisioning device is looked at. Default 10s.
-    #[serde(default = "default_poll", with = "humantime_serde")]
+    #[serde(default = "default_poll", deserialize_with = "positive_duration")]
     pub poll: Duration,
     /// How long an active device may take to answer SSH (its first boot may still be running
     /// cloud-init). Default 10m.
@@ -63,6 +67,17 @@ pub struct MetalConfig {
 
 fn default_metros() -> Vec<String> {
     vec!["any".into()]
+}
+/// With no metro to try, no device could ever be made.
+fn some_metros<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let metros = Vec::<String>::deserialize(d)?;
+    if metros.is_empty() {
+        return Err(refuse(
+            "no metro to create the devices in",
+            "name at least one, e.g. metros = [\"da\", \"sv\"], or [\"any\"] to let the API choose (the default)",
+        ));
+    }
+    Ok(metros)
 }
 fn one() -> usize {
     1
@@ -170,6 +185,41 @@ mod tests {
                 Duration::from_secs(2),
                 Duration::from_secs(90)
             )
+        );
+    }
+
+    #[test]
+    fn no_metros_is_located_at_the_value() {
+        let e = rejected(&format!("{METAL}metros = []\n"));
+        assert_eq!((e.line, e.column), (7, 10));
+        assert_eq!(e.key.as_deref(), Some("provider.metal.metros"));
+        assert_eq!(e.message, "no metro to create the devices in");
+        assert!(e.hint.unwrap().contains("[\"any\"]"));
+    }
+
+    #[test]
+    fn a_zero_duration_is_located_at_the_value() {
+        for key in ["ttl", "provision_timeout", "poll"] {
+            let e = rejected(&format!("{METAL}{key} = \"0s\"\n"));
+            assert_eq!((e.line, e.column), (7, key.len() + 4), "{key}");
+            assert_eq!(e.key, Some(format!("provider.metal.{key}")));
+            assert_eq!(
+                e.message,
+                "0s is no time at all: this duration must be above zero"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named_with_its_table() {
+        let e = rejected(
+            "[provider]\nkind = \"metal\"\n[provider.metal]\nplan = \"c3\"\noperating_system = \"d\"\n",
+        );
+        assert_eq!((e.line, e.column), (3, 1));
+        assert_eq!(e.key.as_deref(), Some("provider.metal.project"));
+        assert_eq!(
+            e.message,
+            "missing required key `project` in [provider.metal]"
         );
     }
 

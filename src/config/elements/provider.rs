@@ -41,7 +41,7 @@ impl Default for RawProvider {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{loaded, rejected};
+    use crate::config::testing::{lab, load, loaded, rejected};
 
     use super::*;
 
@@ -55,10 +55,11 @@ mod tests {
 
     #[test]
     fn the_kind_is_read() {
-        let c = loaded(
+        let dir = lab(
             "[provider]\nkind = \"ssh\"\n[[provider.hosts]]\naddress = \"h\"\nidentity = \"k\"\n",
         );
-        assert_eq!(c.provider, ProviderKind::Ssh);
+        std::fs::write(dir.path().join("k"), "").unwrap();
+        assert_eq!(load(&dir).unwrap().provider, ProviderKind::Ssh);
     }
 
     #[test]
@@ -76,6 +77,8 @@ mod tests {
     #[test]
     fn a_table_without_a_kind_is_refused() {
         let e = rejected("[provider]\nhosts = []\n");
-        assert!(e.message.contains("missing field `kind`"), "{}", e.message);
+        assert_eq!((e.line, e.column), (1, 1));
+        assert_eq!(e.key.as_deref(), Some("provider.kind"));
+        assert_eq!(e.message, "missing required key `kind` in [provider]");
     }
 }

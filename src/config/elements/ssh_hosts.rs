@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_spanned::Spanned;
 
 use super::provider::{ProviderKind, RawProvider};
 use crate::config::located::{LocatedError, SourceFile};
@@ -67,14 +68,64 @@ pub(in crate::config) fn ssh_hosts(
             .with_key("provider.kind")
             .with_hint("add [[provider.hosts]] with address, user and identity"));
     }
-    Ok(p.hosts
+    let hosts: Vec<SshHostConfig> = p
+        .hosts
         .iter()
         .map(|h| SshHostConfig {
             identity: expand(root, &h.identity),
             known_hosts: h.known_hosts.as_ref().map(|k| expand(root, k)),
             ..h.clone()
         })
-        .collect())
+        .collect();
+    if *p.kind.get_ref() == ProviderKind::Ssh {
+        missing_identity(file, root, &hosts)?;
+    }
+    Ok(hosts)
+}
+
+/// A host's identity must be a file before anything starts: located at its `identity`.
+fn missing_identity(
+    file: &SourceFile,
+    root: &Path,
+    hosts: &[SshHostConfig],
+) -> Result<(), LocatedError> {
+    let Some(host) = hosts.iter().position(|h| !h.identity.is_file()) else {
+        return Ok(());
+    };
+    // Read again from the text, for the places of the values.
+    #[derive(Deserialize)]
+    struct Outer {
+        provider: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        hosts: Vec<Identity>,
+    }
+    #[derive(Deserialize)]
+    struct Identity {
+        identity: Spanned<PathBuf>,
+    }
+    let outer: Outer = toml::from_str(&file.text).map_err(|e| file.toml_error(&e))?;
+    let path = &hosts[host].identity;
+    let what = if path.exists() {
+        "is not a file"
+    } else {
+        "does not exist"
+    };
+    Err(file
+        .error_at(
+            outer.provider.hosts[host].identity.span(),
+            format!(
+                "identity {} of host {} {what}",
+                path.display(),
+                hosts[host].display_name()
+            ),
+        )
+        .with_key("provider.hosts.identity")
+        .with_hint(format!(
+            "set `identity` to the private key's path, relative to {} or starting with ~/",
+            root.display()
+        )))
 }
 
 /// `~/x` → the home directory; relative → under the lab root.
@@ -90,16 +141,25 @@ fn expand(root: &Path, p: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{loaded, rejected};
+    use crate::config::Config;
+    use crate::config::testing::{lab, load, loaded, located, rejected};
 
     use super::*;
 
     const ONE_HOST: &str =
         "[provider]\nkind = \"ssh\"\n[[provider.hosts]]\naddress = \"10.0.0.5\"\n";
 
+    /// `toml` in a scratch lab that holds the key `keys/id`.
+    fn with_key(toml: &str) -> Config {
+        let dir = lab(toml);
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/id"), "").unwrap();
+        load(&dir).unwrap_or_else(|e| panic!("refused:\n{e}"))
+    }
+
     #[test]
     fn a_host_has_defaults_but_its_address_and_identity() {
-        let c = loaded(&format!("{ONE_HOST}identity = \"keys/id\"\n"));
+        let c = with_key(&format!("{ONE_HOST}identity = \"keys/id\"\n"));
         let [h] = c.ssh_hosts.as_slice() else {
             panic!("{:?}", c.ssh_hosts)
         };
@@ -112,7 +172,7 @@ mod tests {
 
     #[test]
     fn relative_paths_are_under_the_lab_root() {
-        let c = loaded(&format!(
+        let c = with_key(&format!(
             "{ONE_HOST}identity = \"keys/id\"\nknown_hosts = \"keys/known\"\n"
         ));
         assert_eq!(c.ssh_hosts[0].identity, c.root.join("keys/id"));
@@ -121,9 +181,51 @@ mod tests {
 
     #[test]
     fn a_tilde_is_the_home_directory() {
-        let c = loaded(&format!("{ONE_HOST}identity = \"~/x\"\n"));
         let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
-        assert_eq!(c.ssh_hosts[0].identity, home.join("x"));
+        let key = tempfile::NamedTempFile::new_in(&home).unwrap();
+        let name = key.path().file_name().unwrap().to_str().unwrap();
+        let c = loaded(&format!("{ONE_HOST}identity = \"~/{name}\"\n"));
+        assert_eq!(c.ssh_hosts[0].identity, home.join(name));
+    }
+
+    #[test]
+    fn a_missing_identity_is_located_at_its_value() {
+        let e = rejected(&format!(
+            "{ONE_HOST}identity = \"keys/id\"\n[[provider.hosts]]\naddress = \"b\"\nidentity = \"keys/nope\"\n"
+        ));
+        assert_eq!((e.line, e.column), (5, 12));
+        assert_eq!(e.key.as_deref(), Some("provider.hosts.identity"));
+        assert!(
+            e.message.starts_with("identity /")
+                && e.message
+                    .ends_with("keys/id of host 10.0.0.5 does not exist"),
+            "{}",
+            e.message
+        );
+        assert!(e.hint.unwrap().contains("or starting with ~/"));
+    }
+
+    #[test]
+    fn a_missing_identity_of_a_later_host_is_located_there() {
+        let dir = lab(&format!(
+            "{ONE_HOST}identity = \"keys/id\"\n[[provider.hosts]]\naddress = \"b\"\nidentity = \"keys/nope\"\n"
+        ));
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/id"), "").unwrap();
+        let e = located(load(&dir));
+        assert_eq!((e.line, e.column), (8, 12));
+        assert!(
+            e.message.ends_with("keys/nope of host b does not exist"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn identities_are_not_needed_by_another_provider() {
+        loaded(
+            "[provider]\nkind = \"local\"\n[[provider.hosts]]\naddress = \"h\"\nidentity = \"keys/nope\"\n",
+        );
     }
 
     #[test]
@@ -141,10 +243,22 @@ mod tests {
     #[test]
     fn a_host_needs_an_identity() {
         let e = rejected(ONE_HOST);
-        assert!(
-            e.message.contains("missing field `identity`"),
-            "{}",
-            e.message
+        assert_eq!((e.line, e.column), (3, 1));
+        assert_eq!(e.key.as_deref(), Some("provider.hosts.identity"));
+        assert_eq!(
+            e.message,
+            "missing required key `identity` in [[provider.hosts]]"
+        );
+    }
+
+    #[test]
+    fn a_host_needs_an_address() {
+        let e = rejected("[provider]\nkind = \"ssh\"\n[[provider.hosts]]\nidentity = \"k\"\n");
+        assert_eq!((e.line, e.column), (3, 1));
+        assert_eq!(e.key.as_deref(), Some("provider.hosts.address"));
+        assert_eq!(
+            e.message,
+            "missing required key `address` in [[provider.hosts]]"
         );
     }
 }
