@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Condvar, Mutex};
 
 pub mod junit_schema;
 pub mod relay;
@@ -83,30 +82,45 @@ pub fn text(o: &Output) -> String {
 }
 
 /// VMs this host runs at once: two (2 cores, TCG). Tests take as many slots as VMs they boot,
-/// so two one-VM tests can run side by side and a two-VM test runs alone.
+/// so two one-VM tests can run side by side and a two-VM test runs alone. The slots are lock
+/// files, so they hold across test processes too (cargo nextest runs each test in a process of
+/// its own, and tests of several binaries at once).
 const HOST_VM_SLOTS: usize = 2;
+const SLOTS_DIR: &str = "/var/tmp/metalab-test-vm-slots";
 
-static SLOTS: Mutex<usize> = Mutex::new(0);
-static FREED: Condvar = Condvar::new();
+/// Slots held by a test (locked files), given back when dropped, or when the test dies.
+pub struct VmSlots(Vec<std::fs::File>);
 
-/// Slots held by a test, given back when dropped.
-pub struct VmSlots(usize);
-
-impl Drop for VmSlots {
-    fn drop(&mut self) {
-        *SLOTS.lock().unwrap_or_else(|e| e.into_inner()) -= self.0;
-        FREED.notify_all();
-    }
-}
-
-/// Waits until `vms` VMs fit next to what other tests of this binary run.
+/// Waits until `vms` VMs fit next to what other tests run.
 pub fn vm_slots(vms: usize) -> VmSlots {
-    let mut used = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
-    while *used + vms > HOST_VM_SLOTS {
-        used = FREED.wait(used).unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(SLOTS_DIR);
+    std::fs::create_dir_all(dir).unwrap();
+    let open = |name: String| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(name))
+            .unwrap()
+    };
+    // Tests wait their turn here, so that one needing both slots is not overtaken for ever by
+    // tests needing one.
+    let turn = open("turn".into());
+    turn.lock().unwrap();
+    loop {
+        let mut held = Vec::new();
+        for i in 0..HOST_VM_SLOTS {
+            let slot = open(format!("slot-{i}"));
+            if held.len() < vms && slot.try_lock().is_ok() {
+                held.push(slot);
+            }
+        }
+        if held.len() == vms {
+            return VmSlots(held);
+        }
+        drop(held);
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
-    *used += vms;
-    VmSlots(vms)
 }
 
 /// A test that boots up to two VMs: it runs alone.
