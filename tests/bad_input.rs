@@ -517,3 +517,41 @@ fn a_huge_line_is_cut_and_shown_once() {
         assert_eq!(shown.matches(&"a".repeat(150)).count(), 1, "{shown}");
     }
 }
+
+/// Command lines that would have started a run for nothing: a kept lab with no time to live, a
+/// JUnit copy nowhere to write, a suite named twice, a test the suite does not have.
+#[test]
+fn bad_command_lines_start_nothing() {
+    let lab = ScratchLab::new("", &[("s", GOOD_SUITE)]);
+    refused(
+        &lab,
+        &["up", "--keep", "0s"],
+        &["invalid value '0s' for '--keep <DURATION>': it must be more than zero"],
+    );
+    refused(
+        &lab,
+        &["run", "--keep-on-failure=0s"],
+        &["it must be more than zero"],
+    );
+    refused(
+        &lab,
+        &["run", "--junit", "/proc/no-such-dir/junit.xml"],
+        &["cannot write /proc/no-such-dir/junit.xml: /proc is not writable"],
+    );
+    refused(
+        &lab,
+        &["run", "--junit", "/etc/hostname/junit.xml"],
+        &["cannot write /etc/hostname/junit.xml: /etc/hostname is not a directory"],
+    );
+    refused(&lab, &["run", "s", "s"], &["suite `s` is named twice"]);
+    refused(
+        &lab,
+        &["run", "s/nope"],
+        &["suite `s` has no test or benchmark `nope` (it has: t)"],
+    );
+    refused(
+        &lab,
+        &["run", "--on", "20261126-004459-977e"],
+        &["no kept lab of run 20261126-004459-977e"],
+    );
+}

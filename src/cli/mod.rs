@@ -207,9 +207,9 @@ pub fn check_writable(paths: &[PathBuf]) -> Result<(), Failure> {
                     a
                 }
             });
-        let ok = dir.is_some_and(|d| {
-            d.is_dir() && nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok()
-        });
+        // An unnamed file made and dropped at once: root may write anywhere by the permission
+        // bits, but not in /proc or on a read-only file system.
+        let ok = dir.is_some_and(|d| d.is_dir() && tempfile::tempfile_in(d).is_ok());
         if !ok || p.is_dir() {
             return Err(Failure::new(
                 Status::BadInput,
