@@ -1,7 +1,8 @@
 //! End to end with real VMs: `metalab run` on real Vagrant + libvirt + QEMU. Few and purposeful,
-//! because each one boots VMs: the bundled suites pass, a broken test fails the run, and a kept
-//! lab is reachable with `metalab exec`. After every one of them, no libvirt domain, network or
-//! volume of the run is left. Signals, SIGKILL and reap are covered by scripts/fault-injection.
+//! because each one boots VMs: the bundled suites pass, a broken test fails the run, suites share
+//! the host side by side, and the developer's loop (where every round starts from the pristine
+//! snapshot: no file, namespace, nftables table or stale clock of the round before). After every
+//! one of them, no libvirt domain, network or volume of the run is left. Signals, SIGKILL and reap are covered by scripts/fault-injection.
 
 mod common;
 
@@ -165,8 +166,40 @@ fn a_broken_test_fails_the_run_and_the_vms_are_still_destroyed() {
     );
 }
 
-const MARKS: &str = "vms = [\"node1\"]\n[[test]]\nname = \"mark\"\nrun = \"touch /root/marker\"\n";
-const CLEAN: &str = "vms = [\"node1\"]\n[[test]]\nname = \"no-marker\"\nrun = \"test ! -e /root/marker && echo round-1\"\n";
+/// Leaves a file, a network namespace and an nftables table behind.
+const MARKS: &str = r#"
+vms = ["node1"]
+[[test]]
+name = "mark"
+run = "touch /root/marker && ip netns add leftover && nft add table inet leftover"
+"#;
+
+/// Passes only on a VM that has none of what `MARKS` leaves, and whose clock is now (a VM put
+/// back to a snapshot resumes with the clock of the moment it was taken).
+const CLEAN: &str = r#"
+vms = ["node1"]
+[[test]]
+name = "no-marker"
+run = "test ! -e /root/marker && echo round-1"
+[[test]]
+name = "no-namespace"
+run = "! ip netns list | grep -q leftover"
+[[test]]
+name = "no-nft-table"
+run = "! nft list tables | grep -q leftover"
+[[test]]
+name = "clock-is-now"
+run = "test $(( $(date +%s) - METALAB_NOW )) -lt 120 -a $(( METALAB_NOW - $(date +%s) )) -lt 120"
+"#;
+
+/// `CLEAN`, with the host's clock of now.
+fn clean_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    CLEAN.replace("METALAB_NOW", &now.to_string())
+}
 
 /// The developer's loop, as Test Kitchen users know it: `up` once, then suites on the kept VMs
 /// again and again (each round from the pristine snapshot, with the suites as they are edited),
@@ -174,7 +207,7 @@ const CLEAN: &str = "vms = [\"node1\"]\n[[test]]\nname = \"no-marker\"\nrun = \"
 #[test]
 fn the_developer_loop_up_run_on_login_exec_status_destroy() {
     let _slot = vm_slots(1);
-    let lab = ScratchLab::new(CONFIG, &[("marks", MARKS), ("clean", CLEAN)]);
+    let lab = ScratchLab::new(CONFIG, &[("marks", MARKS), ("clean", &clean_now())]);
     let up = lab.metalab(&["up", "marks"]).output().unwrap();
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     let run_id = run_id_of(&lab.results());
@@ -188,7 +221,7 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
         full.extend_from_slice(args);
         lab.metalab(&full).output().unwrap()
     };
-    // A round leaves a marker; the next one starts from the snapshot and does not see it.
+    // A round leaves markers; the next one starts from the snapshot and sees none of them.
     let marked = on(&["marks"]);
     assert_eq!(marked.status.code(), Some(0), "{}", text(&marked));
     let clean = on(&["clean"]);
@@ -198,14 +231,24 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
         run_id,
         "a round has an id of its own"
     );
-    // Without the revert, the marker of the round before is still there.
+    // Without the revert, the markers of the round before are still there.
     assert_eq!(on(&["--no-revert", "marks"]).status.code(), Some(0));
     let dirty = on(&["--no-revert", "clean"]);
     assert_eq!(dirty.status.code(), Some(1), "{}", text(&dirty));
+    let dirty = lab.results();
+    for marker in ["no-marker", "no-namespace", "no-nft-table"] {
+        let test = dirty["suites"][0]["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == marker)
+            .unwrap();
+        assert_eq!(test["outcome"], "failed", "{marker}: {dirty}");
+    }
     // The suites are copied in afresh each round: an edit shows at once.
     lab.write(
         "suites/clean/suite.toml",
-        &CLEAN.replace("round-1", "round-2"),
+        &clean_now().replace("round-1", "round-2"),
     );
     let edited = on(&["clean"]);
     assert_eq!(edited.status.code(), Some(0), "{}", text(&edited));
@@ -275,68 +318,6 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
     assert_eq!(kept["vms"][0]["state"], "running", "{status}");
     assert_eq!(destroy.status.code(), Some(0), "{}", text(&destroy));
     assert_eq!(left, Vec::<String>::new());
-}
-
-const LEAVES_MARKERS: &str = r#"
-vms = ["node1"]
-[[test]]
-name = "leave-markers"
-run = "touch /root/marker && ip netns add leftover && nft add table inet leftover"
-"#;
-
-const SEES_NO_MARKERS: &str = r#"
-vms = ["node1"]
-[[test]]
-name = "no-file"
-run = "test ! -e /root/marker"
-[[test]]
-name = "no-namespace"
-run = "! ip netns list | grep -q leftover"
-[[test]]
-name = "no-nft-table"
-run = "! nft list tables | grep -q leftover"
-[[test]]
-name = "clock-is-now"
-run = "test $(( $(date +%s) - METALAB_NOW )) -lt 120 -a $(( METALAB_NOW - $(date +%s) )) -lt 120"
-"#;
-
-#[test]
-fn every_suite_starts_from_a_pristine_vm_and_sees_nothing_of_the_previous_one() {
-    let _slot = vm_slots(1);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let checks = SEES_NO_MARKERS.replace("METALAB_NOW", &now.to_string());
-    // One VM at a time, so both suites share a lane and the second one must be put back.
-    let config = format!("{CONFIG}\n[capacity]\nvms = 1\n");
-    let lab = ScratchLab::new(
-        &config,
-        &[("a-leaves", LEAVES_MARKERS), ("b-checks", &checks)],
-    );
-    let out = lab.metalab(&["run"]).output().unwrap();
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let results = lab.results();
-    let suite = |n: &str| {
-        results["suites"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == n)
-            .unwrap()
-            .clone()
-    };
-    assert_eq!(suite("a-leaves")["snapshot"], serde_json::Value::Null);
-    assert_eq!(suite("b-checks")["snapshot"], "metalab-pristine");
-    assert!(
-        lab.junit()
-            .contains(r#"<property name="vm_start" value="metalab-pristine"/>"#)
-    );
-    assert_eq!(
-        leftovers(&run_id_of(&results), lab.path()),
-        Vec::<String>::new()
-    );
 }
 
 /// A suite whose one test notes when it ran, in seconds since the epoch.

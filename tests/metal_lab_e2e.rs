@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::sshd::Sshd;
-use common::{ScratchLab, leftovers, repo, text, vm_slot};
+use common::{ScratchLab, leftovers, repo, text, vm_slots};
 use metalab::metal::ApiToken;
 use metalab::metal::server::{self, ServerConfig, ServerHandle, Timings};
 
@@ -86,7 +86,8 @@ fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
 
 #[test]
 fn a_run_on_a_metal_device_creates_it_runs_the_suite_and_deletes_everything() {
-    let _slot = vm_slot();
+    // The policy suite: one VM.
+    let _slot = vm_slots(1);
     let api = api();
     let device = Sshd::metal_device(&api.handle.admin_url());
     let lab = lab(&api, &device);

@@ -89,6 +89,11 @@ fn a_team_vagrantfile_runs_unchanged_with_its_provisioners() {
         common::junit_schema::violations(&junit),
         Vec::<String>::new()
     );
+    // The suite that ran second on a VM started from the snapshot, and its JUnit says so.
+    assert!(
+        junit.contains(r#"<property name="vm_start" value="metalab-pristine"/>"#),
+        "{junit}"
+    );
     let suites = results["suites"].as_array().unwrap();
     assert_eq!(suites.len(), 2, "{results}");
     for t in suites.iter().flat_map(|s| s["tests"].as_array().unwrap()) {

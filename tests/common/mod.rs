@@ -88,11 +88,38 @@ pub fn text(o: &Output) -> String {
 const HOST_VM_SLOTS: usize = 2;
 const SLOTS_DIR: &str = "/var/tmp/metalab-test-vm-slots";
 
-/// Slots held by a test (locked files), given back when dropped, or when the test dies.
-pub struct VmSlots(Vec<std::fs::File>);
+/// Slots held by a test (locked files), given back when dropped, or when the test dies. When
+/// given back, a line in `held.log` says how long the test waited and held them: the numbers to
+/// look at when the VM tests take too long.
+pub struct VmSlots {
+    locks: Vec<std::fs::File>,
+    asked: std::time::Instant,
+    got: std::time::Instant,
+}
+
+impl Drop for VmSlots {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        let line = format!(
+            "{test} vms={} waited={:.0}s held={:.0}s\n",
+            self.locks.len(),
+            (self.got - self.asked).as_secs_f64(),
+            self.got.elapsed().as_secs_f64()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(SLOTS_DIR).join("held.log"));
+        if let Ok(mut log) = log {
+            let _ = log.write_all(line.as_bytes());
+        }
+    }
+}
 
 /// Waits until `vms` VMs fit next to what other tests run.
 pub fn vm_slots(vms: usize) -> VmSlots {
+    let asked = std::time::Instant::now();
     let dir = Path::new(SLOTS_DIR);
     std::fs::create_dir_all(dir).unwrap();
     let open = |name: String| {
@@ -116,7 +143,11 @@ pub fn vm_slots(vms: usize) -> VmSlots {
             }
         }
         if held.len() == vms {
-            return VmSlots(held);
+            return VmSlots {
+                locks: held,
+                asked,
+                got: std::time::Instant::now(),
+            };
         }
         drop(held);
         std::thread::sleep(std::time::Duration::from_millis(250));
