@@ -41,5 +41,6 @@ pub mod state;
 pub mod stats;
 pub mod suite;
 pub mod transport;
+pub mod untrusted;
 pub mod vagrant;
 pub mod vm;

@@ -710,3 +710,34 @@ fn a_run_with_a_baseline_records_its_verdicts_and_exits_regressed() {
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// An untrusted run (`metalab run --untrusted`) could forge its numbers: it is judged against the
+/// history, but never becomes part of it, neither at its end nor by a later import.
+#[test]
+fn an_untrusted_run_is_judged_but_never_stored() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    baseline_runs(&mut h, 2.8);
+    let mut untrusted = run(6, samples(2.2, 5, 6));
+    untrusted.untrusted = Some(metalab::model::record::UntrustedRecord {
+        lab_from: "origin/main (commit 0123456789ab)".into(),
+    });
+    let m = judge(&h, &untrusted, &Options::default());
+    assert_eq!(m.verdict, Verdict::Regressed, "{m:?}");
+    assert_eq!(m.baseline_runs.len(), 5);
+    let refused = h.insert(&untrusted).unwrap_err();
+    assert!(
+        matches!(refused, HistoryError::Untrusted { .. }),
+        "{refused}"
+    );
+    drop(h);
+
+    let file = write_artifacts(&dir.path().join("u"), &untrusted);
+    let out = metalab(dir.path(), &db, &["history", "import", path(&file)]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("is of an untrusted change"), "{shown}");
+    let h = History::open(&db).expect("opens");
+    assert_eq!(h.runs(None).expect("runs").len(), 5);
+}

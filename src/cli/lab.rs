@@ -11,6 +11,7 @@ use crate::host::subnet;
 use crate::state::StateDir;
 use crate::suite::{self, Suite, SuiteError};
 use crate::transport::local::Local;
+use crate::untrusted::{self, TrustedLab};
 use crate::vagrant::Project;
 use crate::vagrant::describe::LabDescription;
 
@@ -23,10 +24,62 @@ pub struct Lab {
     /// What Vagrant makes of each of them: box, networks, provisioners.
     pub description: LabDescription,
     pub suites: Vec<Suite>,
+    /// For an untrusted run: where the lab definition came from, and what of the change's
+    /// suites was left out.
+    pub untrusted: Option<UntrustedLab>,
+}
+
+/// The lab of an untrusted run, beyond what every lab has.
+pub struct UntrustedLab {
+    /// The trusted lab definition (its scratch space lives as long as this).
+    pub trusted: TrustedLab,
+    /// Entries of the change's suites that were not copied: links, devices and the like.
+    pub skipped: Vec<String>,
 }
 
 pub async fn load(config: Option<&Path>) -> Result<Lab, Failure> {
     let config = Config::find(config).map_err(config_failure)?;
+    loaded(config, None).await
+}
+
+/// The lab of an untrusted run of the change in the current directory: the lab definition from
+/// `lab_from` (a directory or a git ref, see [`TrustedLab::fetch`]); the change's suites, copied
+/// inert; the artifacts written under the change's directory (a CI workspace), refused when a
+/// link of the change's is on their way. The change's own `metalab.toml`, Vagrantfile and box
+/// recipe are never read.
+pub async fn load_untrusted(lab_from: &str) -> Result<Lab, Failure> {
+    let bad = |e: crate::untrusted::UntrustedError| Failure::new(Status::BadInput, e.to_string());
+    let change = std::env::current_dir()
+        .and_then(|d| d.canonicalize())
+        .map_err(|e| Failure::new(Status::InfraError, e.to_string()))?;
+    let state = StateDir::from_env();
+    let trusted = TrustedLab::fetch(lab_from, &change, state.root()).map_err(bad)?;
+    let mut config = Config::discover(&trusted.dir).map_err(config_failure)?;
+    let rebase = |p: &Path| match p.strip_prefix(&config.root) {
+        Ok(within) => change.join(within),
+        Err(_) => p.to_path_buf(),
+    };
+    let change_suites = rebase(&config.suites_dir);
+    let artifacts = rebase(&config.artifacts_dir);
+    let history = config.history_path.as_deref().map(rebase);
+    for written in [Some(&artifacts), history.as_ref()].into_iter().flatten() {
+        untrusted::refuse_links(&change, written).map_err(bad)?;
+    }
+    let suites = trusted.copy_suites(&change_suites).map_err(bad)?;
+    config.suites_dir = suites.dir;
+    config.artifacts_dir = artifacts;
+    config.history_path = history;
+    loaded(
+        config,
+        Some(UntrustedLab {
+            trusted,
+            skipped: suites.skipped,
+        }),
+    )
+    .await
+}
+
+async fn loaded(config: Config, untrusted: Option<UntrustedLab>) -> Result<Lab, Failure> {
     let state = StateDir::from_env();
     let description = describe(&config, &state).await?;
     let machines = description.names();
@@ -40,6 +93,7 @@ pub async fn load(config: Option<&Path>) -> Result<Lab, Failure> {
         machines,
         description,
         suites,
+        untrusted,
     })
 }
 

@@ -46,6 +46,18 @@ pub struct DryRun {
     /// With --on: the kept lab the suites run on.
     #[serde(skip_serializing_if = "Option::is_none")]
     on: Option<String>,
+    /// With --untrusted: where the lab definition comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    untrusted: Option<UntrustedPlan>,
+}
+
+#[derive(Serialize)]
+struct UntrustedPlan {
+    lab_from: String,
+    /// What of the change's suites is left out: links, devices and the like.
+    skipped: Vec<String>,
+    /// The runner's LAB_* variables the suites get.
+    lab_env: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -142,6 +154,11 @@ impl DryRun {
             },
             shard: shard.cloned(),
             on: on.map(|l| l.run_id.to_string()),
+            untrusted: lab.untrusted.as_ref().map(|u| UntrustedPlan {
+                lab_from: u.trusted.source.clone(),
+                skipped: u.skipped.clone(),
+                lab_env: config.untrusted.lab_env.clone(),
+            }),
         }
     }
 
@@ -157,6 +174,18 @@ impl DryRun {
             |p| p.display().to_string(),
         );
         line("lab", format!("{} ({config})", self.lab.display()));
+        if let Some(u) = &self.untrusted {
+            line(
+                "untrusted",
+                format!(
+                    "the lab definition from {}; from the change only its suites, copied inert \
+                     (left out: {}); LAB_* for the suites: {}; the history is not written",
+                    u.lab_from,
+                    list_or(&u.skipped, "nothing"),
+                    list_or(&u.lab_env, "none")
+                ),
+            );
+        }
         line(
             "VMs",
             format!(

@@ -11,7 +11,7 @@ use crate::gate::{BaselineSpec, Options};
 use crate::ids::RunId;
 use crate::lab::LabState;
 use crate::model::event::Events;
-use crate::model::record::{RunRecord, ShardRecord};
+use crate::model::record::{RunRecord, ShardRecord, UntrustedRecord};
 use crate::report;
 use crate::report::ending::{Ending, HistoryEnd};
 use crate::report::github::{self, GitHubActions};
@@ -68,6 +68,18 @@ pub struct RunArgs {
     /// same durations, or shards may overlap (`report merge` says so).
     #[arg(long, value_name = "FILE", requires = "shard")]
     shard_durations: Option<PathBuf>,
+    /// Run an unreviewed change (a pull request from a stranger): the lab definition
+    /// (Vagrantfile, metalab.toml, box recipe, host setup) comes from --lab-from, and from the
+    /// change in the current directory only its suites, copied into the VMs as inert files;
+    /// the suites get only the LAB_* variables `[untrusted] lab_env` lists. The run is judged
+    /// but never stored in the history. See "Threat model" in the README.
+    #[arg(long, requires = "lab_from", conflicts_with = "on")]
+    untrusted: bool,
+    /// With --untrusted: where the trusted lab definition comes from: a git ref of the
+    /// repository (e.g. origin/main; the lab at the same path as the current directory), or a
+    /// directory outside the change's tree.
+    #[arg(long, value_name = "REF|DIR", requires = "untrusted")]
+    lab_from: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +92,16 @@ pub struct UpArgs {
 }
 
 pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> Result<Status, Failure> {
-    let lab = lab::load(config).await?;
+    let lab = match (&args.lab_from, config) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::new(
+                Status::BadInput,
+                "--config cannot go with --untrusted: the config comes from --lab-from",
+            ));
+        }
+        (Some(source), None) => lab::load_untrusted(source).await?,
+        (None, config) => lab::load(config).await?,
+    };
     let mut selected = select(&lab.suites, &args.suites)?;
     let junit: Vec<PathBuf> = args.junit.into_iter().collect();
     super::check_writable(&junit)?;
@@ -126,6 +147,11 @@ pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> Result<St
             vms,
             keep,
             fail_fast: args.fail_fast,
+            lab_variables: crate::suite::lab_variables(
+                lab.untrusted
+                    .as_ref()
+                    .map(|_| lab.config.untrusted.lab_env.as_slice()),
+            ),
         }),
     };
     reporting.around(&lab, &selected, engine).await
@@ -145,6 +171,7 @@ pub async fn up(config: Option<&Path>, args: UpArgs, quiet: bool) -> Result<Stat
         vms,
         keep: Keep::Always(args.keep),
         fail_fast: false,
+        lab_variables: crate::suite::lab_variables(None),
     });
     let reporting = Reporting {
         junit: Vec::new(),
@@ -238,6 +265,7 @@ struct Run {
     vms: Vec<String>,
     keep: Keep,
     fail_fast: bool,
+    lab_variables: Vec<(String, String)>,
 }
 
 struct Round {
@@ -273,6 +301,7 @@ impl Engine {
                     lanes: provider.lanes(),
                     description: lab.description.clone(),
                     fail_fast: r.fail_fast,
+                    lab_variables: r.lab_variables,
                 };
                 run::run(
                     &lab.config,
@@ -329,6 +358,12 @@ impl Reporting {
             ));
             record.shard = Some(share);
         }
+        if let Some(untrusted) = &lab.untrusted {
+            record.notices.extend(untrusted_notices(untrusted));
+            record.untrusted = Some(UntrustedRecord {
+                lab_from: untrusted.trusted.source.clone(),
+            });
+        }
         let terminal = Terminal::new(self.quiet);
         let ending = Ending {
             run_dir,
@@ -356,4 +391,20 @@ impl Reporting {
             status
         })
     }
+}
+
+/// What the run's report says of an untrusted run: where its lab came from, and what of the
+/// change's suites was left out.
+fn untrusted_notices(untrusted: &lab::UntrustedLab) -> Vec<String> {
+    let mut notices = vec![format!(
+        "untrusted change: the lab definition is from {}; from the change, only its suites",
+        untrusted.trusted.source
+    )];
+    if !untrusted.skipped.is_empty() {
+        notices.push(format!(
+            "left out of the change's suites (only regular files are copied): {}",
+            untrusted.skipped.join(", ")
+        ));
+    }
+    notices
 }

@@ -45,6 +45,11 @@ pub enum HistoryError {
         run_id: String,
         source: serde_json::Error,
     },
+    #[error(
+        "run {run_id} is of an untrusted change: its numbers are never a baseline, so the \
+         history {} does not take it", path.display()
+    )]
+    Untrusted { path: PathBuf, run_id: String },
     #[error("no run `{query}` in the history {}", path.display())]
     NoSuchRun { path: PathBuf, query: String },
     #[error("`{query}` matches several runs in the history {}: {}", path.display(), matches.join(", "))]
@@ -76,7 +81,9 @@ impl HistoryError {
     pub fn is_lookup(&self) -> bool {
         matches!(
             self,
-            HistoryError::NoSuchRun { .. } | HistoryError::AmbiguousRun { .. }
+            HistoryError::NoSuchRun { .. }
+                | HistoryError::AmbiguousRun { .. }
+                | HistoryError::Untrusted { .. }
         )
     }
 }

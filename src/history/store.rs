@@ -128,8 +128,16 @@ impl History {
         HistoryError::sqlite(&self.path, self.busy_timeout, e)
     }
 
-    /// Stores a run, replacing any earlier copy of it, in one transaction.
+    /// Stores a run, replacing any earlier copy of it, in one transaction. An untrusted run is
+    /// refused: its numbers could be forged by the change it ran, and later runs compare with
+    /// what is stored.
     pub fn insert(&mut self, record: &RunRecord) -> Result<(), HistoryError> {
+        if record.untrusted.is_some() {
+            return Err(HistoryError::Untrusted {
+                path: self.path.clone(),
+                run_id: record.run_id.to_string(),
+            });
+        }
         self.try_insert(record).map_err(|e| self.err(e))
     }
 

@@ -42,6 +42,17 @@ pub struct RunRecord {
     /// the whole split, so `metalab report merge` can tell a missing or overlapping shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRecord>,
+    /// Set for a run of an unreviewed change (`metalab run --untrusted`), which the history
+    /// never learns from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<UntrustedRecord>,
+}
+
+/// What an untrusted run ran on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UntrustedRecord {
+    /// Where the lab definition came from: a git ref and its commit, or a directory.
+    pub lab_from: String,
 }
 
 /// One shard's place in its split.
@@ -225,6 +236,7 @@ impl RunRecord {
             suites: Vec::new(),
             notices: Vec::new(),
             shard: None,
+            untrusted: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The end of a run's reporting, as explicit steps in a fixed order, each reading the one record:
 //! 1. `results.json` and `junit.xml` (and `artifacts/latest`): the run's own results, first, so
 //!    nothing after them can keep them from being written;
-//! 2. the history, which the gate and the report read;
+//! 2. the history, which the gate and the report read (an untrusted run is not stored);
 //! 3. the gate, judged once, against the history including this run's neighbours;
 //! 4. the views: the summary, the gate's table and `junit-benchmarks.xml` (with `--baseline`), the
 //!    HTML report and the runs' index, GitHub's annotations and step summary.
@@ -54,7 +54,12 @@ impl Ending {
             eprintln!("metalab: error: cannot write the results: {e:#}");
         }
         let judged = self.history.as_ref().map(|h| {
-            history::store(&h.db, &self.run_dir, &record);
+            match &record.untrusted {
+                None => history::store(&h.db, &self.run_dir, &record),
+                Some(_) => println!(
+                    "history  not recorded: an untrusted run is judged, but never a baseline"
+                ),
+            }
             gate::judge(&h.db, &record, &h.options)
         });
         print!("\n{}", summary::render(&record, &self.run_dir, self.color));

@@ -91,12 +91,14 @@ async fn rounds(
     };
     let driver = VagrantLibvirt::new(host, lab.project.clone(), lab.prefix());
     let stop = AtomicBool::default();
+    let lab_variables = crate::suite::lab_variables(None);
     let env = SuiteEnv {
         events,
         run_id: &round.run_id,
         artifacts,
         timeouts: &config.timeouts,
         fail_fast: round.fail_fast.then_some(&stop),
+        lab_variables: &lab_variables,
     };
     let mut status = Status::Passed;
     for (i, suite) in round.suites.iter().enumerate() {

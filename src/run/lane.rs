@@ -259,6 +259,7 @@ impl Lane<'_> {
             artifacts: &self.ctx.artifacts,
             timeouts: &self.ctx.config.timeouts,
             fail_fast: self.ctx.fail_fast.as_ref(),
+            lab_variables: &self.ctx.lab_variables,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct Plan {
     pub description: LabDescription,
     /// Stop at the first failure (`--fail-fast`): what comes after is reported as not run.
     pub fail_fast: bool,
+    /// The runner's `LAB_*` variables the suites get.
+    pub lab_variables: Vec<(String, String)>,
 }
 
 /// What happens to the VMs at the end of a run. A signal always destroys them.
@@ -94,6 +96,7 @@ struct RunCtx<'a> {
     description: LabDescription,
     /// With `--fail-fast`: set at the first failure, in any lane.
     fail_fast: Option<AtomicBool>,
+    lab_variables: Vec<(String, String)>,
 }
 
 /// Runs the plan to the end, teardown and release included, and returns the run's status.
@@ -140,6 +143,7 @@ pub async fn run(
         owner: Mutex::new(owner),
         description: plan.description.clone(),
         fail_fast: plan.fail_fast.then(AtomicBool::default),
+        lab_variables: plan.lab_variables.clone(),
     };
     ctx.events.emit(EventKind::RunStarted {
         run_id: plan.run_id.clone(),

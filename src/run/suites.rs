@@ -26,6 +26,8 @@ pub(super) struct SuiteEnv<'a> {
     pub timeouts: &'a Timeouts,
     /// `--fail-fast`: set at the first failure, after which nothing more runs.
     pub fail_fast: Option<&'a AtomicBool>,
+    /// The runner's `LAB_*` variables the suites get (see [`crate::suite::lab_variables`]).
+    pub lab_variables: &'a [(String, String)],
 }
 
 /// Why what comes after a failure with `--fail-fast` is not run.
@@ -120,9 +122,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                     .join(" "),
             ),
         ];
-        // The runner's `LAB_*` variables reach the suites: knobs for a run (e.g. the throughput
-        // cut the benchmark calibration applies), set where metalab is started.
-        env.extend(std::env::vars().filter(|(k, _)| k.starts_with("LAB_")));
+        env.extend(ctx.lab_variables.iter().cloned());
         for vm in vms {
             if let Some(ip) = &vm.lab_address {
                 env.push((format!("METALAB_IP_{}", env_name(&vm.name)), ip.clone()));

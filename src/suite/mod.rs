@@ -4,6 +4,7 @@
 //! teardown steps and artifacts to collect. Files are validated up front, against the VMs the
 //! Vagrantfile defines, with errors that point at file, line, column and key.
 
+mod env;
 mod file;
 mod select;
 
@@ -15,6 +16,7 @@ use regex::Regex;
 use crate::config::located::LocatedError;
 pub use crate::model::record::{Direction, MetricSpec};
 
+pub use env::lab_variables;
 pub use file::load_all;
 pub use select::select;
 

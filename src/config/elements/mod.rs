@@ -10,6 +10,7 @@ pub mod provider;
 pub mod retries;
 pub mod ssh_hosts;
 pub mod timeouts;
+pub mod untrusted;
 pub mod vm;
 
 pub use bench::{Bench, DEFAULT_MIN_EFFECT};
@@ -20,4 +21,5 @@ pub use provider::ProviderKind;
 pub use retries::Retries;
 pub use ssh_hosts::SshHostConfig;
 pub use timeouts::Timeouts;
+pub use untrusted::Untrusted;
 pub use vm::{Accel, VmDefaults};

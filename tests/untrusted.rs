@@ -1,0 +1,209 @@
+//! `metalab run --untrusted`: the lab definition comes from a trusted git ref or directory, and
+//! from the change under test only its suites, as inert files. A hostile change (a Vagrantfile
+//! whose Ruby writes a marker and the environment to a file, a `metalab.toml` naming another
+//! provider and API, a suite file that is a link to a host file, an `artifacts` link) is loaded
+//! the way a run loads it, through real Vagrant; none of it runs or is followed. No VM is booted.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::text;
+
+const TRUSTED_VAGRANTFILE: &str = r#"
+Vagrant.configure("2") do |config|
+  config.vm.box = "metalab/debian12"
+  config.vm.define "node1"
+end
+"#;
+
+const TRUSTED_CONFIG: &str = "[untrusted]\nlab_env = [\"LAB_ALLOWED\"]\n";
+
+const SUITE: &str = "vms = [\"node1\"]\n[[test]]\nname = \"NAME\"\nrun = \"true\"\n";
+
+/// A repository whose `main` holds a trusted lab, and a work tree holding a hostile change of it.
+struct Change {
+    dir: tempfile::TempDir,
+    /// Where the hostile Vagrantfile writes, when Vagrant loads it.
+    marker: PathBuf,
+}
+
+impl Change {
+    fn new() -> Change {
+        let dir = tempfile::Builder::new()
+            .prefix("metalab-untrusted-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let marker = dir.path().join("../").join(format!(
+            "{}-vagrantfile-ran",
+            dir.path().file_name().unwrap().to_string_lossy()
+        ));
+        let c = Change { dir, marker };
+        c.write("Vagrantfile", TRUSTED_VAGRANTFILE);
+        c.write("metalab.toml", TRUSTED_CONFIG);
+        c.write(
+            "suites/net/suite.toml",
+            &SUITE.replace("NAME", "trusted-test"),
+        );
+        c.git("init -q -b main . && git add -A && git -c user.email=t@t -c user.name=t commit -qm base");
+        let hostile = format!(
+            "File.write({:?}, ENV.map {{ |k, v| \"#{{k}}=#{{v}}\" }}.join(\"\\n\"))\n{TRUSTED_VAGRANTFILE}",
+            c.marker.display().to_string()
+        );
+        c.write("Vagrantfile", &hostile);
+        c.write(
+            "metalab.toml",
+            "[provider]\nkind = \"metal\"\n[provider.metal]\nproject = \"p\"\nplan = \"x\"\n\
+             operating_system = \"debian_12\"\nmetros = [\"da\"]\napi_url = \"http://127.0.0.1:9/\"\n\
+             token_env = \"GITHUB_TOKEN\"\n",
+        );
+        c.write(
+            "suites/net/suite.toml",
+            &SUITE.replace("NAME", "from-the-change"),
+        );
+        std::os::unix::fs::symlink("/etc/shadow", c.path().join("suites/net/shadow")).unwrap();
+        c
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn git(&self, script: &str) {
+        let ok = Command::new("sh")
+            .arg("-ec")
+            .arg(format!("git {script}"))
+            .current_dir(self.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {script}");
+    }
+
+    /// `metalab ARGS` in the change, with secrets in its environment and a state directory of
+    /// its own.
+    fn metalab(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_metalab"))
+            .args(args)
+            .current_dir(self.path())
+            .env("CI", "true")
+            .env(
+                "METALAB_HOME",
+                self.path().join("../").join(format!(
+                    "{}-state",
+                    self.path().file_name().unwrap().to_string_lossy()
+                )),
+            )
+            .env("METAL_AUTH_TOKEN", "secret-metal-token")
+            .env("GITHUB_TOKEN", "secret-github-token")
+            .env("LAB_ALLOWED", "1")
+            .env("LAB_OTHER", "2")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Change {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.marker);
+        let state = self.path().join("../").join(format!(
+            "{}-state",
+            self.path().file_name().unwrap().to_string_lossy()
+        ));
+        let _ = std::fs::remove_dir_all(state);
+    }
+}
+
+fn plan(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+#[test]
+fn the_lab_comes_from_the_trusted_ref_and_the_change_gives_only_inert_suites() {
+    let change = Change::new();
+    let out = change.metalab(&[
+        "run",
+        "--untrusted",
+        "--lab-from",
+        "main",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !change.marker.exists(),
+        "the change's Vagrantfile ran on the host"
+    );
+    let plan = plan(&out);
+    assert_eq!(plan["suites"][0]["tests"][0], "from-the-change", "{plan}");
+    assert_eq!(plan["provider"], "local: this machine", "{plan}");
+    assert!(
+        plan["untrusted"]["lab_from"]
+            .as_str()
+            .unwrap()
+            .starts_with("main (commit "),
+        "{plan}"
+    );
+    assert_eq!(
+        plan["untrusted"]["skipped"][0],
+        "net/shadow (symbolic link)"
+    );
+    assert_eq!(plan["untrusted"]["lab_env"][0], "LAB_ALLOWED");
+    assert!(!text(&out).contains("secret-"), "{}", text(&out));
+}
+
+/// The control: outside the mode, the change's Vagrantfile is the lab's, and Vagrant runs it
+/// (which is why the mode exists, and what makes the test above able to fail).
+#[test]
+fn outside_the_mode_the_changes_vagrantfile_runs_on_the_host() {
+    let change = Change::new();
+    std::fs::write(change.path().join("metalab.toml"), "").unwrap();
+    let out = change.metalab(&["run", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let seen = std::fs::read_to_string(&change.marker).expect("the Vagrantfile ran");
+    assert!(seen.contains("PATH="), "{seen}");
+}
+
+#[test]
+fn a_trusted_lab_inside_the_change_or_a_link_for_the_artifacts_is_refused() {
+    let change = Change::new();
+    let inside = change.path().join("suites").display().to_string();
+    let out = change.metalab(&["run", "--untrusted", "--lab-from", &inside, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("inside the change's own tree"),
+        "{}",
+        text(&out)
+    );
+
+    std::os::unix::fs::symlink("/etc", change.path().join("artifacts")).unwrap();
+    let out = change.metalab(&["run", "--untrusted", "--lab-from", "main", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("artifacts is a symbolic link"),
+        "{}",
+        text(&out)
+    );
+
+    let out = change.metalab(&[
+        "run",
+        "--untrusted",
+        "--lab-from",
+        "no-such-ref",
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--lab-from no-such-ref"),
+        "{}",
+        text(&out)
+    );
+    assert!(!change.marker.exists());
+}
