@@ -92,7 +92,7 @@ fn the_workflow_runs_shards_on_self_hosted_metal_only_then_merges() {
         .map(str::trim)
         .filter(|l| l.starts_with("runs-on:"))
         .collect();
-    assert_eq!(runs_on, ["runs-on: [self-hosted, linux, metal]"; 2]);
+    assert_eq!(runs_on, ["runs-on: [self-hosted, linux, metal]"; 3]);
     let timeouts = wf
         .lines()
         .filter(|l| l.trim().starts_with("timeout-minutes:"))
@@ -113,6 +113,38 @@ fn the_workflow_runs_shards_on_self_hosted_metal_only_then_merges() {
     ] {
         assert!(wf.contains(expected), "{expected:?} not in {WORKFLOW}");
     }
+}
+
+/// A pull request from a fork runs only in the untrusted job, after an approval, with the base
+/// branch's metalab, host setup and lab; the other jobs never run it.
+#[test]
+fn the_workflow_runs_a_forks_change_only_untrusted_after_an_approval() {
+    let wf = read(WORKFLOW);
+    let job = &wf[wf.find("\n  untrusted:").expect("an untrusted job")..];
+    for expected in [
+        "github.event.pull_request.head.repo.full_name != github.repository",
+        "environment: metalab-untrusted",
+        "ref: ${{ github.event.pull_request.head.sha }}",
+        "ref: ${{ github.event.pull_request.base.sha }}",
+        "persist-credentials: false",
+        "run: sudo trusted/scripts/setup-host",
+        "working-directory: trusted\n        run: cargo build --release --locked",
+        "run --untrusted --lab-from \"$GITHUB_WORKSPACE/trusted\"",
+    ] {
+        assert!(
+            job.contains(expected),
+            "{expected:?} not in the untrusted job"
+        );
+    }
+    let others = &wf[..wf.find("\n  untrusted:").unwrap()];
+    assert_eq!(
+        others
+            .matches("github.event_name != 'pull_request_target' &&")
+            .count(),
+        2,
+        "the shard and merge jobs must skip pull_request_target"
+    );
+    assert!(!job.contains("secrets."), "a secret in the untrusted job");
 }
 
 /// Where the repository keeps shell scripts: the host's tools, the suites (run inside the VMs),
@@ -393,4 +425,32 @@ fn the_readme_cargo_run_picks_metalab_among_the_binaries() {
         "{}",
         text(&out)
     );
+}
+
+/// A fork's pull request: approved first, then run untrusted with the base branch's metalab
+/// and lab; the shard stages never run it.
+#[test]
+fn the_jenkinsfile_runs_a_forks_change_only_untrusted_after_an_approval() {
+    let text = jenkinsfile();
+    let (pipeline, _) = block(&text, "pipeline", 0);
+    let (stages, _) = block(pipeline, "stages", 0);
+    let (approval, _) = block(stages, "stage('Untrusted: approval')", 0);
+    assert!(approval.contains("env.CHANGE_FORK != null"), "{approval}");
+    assert!(
+        approval.contains("input message:") && approval.contains("submitter:"),
+        "{approval}"
+    );
+    let (lab, _) = block(stages, "stage('Untrusted: lab')", 0);
+    assert!(lab.contains("env.CHANGE_FORK != null"), "{lab}");
+    assert!(lab.contains("\"${env.WORKSPACE}@trusted\""), "{lab}");
+    assert!(lab.contains("cargo build --release --locked"), "{lab}");
+    assert!(
+        lab.contains("run --untrusted --lab-from '${trusted}'"),
+        "{lab}"
+    );
+    assert!(stages.find("Untrusted: approval") < stages.find("Untrusted: lab"));
+    for stage in ["Durations", "Shards", "Merge"] {
+        let (body, _) = block(stages, &format!("stage('{stage}')"), 0);
+        assert!(body.contains("env.CHANGE_FORK == null"), "{stage}: {body}");
+    }
 }
