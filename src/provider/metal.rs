@@ -566,7 +566,8 @@ impl Provider for MetalProvider {
     }
 }
 
-/// API errors as the run reports them: credentials refused are the user's input to fix.
+/// API errors as the run reports them: credentials refused, and an `api_url` that redirects, are
+/// the user's input to fix.
 fn api_error(e: MetalError) -> anyhow::Error {
     match e {
         MetalError::Unauthorized { status, message } => InputError(format!(
@@ -574,6 +575,8 @@ fn api_error(e: MetalError) -> anyhow::Error {
              environment and the project id"
         ))
         .into(),
+        // The API's own address is the user's to fix, like the token.
+        redirected @ MetalError::Redirected { .. } => InputError(redirected.to_string()).into(),
         other => other.into(),
     }
 }
