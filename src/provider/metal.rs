@@ -136,7 +136,7 @@ impl MetalProvider {
             std::fs::create_dir_all(dir)?;
         }
         let label = key_label(run);
-        let ok = std::process::Command::new("ssh-keygen")
+        let ok = crate::child_env::command("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", &label, "-f"])
             .arg(&private)
             .status()
