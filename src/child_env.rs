@@ -94,7 +94,7 @@ const SECRET_PARTS: [&str; 8] = [
 /// Whether the variable `name` holds a secret, going by its name: it contains one of
 /// [`SECRET_PARTS`], or `KEY` is one of its `_`-separated words (`AWS_ACCESS_KEY_ID`,
 /// `SSH_PRIVATE_KEY`, `DO_API_KEY`, but not `KEYBOARD` or `MONKEY`). Metal's
-/// `METAL_AUTH_TOKEN` and `PACKET_AUTH_TOKEN` are such names.
+/// `METAL_AUTH_TOKEN` and `PACKET_AUTH_TOKEN` are such names, and `token_env` must be one.
 pub fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
     SECRET_PARTS.iter().any(|part| name.contains(part)) || name.split('_').any(|w| w == "KEY")

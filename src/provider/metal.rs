@@ -79,7 +79,8 @@ pub fn key_label(run: &RunId) -> String {
 }
 
 /// The API token from the environment: the variable the config names, else `METAL_AUTH_TOKEN`
-/// or `PACKET_AUTH_TOKEN`.
+/// or `PACKET_AUTH_TOKEN`. Read once, when a command makes its client; the variable is named like
+/// a secret, so no process metalab starts inherits it ([`crate::child_env`]).
 pub fn token(config: &MetalConfig) -> Result<ApiToken, InputError> {
     [
         config.token_env.as_str(),

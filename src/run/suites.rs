@@ -120,9 +120,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                     .join(" "),
             ),
         ];
-        // The runner's `LAB_*` variables reach the suites: knobs for a run (e.g. the throughput
-        // cut the benchmark calibration applies), set where metalab is started.
-        env.extend(std::env::vars().filter(|(k, _)| k.starts_with("LAB_")));
+        env.extend(lab_knobs(std::env::vars()));
         for vm in vms {
             if let Some(ip) = &vm.lab_address {
                 env.push((format!("METALAB_IP_{}", env_name(&vm.name)), ip.clone()));
@@ -534,6 +532,14 @@ fn remote_artifacts(suite: &Suite) -> String {
     format!("{VM_LAB_DIR}/artifacts/{}", suite.name)
 }
 
+/// The runner's `LAB_*` variables, which reach the suites: knobs for a run (e.g. the throughput
+/// cut the benchmark calibration applies), set where metalab is started. Never a secret: a suite
+/// is no more trusted with one than the lab's other processes are.
+fn lab_knobs(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.filter(|(k, _)| k.starts_with("LAB_") && !crate::child_env::is_secret(k))
+        .collect()
+}
+
 /// `node-1` → `NODE_1`, for `METALAB_IP_<VM>`.
 fn env_name(vm: &str) -> String {
     vm.chars()
@@ -566,6 +572,20 @@ mod tests {
             output: output.map(|r| Regex::new(r).unwrap()),
             no_output: no_output.map(|r| Regex::new(r).unwrap()),
         }
+    }
+
+    #[test]
+    fn lab_knobs_reach_the_suites_but_not_a_secret_or_another_variable() {
+        let vars = [
+            ("LAB_THROTTLE", "500mbit"),
+            ("LAB_REGISTRY_TOKEN", "t"),
+            ("ACME_MEMORY", "640"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            lab_knobs(vars.into_iter()),
+            [("LAB_THROTTLE".to_string(), "500mbit".to_string())]
+        );
     }
 
     #[test]
