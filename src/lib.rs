@@ -6,14 +6,20 @@
 //! - [`report`]: reporters consuming those events;
 //! - [`provider`], [`vagrant`], [`libvirt`], [`boxes`], [`lab`], [`suite`]: what the engine drives;
 //! - [`transport`]: where commands run (local process, SSH);
-//! - [`config`], [`state`], [`ids`], [`exit`], [`retry`]: the ground everything stands on
-//!   ([`retry`]: how metalab waits and tries again).
+//! - [`config`], [`state`], [`ids`], [`exit`], [`retry`], [`child_env`]: the ground everything
+//!   stands on ([`retry`]: how metalab waits and tries again; [`child_env`]: the environment of
+//!   every process metalab starts).
 
 // Errors that point into files carry the offending line with them; they are built once, on the
 // way out, so their size does not matter.
 #![allow(clippy::result_large_err)]
+// Every process metalab starts is made by `child_env`, which keeps secrets out of its
+// environment; `clippy.toml` names the constructors that would bypass it. Only the library is
+// held to it (Cargo.toml allows it elsewhere): the tests start their own tools.
+#![warn(clippy::disallowed_methods)]
 
 pub mod boxes;
+pub mod child_env;
 pub mod cli;
 pub mod config;
 pub mod doctor;

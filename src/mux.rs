@@ -222,7 +222,7 @@ async fn start(run_dir: &RunDir, run: &RunId) -> anyhow::Result<UnixStream> {
     let exe = std::env::current_exe()?;
     let log = std::fs::File::create(run_dir.mux_log())?;
     use std::os::unix::process::CommandExt;
-    std::process::Command::new(exe)
+    crate::child_env::command(exe)
         .args(["mux-serve", "--run", run.as_str()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

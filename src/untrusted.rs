@@ -5,7 +5,6 @@
 //! files and directories; links, devices and the like are left out and named).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tempfile::TempDir;
 
@@ -167,7 +166,7 @@ fn export_ref(
 /// Runs git in `repo` with an allow-listed environment and hooks turned off; its stdout, or why
 /// it failed.
 fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = Command::new("git")
+    let out = crate::child_env::command("git")
         .arg("-C")
         .arg(repo)
         .args([
@@ -271,7 +270,7 @@ mod tests {
     use super::*;
 
     fn sh(dir: &Path, script: &str) {
-        let ok = Command::new("sh")
+        let ok = crate::child_env::command("sh")
             .arg("-ec")
             .arg(script)
             .current_dir(dir)

@@ -30,7 +30,7 @@ pub fn login(args: LoginArgs) -> Result<Status, Failure> {
     let lab = find_lab(&state, args.run.as_deref(), &args.vm)?;
     let vm = lab.vm(&args.vm).expect("find_lab found it");
     let known = known_hosts(&lab.pinned_key(&state, &vm.name), &vm.ssh)?;
-    let mut ssh = std::process::Command::new("ssh");
+    let mut ssh = crate::child_env::command("ssh");
     ssh.args(options(&vm.ssh, &known));
     if let Some(jump) = &lab.jump {
         let host_known = known_hosts(&jump.policy, &jump.target)?;

@@ -99,7 +99,16 @@ pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> Result<St
                 "--config cannot go with --untrusted: the config comes from --lab-from",
             ));
         }
-        (Some(source), None) => lab::load_untrusted(source).await?,
+        (Some(source), None) => {
+            // Before any child starts: every one of them gets only what a process needs.
+            crate::child_env::choose(crate::child_env::Policy::AllowListed).map_err(|_| {
+                Failure::new(
+                    Status::InfraError,
+                    "the environment of an untrusted run's processes was decided too late",
+                )
+            })?;
+            lab::load_untrusted(source).await?
+        }
         (None, config) => lab::load(config).await?,
     };
     let mut selected = select(&lab.suites, &args.suites)?;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,8 @@ struct Answer {
     status: StatusCode,
     /// How long the server asked us to wait, from a 429 or 503.
     hint: Option<Duration>,
+    /// Where a 3xx answer pointed, for the error that refuses to go there.
+    location: Option<String>,
     body: Vec<u8>,
 }
 
@@ -136,6 +138,11 @@ impl MetalClient {
         }
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
+            // Following a redirect would send the token to wherever the answer points: reqwest
+            // drops `Authorization` on a cross-host redirect, but not `X-Auth-Token`. Following
+            // same-origin ones only would need a policy of our own, for an API that never
+            // redirects; so a 3xx is an error that names where it pointed.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| MetalError::InvalidInput(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -354,9 +361,19 @@ impl MetalClient {
         let hint = matches!(status.as_u16(), 429 | 503)
             .then(|| retry::server_hint(response.headers()))
             .flatten();
+        let location = status
+            .is_redirection()
+            .then(|| response.headers().get(LOCATION))
+            .flatten()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let body = response.bytes().await?.to_vec();
         debug!(request = %call.describe(), status = status.as_u16(), "Metal API answered");
-        Ok(Answer { status, hint, body })
+        Ok(Answer {
+            status,
+            hint,
+            location,
+            body,
+        })
     }
 
     /// The header value, marked sensitive so that HTTP-level debug output leaves it out.
@@ -387,6 +404,13 @@ impl MetalClient {
         let answer = outcome.map_err(|e| MetalError::transport(e, attempts, &self.token))?;
         if answer.status.is_success() {
             return Ok(answer.body);
+        }
+        if answer.status.is_redirection() {
+            return Err(MetalError::redirected(
+                answer.status,
+                answer.location.as_deref(),
+                &self.token,
+            ));
         }
         Err(MetalError::from_response(
             answer.status,

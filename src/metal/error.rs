@@ -41,6 +41,12 @@ pub enum MetalError {
     #[error("Metal API answered {status}: {message}")]
     Http { status: u16, message: String },
 
+    /// A 3xx answer: never followed, as it would take the token to another address.
+    #[error(
+        "Metal API answered {status} pointing to {location}: metalab follows no redirects, as the token goes to `api_url` only; set `api_url` to the API's own address"
+    )]
+    Redirected { status: String, location: String },
+
     /// The request did not get an answer: connection refused, reset, timed out.
     #[error("Metal API unreachable after {attempts} attempts: {message}")]
     Transport { attempts: u32, message: String },
@@ -153,6 +159,17 @@ impl MetalError {
                 status: code,
                 message,
             },
+        }
+    }
+
+    /// Builds the error for a 3xx answer. The `Location` is shown as the server sent it, with
+    /// the token redacted should the server have put it there.
+    pub(crate) fn redirected(status: StatusCode, location: Option<&str>, token: &ApiToken) -> Self {
+        Self::Redirected {
+            status: status_line(status),
+            location: location.map_or("nowhere (no Location header)".to_owned(), |l| {
+                token.redact(l)
+            }),
         }
     }
 

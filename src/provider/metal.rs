@@ -79,7 +79,8 @@ pub fn key_label(run: &RunId) -> String {
 }
 
 /// The API token from the environment: the variable the config names, else `METAL_AUTH_TOKEN`
-/// or `PACKET_AUTH_TOKEN`.
+/// or `PACKET_AUTH_TOKEN`. Read once, when a command makes its client; the variable is named like
+/// a secret, so no process metalab starts inherits it ([`crate::child_env`]).
 pub fn token(config: &MetalConfig) -> Result<ApiToken, InputError> {
     [
         config.token_env.as_str(),
@@ -136,7 +137,7 @@ impl MetalProvider {
             std::fs::create_dir_all(dir)?;
         }
         let label = key_label(run);
-        let ok = std::process::Command::new("ssh-keygen")
+        let ok = crate::child_env::command("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", &label, "-f"])
             .arg(&private)
             .status()
@@ -566,7 +567,8 @@ impl Provider for MetalProvider {
     }
 }
 
-/// API errors as the run reports them: credentials refused are the user's input to fix.
+/// API errors as the run reports them: credentials refused, and an `api_url` that redirects, are
+/// the user's input to fix.
 fn api_error(e: MetalError) -> anyhow::Error {
     match e {
         MetalError::Unauthorized { status, message } => InputError(format!(
@@ -574,6 +576,8 @@ fn api_error(e: MetalError) -> anyhow::Error {
              environment and the project id"
         ))
         .into(),
+        // The API's own address is the user's to fix, like the token.
+        redirected @ MetalError::Redirected { .. } => InputError(redirected.to_string()).into(),
         other => other.into(),
     }
 }

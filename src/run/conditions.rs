@@ -32,7 +32,7 @@ pub async fn host_fingerprint(host: &dyn Transport) -> HostFingerprint {
 /// `git rev-parse HEAD` of the lab, marked `-dirty` when the tree has uncommitted changes.
 pub fn lab_commit(root: &Path) -> Option<String> {
     let git = |args: &[&str]| {
-        std::process::Command::new("git")
+        crate::child_env::command("git")
             .arg("-C")
             .arg(root)
             .args(args)

@@ -164,7 +164,7 @@ async fn try_hold(host: &Host, net: &Subnet) -> anyhow::Result<Option<Hold>> {
 /// A local command that holds a lock while metalab keeps its stdin open: SIGKILL of metalab
 /// closes the pipe, and the lock goes with the command.
 async fn hold_locally(script: &str) -> anyhow::Result<Option<Hold>> {
-    let mut child = tokio::process::Command::new("bash")
+    let mut child = crate::child_env::async_command("bash")
         .arg("-c")
         .arg(script)
         .stdin(Stdio::piped())

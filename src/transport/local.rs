@@ -107,7 +107,7 @@ fn spawn(cmd: &Command) -> Result<tokio::process::Child, TransportError> {
     if cmd.sudo && !nix::unistd::geteuid().is_root() {
         script = format!("exec sudo -n bash -c {}", super::sh_quote(&script));
     }
-    let mut c = tokio::process::Command::new("bash");
+    let mut c = crate::child_env::async_command("bash");
     c.arg("-c")
         .arg(script)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))

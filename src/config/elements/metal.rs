@@ -44,8 +44,9 @@ pub struct MetalConfig {
     #[serde(default = "default_ssh_user")]
     pub user: String,
     /// The environment variable holding the API token. Default `METAL_AUTH_TOKEN` (with
-    /// `PACKET_AUTH_TOKEN` accepted). The token itself never goes in a file.
-    #[serde(default = "default_token_env")]
+    /// `PACKET_AUTH_TOKEN` accepted). The token itself never goes in a file. Its name must be a
+    /// secret's, so that no process metalab starts inherits it ([`crate::child_env`]).
+    #[serde(default = "default_token_env", deserialize_with = "secret_name")]
     pub token_env: String,
     /// How long a device may take to become active. Default 30m.
     #[serde(
@@ -90,6 +91,19 @@ fn default_api_url() -> String {
 }
 fn default_token_env() -> String {
     "METAL_AUTH_TOKEN".into()
+}
+/// A token in a variable not named like a secret would reach every process metalab starts.
+fn secret_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    if !crate::child_env::is_secret(&name) {
+        return Err(refuse(
+            format!(
+                "`{name}` is not named like a secret, so the processes metalab starts (Vagrant, your Vagrantfile) would inherit the token"
+            ),
+            "name it with TOKEN, SECRET, PASSWORD or a word KEY in it, e.g. METAL_AUTH_TOKEN",
+        ));
+    }
+    Ok(name)
 }
 fn default_provision_timeout() -> Duration {
     Duration::from_secs(30 * 60)
@@ -229,6 +243,26 @@ mod tests {
         assert_eq!((e.line, e.column), (7, 9));
         assert_eq!(e.key.as_deref(), Some("provider.metal.token"));
         assert_eq!(e.message, "the API token must not be written in a file");
+        assert!(e.hint.unwrap().contains("METAL_AUTH_TOKEN"));
+    }
+
+    #[test]
+    fn a_token_variable_not_named_like_a_secret_is_refused() {
+        assert_eq!(
+            loaded(&format!("{METAL}token_env = \"ACME_METAL_TOKEN\"\n"))
+                .metal
+                .unwrap()
+                .token_env,
+            "ACME_METAL_TOKEN"
+        );
+        let e = rejected(&format!("{METAL}token_env = \"METAL_AUTH\"\n"));
+        assert_eq!((e.line, e.column), (7, 13));
+        assert_eq!(e.key.as_deref(), Some("provider.metal.token_env"));
+        assert!(
+            e.message.contains("would inherit the token"),
+            "{}",
+            e.message
+        );
         assert!(e.hint.unwrap().contains("METAL_AUTH_TOKEN"));
     }
 
