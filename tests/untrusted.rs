@@ -11,7 +11,10 @@ use std::process::Command;
 
 use common::text;
 
+/// Records the environment Vagrant gives it (`ENV_FILE` is replaced by a path), so the test sees
+/// what metalab's children get.
 const TRUSTED_VAGRANTFILE: &str = r#"
+File.write("ENV_FILE", ENV.keys.sort.join("\n"))
 Vagrant.configure("2") do |config|
   config.vm.box = "metalab/debian12"
   config.vm.define "node1"
@@ -27,6 +30,8 @@ struct Change {
     dir: tempfile::TempDir,
     /// Where the hostile Vagrantfile writes, when Vagrant loads it.
     marker: PathBuf,
+    /// Where the trusted Vagrantfile writes the names of its environment's variables.
+    env_file: PathBuf,
 }
 
 impl Change {
@@ -39,8 +44,14 @@ impl Change {
             "{}-vagrantfile-ran",
             dir.path().file_name().unwrap().to_string_lossy()
         ));
-        let c = Change { dir, marker };
-        c.write("Vagrantfile", TRUSTED_VAGRANTFILE);
+        let env_file = marker.with_extension("env");
+        let trusted = TRUSTED_VAGRANTFILE.replace("ENV_FILE", &env_file.display().to_string());
+        let c = Change {
+            dir,
+            marker,
+            env_file,
+        };
+        c.write("Vagrantfile", &trusted);
         c.write("metalab.toml", TRUSTED_CONFIG);
         c.write(
             "suites/net/suite.toml",
@@ -48,7 +59,7 @@ impl Change {
         );
         c.git("init -q -b main . && git add -A && git -c user.email=t@t -c user.name=t commit -qm base");
         let hostile = format!(
-            "File.write({:?}, ENV.map {{ |k, v| \"#{{k}}=#{{v}}\" }}.join(\"\\n\"))\n{TRUSTED_VAGRANTFILE}",
+            "File.write({:?}, ENV.map {{ |k, v| \"#{{k}}=#{{v}}\" }}.join(\"\\n\"))\n{trusted}",
             c.marker.display().to_string()
         );
         c.write("Vagrantfile", &hostile);
@@ -105,6 +116,7 @@ impl Change {
             .env("GITHUB_TOKEN", "secret-github-token")
             .env("LAB_ALLOWED", "1")
             .env("LAB_OTHER", "2")
+            .env("ACME_MEMORY", "640")
             .output()
             .unwrap()
     }
@@ -113,6 +125,7 @@ impl Change {
 impl Drop for Change {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.marker);
+        let _ = std::fs::remove_file(&self.env_file);
         let state = self.path().join("../").join(format!(
             "{}-state",
             self.path().file_name().unwrap().to_string_lossy()
@@ -157,6 +170,26 @@ fn the_lab_comes_from_the_trusted_ref_and_the_change_gives_only_inert_suites() {
     );
     assert_eq!(plan["untrusted"]["lab_env"][0], "LAB_ALLOWED");
     assert!(!text(&out).contains("secret-"), "{}", text(&out));
+    // Vagrant, and so the trusted Vagrantfile, got only the allow list: no secret, and none of
+    // the runner's other variables either.
+    let names = std::fs::read_to_string(&change.env_file).expect("the trusted Vagrantfile ran");
+    let names: Vec<&str> = names.lines().collect();
+    assert!(
+        names.contains(&"PATH") && names.contains(&"VAGRANT_HOME"),
+        "{names:?}"
+    );
+    for absent in [
+        "METAL_AUTH_TOKEN",
+        "GITHUB_TOKEN",
+        "ACME_MEMORY",
+        "LAB_OTHER",
+        "CI",
+    ] {
+        assert!(
+            !names.contains(&absent),
+            "{absent} reached Vagrant: {names:?}"
+        );
+    }
 }
 
 /// The control: outside the mode, the change's Vagrantfile is the lab's, and Vagrant runs it
