@@ -142,6 +142,16 @@ impl RunDir {
         self.root.join(lane).join("Vagrantfile")
     }
 
+    /// The SSH key a lane's VMs let in, made for the run (see [`crate::vm::access`]).
+    pub fn vm_login_key(&self, lane: &str) -> PathBuf {
+        self.root.join(lane).join("vm_key")
+    }
+
+    /// Where the serial consoles of a lane's VMs are written, a file per domain.
+    pub fn consoles(&self, lane: &str) -> PathBuf {
+        self.root.join(lane).join("console")
+    }
+
     /// Copies of a remote host's SSH identities for the run's VMs.
     pub fn vm_keys(&self) -> PathBuf {
         self.root.join("keys")

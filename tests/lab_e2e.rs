@@ -192,13 +192,65 @@ name = "clock-is-now"
 run = "test $(( $(date +%s) - METALAB_NOW )) -lt 120 -a $(( METALAB_NOW - $(date +%s) )) -lt 120"
 "#;
 
-/// `CLEAN`, with the host's clock of now.
+/// `CLEAN`, with the host's clock of now (to be written just before the round that runs it).
 fn clean_now() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     CLEAN.replace("METALAB_NOW", &now.to_string())
+}
+
+/// Destroys a kept lab when dropped, so that a failed assertion leaves no VM behind (after a
+/// `metalab destroy` that already ran, it finds nothing to do).
+struct DestroyOnDrop<'a>(&'a ScratchLab, String);
+
+impl Drop for DestroyOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.metalab(&["destroy", "--run", &self.1]).output();
+    }
+}
+
+/// The address `metalab status --json` gives for SSH to the first VM of its first kept lab.
+fn ssh_host(status: &std::process::Output) -> String {
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let address = status["labs"][0]["vms"][0]["address"].as_str().unwrap();
+    let host = address.split_once('@').map_or(address, |(_, h)| h);
+    host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()
+}
+
+/// An OpenSSH login to `host` as vagrant with Vagrant's public insecure key, as anyone on the
+/// host (or another run's VM) could try.
+fn with_the_insecure_key(host: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("insecure");
+    let shipped = std::fs::read_dir("/usr/share/rubygems-integration/all/gems")
+        .unwrap()
+        .map(|e| e.unwrap().path().join("keys/vagrant"))
+        .find(|p| p.is_file())
+        .expect("the vagrant package ships its insecure key");
+    std::fs::copy(shipped, &key).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::process::Command::new("ssh")
+        .args(["-i"])
+        .arg(&key)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=20",
+            &format!("vagrant@{host}"),
+            "true",
+        ])
+        .output()
+        .unwrap()
 }
 
 /// The developer's loop, as Test Kitchen users know it: `up` once, then suites on the kept VMs
@@ -211,6 +263,7 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
     let up = lab.metalab(&["up", "marks"]).output().unwrap();
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     let run_id = run_id_of(&lab.results());
+    let _destroyed_whatever_happens = DestroyOnDrop(&lab, run_id.clone());
     assert!(
         text(&up).contains(&format!("metalab run --on {run_id}")),
         "{}",
@@ -224,6 +277,8 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
     // A round leaves markers; the next one starts from the snapshot and sees none of them.
     let marked = on(&["marks"]);
     assert_eq!(marked.status.code(), Some(0), "{}", text(&marked));
+    // The clock check compares with the host's clock of now: the suite is written afresh.
+    lab.write("suites/clean/suite.toml", &clean_now());
     let clean = on(&["clean"]);
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
     assert_ne!(
@@ -233,6 +288,7 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
     );
     // Without the revert, the markers of the round before are still there.
     assert_eq!(on(&["--no-revert", "marks"]).status.code(), Some(0));
+    lab.write("suites/clean/suite.toml", &clean_now());
     let dirty = on(&["--no-revert", "clean"]);
     assert_eq!(dirty.status.code(), Some(1), "{}", text(&dirty));
     let dirty = lab.results();
@@ -282,6 +338,11 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
         .unwrap();
     let login = login.wait_with_output().unwrap();
     let status = lab.metalab(&["status", "--json"]).output().unwrap();
+    // Only the run gets in: its own key and no other, no password.
+    let keys = exec(&["node1", "--", "cat", ".ssh/authorized_keys"]);
+    let sshd = exec(&["--sudo", "node1", "--", "sshd", "-T"]);
+    let password = exec(&["--sudo", "node1", "--", "passwd", "-S", "vagrant"]);
+    let insecure = with_the_insecure_key(&ssh_host(&status));
     let destroy = lab
         .metalab(&["destroy", "--run", &run_id])
         .output()
@@ -316,6 +377,35 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
         .unwrap_or_else(|| panic!("{status}"));
     assert_eq!(kept["vms"][0]["name"], "node1");
     assert_eq!(kept["vms"][0]["state"], "running", "{status}");
+    let keys = String::from_utf8_lossy(&keys.stdout).into_owned();
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert!(keys.ends_with(" metalab-run\n"), "{keys}");
+    assert!(
+        String::from_utf8_lossy(&sshd.stdout).contains("\npasswordauthentication no\n"),
+        "{}",
+        text(&sshd)
+    );
+    assert!(
+        String::from_utf8_lossy(&password.stdout).starts_with("vagrant L "),
+        "{}",
+        text(&password)
+    );
+    assert_eq!(insecure.status.code(), Some(255), "{}", text(&insecure));
+    assert!(
+        text(&insecure).contains("Permission denied (publickey)"),
+        "{}",
+        text(&insecure)
+    );
+    // The VM's host key was known from its console before metalab first connected.
+    let connect = std::fs::read_to_string(
+        lab.path()
+            .join(format!("artifacts/{run_id}/lifecycle/connect.log")),
+    )
+    .unwrap();
+    assert!(
+        connect.contains("node1: host key from its console: ssh-ed25519 "),
+        "{connect}"
+    );
     assert_eq!(destroy.status.code(), Some(0), "{}", text(&destroy));
     assert_eq!(left, Vec::<String>::new());
 }

@@ -1,7 +1,8 @@
 //! The lab on a "remote" host over SSH: a real OpenSSH server on loopback stands for the remote
 //! machine, with its own host key, a client key made by the test, and its own metalab state
 //! directory, so the box is shipped and the lab synced as to any remote host. The VMs are
-//! reached by jumping through that connection.
+//! reached by jumping through that connection. Two such hosts share a run's suites; a wrong host
+//! key starts nothing; a dropped connection is an infrastructure error and the VMs still go.
 
 mod common;
 
@@ -32,47 +33,6 @@ fn lab_with_bundled_suites(config: &str) -> ScratchLab {
     std::fs::remove_dir(lab.path().join("suites")).unwrap();
     std::os::unix::fs::symlink(repo().join("suites"), lab.path().join("suites")).unwrap();
     lab
-}
-
-#[test]
-fn the_bundled_suites_run_on_a_remote_host_through_ssh_and_nothing_is_left() {
-    let _slot = vm_slot();
-    let sshd = Sshd::start();
-    let known = sshd.known_hosts(sshd.port);
-    let lab = lab_with_bundled_suites(&ssh_config(sshd.port, &sshd, &known));
-    // The networking suites; the benchmarks take long and add nothing to what is checked here.
-    let out = lab
-        .metalab(&["run", "connectivity", "policy"])
-        .output()
-        .unwrap();
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let results = lab.results();
-    assert_eq!(results["host"], "ssh: loopback");
-    let tests: Vec<&serde_json::Value> = results["suites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["tests"].as_array().unwrap())
-        .collect();
-    assert!(
-        tests.len() >= 10 && tests.iter().all(|t| t["outcome"] == "passed"),
-        "{tests:?}"
-    );
-    assert!(
-        lab.path()
-            .join("artifacts/latest/policy/denied-port-dropped.log")
-            .is_file()
-    );
-    assert!(
-        shown.contains("lab synced to /var/lib/metalab-remote/labs/"),
-        "{shown}"
-    );
-    let run_id = results["run_id"].as_str().unwrap();
-    assert_eq!(
-        leftovers(run_id, Path::new(REMOTE_HOME)),
-        Vec::<String>::new()
-    );
 }
 
 #[test]
@@ -157,6 +117,14 @@ fn suites_are_spread_over_two_inventory_hosts_and_merged_into_one_report() {
         .collect();
     suites.sort(); // in the order they finished
     assert_eq!(suites, ["policy", "policy-b"], "{shown}");
+    // Each suite's logs came back from its VM through its host.
+    for suite in ["policy", "policy-b"] {
+        assert!(
+            lab.path()
+                .join(format!("artifacts/latest/{suite}/denied-port-dropped.log"))
+                .is_file()
+        );
+    }
     // Room for one VM per host: the two lanes can only have gone one to each host.
     for host in ["loopback", "second"] {
         let on_host = format!(" on {host}");

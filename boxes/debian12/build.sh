@@ -62,15 +62,36 @@ printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n
 # key type costs seconds to generate under TCG (RSA over ten) and delays SSH by as much. Vagrant's
 # net-ssh (with Debian's ruby-ed25519), OpenSSH and russh all take ed25519 host keys.
 rm -f "$ROOT"/etc/ssh/ssh_host_*
-printf 'HostKey /etc/ssh/ssh_host_ed25519_key\n' >> "$ROOT/etc/ssh/sshd_config.d/metalab.conf"
+# Keys only: metalab logs in with a key, and a password would let in anyone on the network.
+printf 'HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n' \
+  >> "$ROOT/etc/ssh/sshd_config.d/metalab.conf"
+# At every boot, before sshd: the host key (made at the first), the run's login key when the
+# kernel command line carries one (metalab.ssh_key=<ed25519 blob>: then it is the only key let
+# in, and the password is locked), and the host key announced on the serial console, which only
+# this VM writes and metalab reads to pin the key before it connects (src/vm/access.rs). Without
+# a key on the command line (`vagrant up` by hand), Vagrant's insecure key is let in as usual.
+cat > "$ROOT/usr/local/sbin/metalab-ssh-setup" <<'SCRIPT'
+#!/bin/sh
+set -eu
+[ -e /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+for word in $(cat /proc/cmdline); do
+  case "$word" in
+    metalab.ssh_key=?*)
+      printf 'ssh-ed25519 %s metalab-run\n' "${word#metalab.ssh_key=}" > /home/vagrant/.ssh/authorized_keys
+      passwd -l vagrant >/dev/null
+      ;;
+  esac
+done
+printf 'metalab-host-key: %s\n' "$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" > /dev/ttyS0
+SCRIPT
+chmod 0755 "$ROOT/usr/local/sbin/metalab-ssh-setup"
 cat > "$ROOT/etc/systemd/system/ssh-hostkeys.service" <<'UNIT'
 [Unit]
-Description=Generate SSH host keys at first boot
+Description=SSH host key, the run's login key, and the host key on the console
 Before=ssh.service
-ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+ExecStart=/usr/local/sbin/metalab-ssh-setup
 [Install]
 WantedBy=multi-user.target
 UNIT

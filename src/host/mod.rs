@@ -56,6 +56,20 @@ impl Host {
             .to_string()
     }
 
+    /// A lane's SSH key into its VMs, on the host.
+    pub fn vm_login_key(&self, run: &RunId, lane: &str) -> String {
+        self.state()
+            .run(run)
+            .vm_login_key(lane)
+            .display()
+            .to_string()
+    }
+
+    /// Where a lane's VMs' serial consoles are written, on the host.
+    pub fn consoles(&self, run: &RunId, lane: &str) -> String {
+        self.state().run(run).consoles(lane).display().to_string()
+    }
+
     /// A lane's wrapper Vagrantfile on the host.
     pub fn vagrant_wrapper(&self, run: &RunId, lane: &str) -> String {
         self.state()

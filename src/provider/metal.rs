@@ -25,7 +25,6 @@ use crate::ids::RunId;
 use crate::journal::{EntryId, Resource};
 use crate::metal::api::{Listed, Unreadable};
 use crate::metal::{ApiToken, ClientConfig, Device, DeviceCreateInput, MetalClient, MetalError};
-use crate::report::summary::human;
 use crate::retry::Poll;
 use crate::state::StateDir;
 use crate::transport::reconnect::Reconnecting;
@@ -303,7 +302,7 @@ impl MetalProvider {
                 "{}: active at {}, waiting for SSH (ssh_timeout {})",
                 device.hostname,
                 address.address,
-                human(self.config.ssh_timeout)
+                whole_seconds(self.config.ssh_timeout)
             ),
         );
         let ssh_deadline = std::time::Instant::now() + self.config.ssh_timeout;
@@ -316,7 +315,7 @@ impl MetalProvider {
                     device.hostname,
                     address.address,
                     self.config.ssh_port,
-                    human(self.config.ssh_timeout)
+                    whole_seconds(self.config.ssh_timeout)
                 )
             })?;
         let session = Arc::new(session);
@@ -730,7 +729,7 @@ fn due(
             match (age, c.termination_time) {
                 (Some(age), _) if age > ttl_delta => Ok(format!(
                     "its run is not known here and it is older than the TTL ({})",
-                    human(ttl)
+                    whole_seconds(ttl)
                 )),
                 (_, Some(end)) if end <= now => {
                     Ok("its run is not known here and its termination_time has passed".into())
@@ -738,8 +737,8 @@ fn due(
                 (Some(age), _) => Err(format!(
                     "its run is not known here and began under an hour ago; {} old, under the \
                      TTL ({})",
-                    human(age.to_std().unwrap_or_default()),
-                    human(ttl)
+                    whole_seconds(age.to_std().unwrap_or_default()),
+                    whole_seconds(ttl)
                 )),
                 (None, _) => Err(
                     "its run is not known here and began under an hour ago; its age is unknown \
@@ -837,6 +836,11 @@ async fn remove(client: &MetalClient, c: &Candidate) -> Result<(), MetalError> {
         Err(e) if !e.means_gone() => Err(e),
         _ => Ok(()),
     }
+}
+
+/// "10m", "1h 30m 5s": a setting or an age, to the second.
+fn whole_seconds(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::suite::Suite;
 use crate::transport::files;
 use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
 use crate::vagrant::{self, Project};
+use crate::vm::access::{self, LoginKey};
 use crate::vm::{Driver, VagrantLibvirt, Vm, guest};
 
 /// What a lane made on its host, with its journal entry, and what it holds there: the subnet
@@ -279,7 +280,14 @@ impl Lane<'_> {
         let tell = |m: String| self.progress(Phase::Up, m);
         let lease = lease::acquire(host, &self.ctx.state, &pinned, &tell).await?;
         let shared = libvirt::network_names(host.transport.as_ref()).await?;
-        let project = self.project(claim.as_ref(), &shared);
+        let run = &self.ctx.run_id;
+        let key = access::make_login_key(
+            host.transport.as_ref(),
+            &host.vm_login_key(run, self.dir_name()),
+            &host.consoles(run, self.dir_name()),
+        )
+        .await?;
+        let project = self.project(claim.as_ref(), &shared, &key);
         let driver = VagrantLibvirt::new(host.transport.clone(), project.clone(), self.prefix());
         // With several hosts, say which one this lane's VMs are on.
         let on = if self.ready.scope.is_empty() {
@@ -362,7 +370,7 @@ impl Lane<'_> {
         Ok(())
     }
 
-    fn project(&self, claim: Option<&Claim>, host_networks: &[String]) -> Project {
+    fn project(&self, claim: Option<&Claim>, host_networks: &[String], key: &LoginKey) -> Project {
         let host = &self.ready.host;
         let config = self.ctx.config;
         let mut vars = vec![
@@ -375,6 +383,12 @@ impl Lane<'_> {
             ("METALAB_HOST_NETWORKS", host_networks.join(",")),
             ("METALAB_STORAGE_POOL", libvirt::POOL.to_string()),
             (vagrant::RUN_TAG, self.ctx.run_id.to_string()),
+            ("METALAB_SSH_KEY", key.path.clone()),
+            ("METALAB_SSH_PUBKEY", key.public_blob.clone()),
+            (
+                "METALAB_CONSOLE_DIR",
+                host.consoles(&self.ctx.run_id, self.dir_name()),
+            ),
         ];
         if let Some(c) = claim {
             vars.push(("METALAB_SUBNET", c.prefix.clone()));
@@ -393,11 +407,7 @@ impl Lane<'_> {
                 Path::new(remote).join(rel).display().to_string()
             }
         };
-        let lane = if self.name.is_empty() {
-            "lab"
-        } else {
-            self.name.as_str()
-        };
+        let lane = self.dir_name();
         Project {
             dir,
             vagrantfile: config
@@ -477,7 +487,9 @@ impl Lane<'_> {
             }
         };
         sink.note(&format!("{name}: connecting to {}", target.describe()));
-        let policy = HostKeyPolicy::PinFile(run_dir.host_key(&self.vm_key(&name)));
+        let pin = run_dir.host_key(&self.vm_key(&name));
+        self.pin_announced_host_key(&name, &pin, &mut sink).await;
+        let policy = HostKeyPolicy::PinFile(pin);
         let machine = self.ctx.description.machine(&name);
         let vm = Vm::connect(
             name,
@@ -512,6 +524,44 @@ impl Lane<'_> {
 
     fn vm_key(&self, vm: &str) -> String {
         crate::lab::vm_key(&self.name, vm)
+    }
+
+    /// The lane's directory in the run's state directory on its host.
+    fn dir_name(&self) -> &str {
+        if self.name.is_empty() {
+            "lab"
+        } else {
+            self.name.as_str()
+        }
+    }
+
+    /// Pins the host key a VM announced on its serial console, so that the first connection
+    /// accepts that key only (see [`access`]); a VM that announced none has the first key it
+    /// shows pinned.
+    async fn pin_announced_host_key(&self, vm: &str, pin: &Path, sink: &mut LogSink<'_>) {
+        let host = &self.ready.host;
+        let console = format!(
+            "{}/{}{vm}.log",
+            host.consoles(&self.ctx.run_id, self.dir_name()),
+            self.prefix()
+        );
+        let Some(key) = access::announced_host_key(host.transport.as_ref(), &console).await else {
+            sink.note(&format!(
+                "{vm}: no host key on its console; the first one it shows is pinned"
+            ));
+            return;
+        };
+        let pinned = pin
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(pin, format!("{key}\n")));
+        match pinned {
+            Ok(()) => sink.note(&format!("{vm}: host key from its console: {key}")),
+            Err(e) => sink.note(&format!(
+                "{vm}: cannot pin its host key in {}: {e}",
+                pin.display()
+            )),
+        }
     }
 }
 

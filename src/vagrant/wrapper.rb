@@ -12,10 +12,15 @@
 #   infrastructure, such as the management network), and never lets a run destroy them;
 # - with METALAB_DESCRIBE set, writes each machine's box, networks and provisioners there as
 #   JSON, as Vagrant resolved them: what metalab plans with;
-# - polls for a new VM's address every 0.2 s instead of backing off to 2 s (no change to the VMs).
+# - polls for a new VM's address every 0.2 s instead of backing off to 2 s (no change to the VMs);
+# - lets only the run into a VM booted straight from its kernel (metalab's box): the run's key
+#   (METALAB_SSH_PUBKEY) goes on the kernel command line, Vagrant logs in with its private half
+#   (METALAB_SSH_KEY) and inserts none of its own, and the serial console goes to a file in
+#   METALAB_CONSOLE_DIR, where the box announces its host key (see src/vm/access.rs).
 #
 # Env: METALAB_LAB_VAGRANTFILE (the lab's file), METALAB_NAME_PREFIX, METALAB_HOST_NETWORKS
-# (comma-separated), METALAB_ACCEL, METALAB_DESCRIBE (a path).
+# (comma-separated), METALAB_ACCEL, METALAB_DESCRIBE (a path), METALAB_SSH_KEY,
+# METALAB_SSH_PUBKEY, METALAB_CONSOLE_DIR.
 require "ipaddr"
 require "json"
 
@@ -27,6 +32,9 @@ module MetalabWrapper
   DESCRIBE = ENV["METALAB_DESCRIBE"]
   TCG = ENV["METALAB_ACCEL"] == "tcg"
   POOL = ENV.fetch("METALAB_STORAGE_POOL", "default")
+  SSH_KEY = ENV["METALAB_SSH_KEY"]
+  SSH_PUBKEY = ENV["METALAB_SSH_PUBKEY"]
+  CONSOLE_DIR = ENV["METALAB_CONSOLE_DIR"]
   @described = {}
 
   # Puts the run's names into a machine's resolved configuration, and describes it.
@@ -34,7 +42,23 @@ module MetalabWrapper
     config = result[:config]
     emulate(config) if TCG
     scope(config) unless PREFIX.empty?
+    run_key(machine, config) if SSH_KEY && SSH_PUBKEY
     describe(machine, config, result[:box]) if DESCRIBE
+  end
+
+  # Only a box booted from its kernel takes the key (on its command line): other boxes keep
+  # Vagrant's own key handling, and their host key is pinned on first contact.
+  def self.run_key(machine, config)
+    libvirt = config.vm.get_provider_config(:libvirt)
+    cmdline = libvirt && libvirt.cmd_line
+    return unless cmdline.is_a?(String) && !cmdline.empty?
+    libvirt.cmd_line = "#{cmdline} metalab.ssh_key=#{SSH_PUBKEY}"
+    config.ssh.private_key_path = [SSH_KEY]
+    config.ssh.insert_key = false
+    config.ssh.keys_only = true
+    return unless CONSOLE_DIR
+    console = File.join(CONSOLE_DIR, "#{PREFIX}#{machine}.log")
+    libvirt.serials = [{ type: "file", source: { path: console } }]
   end
 
   def self.scope(config)

@@ -5,6 +5,7 @@
 //! connected over SSH: its session, its lab address, its reconnection after a revert, and the
 //! diagnostics it can still give from inside.
 
+pub mod access;
 pub mod driver;
 pub mod guest;
 pub mod vagrant_libvirt;
