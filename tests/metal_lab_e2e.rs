@@ -142,4 +142,14 @@ fn a_wrong_token_is_bad_input_with_a_clear_message_and_is_never_printed() {
     assert!(!shown.contains(wrong), "{shown}");
     assert_eq!(files_containing(lab.path(), wrong), Vec::<String>::new());
     assert!(api.handle.snapshot().devices.is_empty());
+    // So is `metalab reap`, which asks the API for the devices dead runs left.
+    let reap = lab
+        .metalab(&["reap"])
+        .env("METAL_AUTH_TOKEN", wrong)
+        .output()
+        .unwrap();
+    let shown = text(&reap);
+    assert_eq!(reap.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("refused the token"), "{shown}");
+    assert!(!shown.contains(wrong), "{shown}");
 }
