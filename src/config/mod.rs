@@ -22,8 +22,8 @@ use elements::ssh_hosts::ssh_hosts;
 use located::{LocatedError, ReadError, SourceFile};
 
 pub use elements::{
-    Accel, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, MetalConfig, ProviderKind,
-    Retries, SshHostConfig, Timeouts, VmDefaults,
+    Accel, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, MetalConfig, Outputs,
+    ProviderKind, Retries, SshHostConfig, Timeouts, VmDefaults,
 };
 
 /// The file name metalab looks for in the current directory and its parents.
@@ -66,6 +66,8 @@ pub struct Config {
     pub history_path: Option<PathBuf>,
     /// `[bench]`: the regression gate's defaults.
     pub bench: Bench,
+    /// `[outputs]`: how much of the VMs' output a run keeps.
+    pub outputs: Outputs,
 }
 
 /// The file as written, before paths are resolved and checked.
@@ -88,6 +90,8 @@ struct RawConfig {
     history: RawHistory,
     #[serde(default)]
     bench: Bench,
+    #[serde(default)]
+    outputs: Outputs,
 }
 
 /// Why a configuration could not be loaded. Every variant means "bad input" (exit code 2).
@@ -205,6 +209,7 @@ impl Config {
             capacity: raw.capacity,
             history_path,
             bench: raw.bench,
+            outputs: raw.outputs,
         })
     }
 }
