@@ -29,6 +29,7 @@ pub mod lab;
 pub mod libvirt;
 pub mod metal;
 pub mod model;
+pub mod paths;
 pub mod mux;
 pub mod provider;
 pub mod reap;
