@@ -6,14 +6,16 @@
 //! - [`report`]: reporters consuming those events;
 //! - [`provider`], [`vagrant`], [`libvirt`], [`boxes`], [`lab`], [`suite`]: what the engine drives;
 //! - [`transport`]: where commands run (local process, SSH);
-//! - [`config`], [`state`], [`ids`], [`exit`], [`retry`]: the ground everything stands on
-//!   ([`retry`]: how metalab waits and tries again).
+//! - [`config`], [`state`], [`ids`], [`exit`], [`retry`], [`budget`]: the ground everything
+//!   stands on ([`retry`]: how metalab waits and tries again; [`budget`]: how many bytes of the
+//!   VMs' output a run keeps).
 
 // Errors that point into files carry the offending line with them; they are built once, on the
 // way out, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
 pub mod boxes;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod doctor;
@@ -29,8 +31,8 @@ pub mod lab;
 pub mod libvirt;
 pub mod metal;
 pub mod model;
-pub mod paths;
 pub mod mux;
+pub mod paths;
 pub mod provider;
 pub mod reap;
 pub mod report;

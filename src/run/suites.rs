@@ -3,11 +3,13 @@
 //! goes to its own log under `artifacts/<run-id>/<suite>/`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::VM_LAB_DIR;
 use super::log::LogSink;
+use crate::budget::Budget;
 use crate::config::Timeouts;
 use crate::exit::Status;
 use crate::ids::RunId;
@@ -26,6 +28,8 @@ pub(super) struct SuiteEnv<'a> {
     pub timeouts: &'a Timeouts,
     /// `--fail-fast`: set at the first failure, after which nothing more runs.
     pub fail_fast: Option<&'a AtomicBool>,
+    /// How many bytes of the VMs' output the run keeps.
+    pub budget: &'a Arc<Budget>,
 }
 
 /// Why what comes after a failure with `--fail-fast` is not run.
@@ -149,18 +153,20 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         (self.ctx.artifacts.join(&rel), rel)
     }
 
-    /// Runs one step in its VM, logging to `log`. Returns the outcome, stdout and all output.
+    /// Runs one step in its VM, logging to `log`. Returns the outcome, and the stdout and all
+    /// output the log kept.
     async fn exec(&self, step: &Step, default_timeout: Duration, log: &Path) -> StepResult {
         let cmd = Command::new(step.run.clone(), step.timeout.unwrap_or(default_timeout))
             .cwd(format!("{VM_LAB_DIR}/suites/{}", self.suite.name))
             .envs(&self.env)
             .env("METALAB_VM", step.vm.clone())
             .sudo(true);
-        let mut sink = LogSink::append(log);
+        let mut sink = LogSink::append(log, self.ctx.budget);
         sink.note(&format!("$ {}   # on {}", step.run, step.vm));
         let outcome = self.vm(&step.vm).session.exec(&cmd, &mut sink).await?;
         sink.note(&format!("# {}", outcome.describe()));
-        Ok((outcome, sink.stdout_text(), sink.combined_text()))
+        let (stdout, combined) = sink.take_texts();
+        Ok((outcome, stdout, combined))
     }
 
     async fn run(&self) -> Result<Status, String> {
@@ -368,7 +374,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                 message,
                 duration: attempt_started.elapsed(),
             });
-            LogSink::append(&log).note(&format!(
+            LogSink::append(&log, self.ctx.budget).note(&format!(
                 "# retrying: attempt {}/{}",
                 failed_attempts.len() + 1,
                 t.retries + 1

@@ -170,7 +170,7 @@ impl Lane<'_> {
             let session = current.get(vm).cloned();
             let driver = driver.as_ref();
             async move {
-                let mut sink = LogSink::append(&dir.join(format!("{vm}.log")));
+                let mut sink = LogSink::append(&dir.join(format!("{vm}.log")), &self.ctx.budget);
                 if let Some(driver) = driver {
                     sink.note(&driver.diagnostics(vm).await);
                 }
@@ -191,7 +191,7 @@ impl Lane<'_> {
     }
 
     async fn destroy(&self, log: PathBuf, driver: &dyn Driver) -> anyhow::Result<()> {
-        let mut sink = LogSink::append(&log);
+        let mut sink = LogSink::append(&log, &self.ctx.budget);
         let started = Instant::now();
         let shutdown = self.ctx.shutdown.clone();
         let hurry = Box::pin(async move {
