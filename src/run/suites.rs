@@ -16,6 +16,7 @@ use crate::ids::RunId;
 use crate::model::event::{EventKind, Events};
 use crate::model::record::{Attempt, BenchRecord, MetricSamples, TestOutcome, TestRecord};
 use crate::suite::{Benchmark, Expect, Step, Suite, Test};
+use crate::transport::unpack::Unpacked;
 use crate::transport::{Command, Exit, Outcome, Transport, TransportError, files};
 use crate::vm::Vm;
 
@@ -315,28 +316,61 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
     async fn collect(&self) {
         let local = self.ctx.artifacts.join(&self.suite.name);
         let t = Duration::from_secs(120);
+        let budget = self.ctx.budget;
+        let contents = remote_artifacts(self.suite);
         for name in &self.suite.vms {
             let vm = self.vm(name).session.as_ref();
-            let _ = files::get_dir_contents(
-                vm,
-                &remote_artifacts(self.suite),
-                &local.join(name),
-                true,
-                t,
-            )
-            .await;
+            let into = local.join(name);
+            let got = files::get_dir_contents(vm, &contents, &into, true, t, budget);
+            if let Ok(got) = got.await {
+                self.note_collected(name, &contents, &got);
+            }
         }
         for a in &self.suite.artifacts {
             let vm = self.vm(&a.vm).session.as_ref();
-            if let Err(e) = files::get_path(vm, &a.path, &local.join(&a.vm), true, t).await {
-                self.ctx.events.emit(EventKind::Notice {
+            match files::get_path(vm, &a.path, &local.join(&a.vm), true, t, budget).await {
+                Ok(got) => self.note_collected(&a.vm, &a.path, &got),
+                Err(e) => self.ctx.events.emit(EventKind::Notice {
                     message: format!(
                         "{}: cannot collect {} from {}: {e}",
                         self.suite.name, a.path, a.vm
                     ),
-                });
+                }),
             }
         }
+    }
+
+    /// Writes what a collection left out (entries skipped, a cut) to the suite's
+    /// `artifacts.log`, and says so in a notice.
+    fn note_collected(&self, vm: &str, path: &str, got: &Unpacked) {
+        let notes = got.notes();
+        if notes.is_empty() {
+            return;
+        }
+        let (log, rel) = self.log("artifacts");
+        let mut sink = LogSink::append(&log, self.ctx.budget);
+        sink.note(&format!("{vm}:{path}"));
+        for line in &notes {
+            sink.note(&format!("  {line}"));
+        }
+        let skipped = got.skipped.len() as u64 + got.more_skipped;
+        let mut what = Vec::new();
+        if skipped > 0 {
+            what.push(format!(
+                "{skipped} entries skipped, as only regular files and directories are kept"
+            ));
+        }
+        if let Some(cut) = &got.cut {
+            what.push(format!("cut at {}", cut.cap));
+        }
+        self.ctx.events.emit(EventKind::Notice {
+            message: format!(
+                "{}: artifacts {path} of {vm}: {}; see {}",
+                self.suite.name,
+                what.join("; "),
+                rel.display()
+            ),
+        });
     }
 
     /// Runs a test, and again up to `retries` times while it fails; a lost VM is not retried.

@@ -176,14 +176,18 @@ impl Lane<'_> {
                 }
                 let Some(session) = session else { return };
                 guest::diagnostics(session.as_ref(), &mut sink).await;
-                let _ = crate::transport::files::get_path(
+                let got = crate::transport::files::get_path(
                     session.as_ref(),
                     &format!("{VM_LAB_DIR}/artifacts"),
                     &dir.join(vm),
                     true,
                     Duration::from_secs(60),
+                    &self.ctx.budget,
                 )
                 .await;
+                for line in got.map(|g| g.notes()).unwrap_or_default() {
+                    sink.note(&line);
+                }
             }
         });
         futures::future::join_all(jobs).await;
