@@ -9,11 +9,32 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 /// A run id such as `20261122-200501-3fa2`: sortable by start time, unique per host.
+/// Read back from a file it must have this shape too: it names directories (`artifacts/<id>`,
+/// the state directory's runs), so a file must not be able to name another place.
 #[derive(
     Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct RunId(String);
+
+/// A string read where a run id belongs that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a metalab run id (like 20261122-200501-3fa2)")]
+pub struct NotARunId(String);
+
+impl TryFrom<String> for RunId {
+    type Error = NotARunId;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        RunId::parse(&s).ok_or(NotARunId(s))
+    }
+}
+
+impl From<RunId> for String {
+    fn from(id: RunId) -> String {
+        id.0
+    }
+}
 
 /// Matches a run id anywhere inside a resource name, e.g. `metalab-20261122-200501-3fa2-node1`.
 static IN_NAME: LazyLock<Regex> =
@@ -77,6 +98,21 @@ mod tests {
         assert_eq!(RunId::parse(id.as_str()), Some(id.clone()));
         let age = Utc::now() - id.started().unwrap();
         assert!(age.num_seconds().abs() < 5, "{age}");
+    }
+
+    #[test]
+    fn a_run_id_read_back_must_be_shaped_like_one() {
+        let id: RunId = serde_json::from_str("\"20261122-200501-3fa2\"").unwrap();
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            "\"20261122-200501-3fa2\""
+        );
+        let e = serde_json::from_str::<RunId>("\"../../etc\"").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("\"../../etc\" is not a metalab run id"),
+            "{e}"
+        );
     }
 
     #[test]

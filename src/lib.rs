@@ -6,9 +6,10 @@
 //! - [`report`]: reporters consuming those events;
 //! - [`provider`], [`vagrant`], [`libvirt`], [`boxes`], [`lab`], [`suite`]: what the engine drives;
 //! - [`transport`]: where commands run (local process, SSH);
-//! - [`config`], [`state`], [`ids`], [`exit`], [`retry`], [`child_env`]: the ground everything
-//!   stands on ([`retry`]: how metalab waits and tries again; [`child_env`]: the environment of
-//!   every process metalab starts).
+//! - [`config`], [`state`], [`ids`], [`exit`], [`retry`], [`child_env`], [`budget`]: the ground
+//!   everything stands on ([`retry`]: how metalab waits and tries again; [`child_env`]: the
+//!   environment of every process metalab starts; [`budget`]: how many bytes of the VMs' output a
+//!   run keeps).
 
 // Errors that point into files carry the offending line with them; they are built once, on the
 // way out, so their size does not matter.
@@ -19,6 +20,7 @@
 #![warn(clippy::disallowed_methods)]
 
 pub mod boxes;
+pub mod budget;
 pub mod child_env;
 pub mod cli;
 pub mod config;
@@ -36,6 +38,7 @@ pub mod libvirt;
 pub mod metal;
 pub mod model;
 pub mod mux;
+pub mod paths;
 pub mod provider;
 pub mod reap;
 pub mod report;

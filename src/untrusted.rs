@@ -152,7 +152,8 @@ fn export_ref(
     let commit = String::from_utf8_lossy(&commit).trim().to_string();
     let top = git(change, &["rev-parse", "--show-toplevel"]).map_err(no_source)?;
     let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
-    let archive = git(change, &["archive", "--format=tar", &commit]).map_err(no_source)?;
+    // From the top: run in a subdirectory, `git archive` would export only that subdirectory.
+    let archive = git(&top, &["archive", "--format=tar", &commit]).map_err(no_source)?;
     let tree = scratch.join("tree");
     tar::Archive::new(&archive[..])
         .unpack(&tree)

@@ -416,6 +416,61 @@ fn merge_refuses_no_results_and_a_used_output_directory() {
     assert!(text(&out).contains("is not empty"), "{}", text(&out));
 }
 
+/// Shard 2's results.json with one field replaced, as a hostile or broken file would have it.
+fn tamper(artifacts: &Path, run: &RunRecord, field: &[&str], value: &str) -> PathBuf {
+    let file = artifacts.join(run.run_id.as_str()).join("results.json");
+    let mut json: serde_json::Value = serde_json::from_str(&read(&file)).unwrap();
+    let mut at = &mut json;
+    for key in field {
+        at = match key.parse::<usize>() {
+            Ok(i) => &mut at[i],
+            Err(_) => &mut at[*key],
+        };
+    }
+    *at = value.into();
+    std::fs::write(&file, json.to_string()).unwrap();
+    file
+}
+
+#[test]
+fn merge_refuses_a_run_id_or_a_log_path_that_leaves_its_directory() {
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &["run_id"],
+            "../../etc",
+            "field `run_id`: \"../../etc\" is not a metalab run id",
+        ),
+        (
+            &["suites", "0", "tests", "0", "log"],
+            "../../../../etc/shadow",
+            "field `suites[0].tests[0].log`: \"../../../../etc/shadow\" leaves the directory",
+        ),
+        (
+            &["suites", "0", "name"],
+            "/etc",
+            "field `suites[0].name`: \"/etc\" leaves the directory",
+        ),
+    ];
+    for (field, value, said) in cases {
+        let dir = scratch();
+        let artifacts = dir.path().join("a");
+        let (_, two) = two_shards(&artifacts);
+        let file = tamper(&artifacts, &two, field, value);
+        let out = merge(dir.path(), &["a"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let expected = format!(
+            "{}: {said}",
+            file.strip_prefix(dir.path()).unwrap().display()
+        );
+        assert!(text(&out).contains(&expected), "{expected}\n{}", text(&out));
+        assert!(
+            !dir.path().join("merged").exists(),
+            "{field:?}: merge wrote"
+        );
+        assert!(!dir.path().join("etc").exists(), "{field:?}: merge escaped");
+    }
+}
+
 #[test]
 fn under_github_actions_merge_appends_the_step_summary() {
     let dir = scratch();

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::sshd::{Sshd, free_port};
+use metalab::budget::Budget;
+use metalab::config::Outputs;
 use metalab::transport::ssh::{HostKeyPolicy, SshSession};
 use metalab::transport::{Collect, Command, Exit, Transport, TransportError, files};
 
@@ -147,6 +149,7 @@ async fn files_travel_both_ways() {
         back.path(),
         false,
         t,
+        &budget(1 << 30),
     )
     .await
     .unwrap();
@@ -154,6 +157,57 @@ async fn files_travel_both_ways() {
         std::fs::read_to_string(back.path().join("d/f.txt")).unwrap(),
         "payload"
     );
+}
+
+fn budget(run_cap: u64) -> Arc<Budget> {
+    Arc::new(Budget::new(Outputs {
+        log_cap: 1 << 20,
+        run_cap,
+    }))
+}
+
+#[tokio::test]
+async fn a_transfer_over_the_cap_is_stopped_on_the_remote_side() {
+    let sshd = Sshd::start();
+    let pins = tempfile::tempdir().unwrap();
+    let s = connect(&sshd, &pins).await;
+    // tar reads this sparse file as 64 GiB of zeros: only killing it ends the transfer early.
+    let sparse = sshd.dir.path().join("sparse");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    let back = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let got = files::get_path(
+        &s,
+        sparse.to_str().unwrap(),
+        back.path(),
+        false,
+        Duration::from_secs(120),
+        &budget(4 << 20),
+    )
+    .await
+    .unwrap();
+    assert!(got.cut.is_some(), "{:?}", got.notes());
+    assert_eq!(
+        std::fs::metadata(back.path().join("sparse")).unwrap().len(),
+        4 << 20
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // The session still serves commands.
+    let mut out = Collect::default();
+    s.exec(
+        &Command::new("echo still here", Duration::from_secs(10)),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stdout_text(), "still here\n");
 }
 
 /// A TCP relay in front of sshd that can be cut, like a network that goes away.

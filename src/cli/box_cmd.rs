@@ -6,6 +6,7 @@ use clap::Subcommand;
 
 use super::{Failure, lab_hosts};
 use crate::boxes::Recipe;
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::exit::Status;
 use crate::host::Host;
@@ -53,15 +54,15 @@ pub async fn run(config: Option<&Path>, cmd: BoxCommand) -> Result<Status, Failu
     };
     let state = StateDir::from_env();
     let result = match cmd {
-        BoxCommand::Build => build(&recipe, &state).await,
+        BoxCommand::Build => build(&recipe, &state, &Budget::new(config.outputs)).await,
         BoxCommand::Prune { keep, dry_run } => prune(&config, &recipe, &state, keep, dry_run).await,
     };
     result.map_err(|e| Failure::new(Status::InfraError, format!("{e:#}")))
 }
 
-async fn build(recipe: &Recipe, state: &StateDir) -> anyhow::Result<Status> {
+async fn build(recipe: &Recipe, state: &StateDir, budget: &Budget) -> anyhow::Result<Status> {
     let log = state.box_build_log();
-    let mut sink = LogSink::append(&log).on_line(|l| eprintln!("{l}"));
+    let mut sink = LogSink::append(&log, budget).on_line(|l| eprintln!("{l}"));
     let built = recipe.ensure_built(state, &mut sink).await?;
     built
         .register(&Local, &state.vagrant_home(), &mut sink)

@@ -328,10 +328,20 @@ fn import(db: &Path, files: &[PathBuf]) -> Result<Status, Failure> {
     Ok(status)
 }
 
-/// A results.json file as a [`RunRecord`], or why not.
+/// A results.json file as a [`RunRecord`], or why not, naming the field at fault: a run id that
+/// is not one, or a path that leaves the run's directory, is refused here, before anything
+/// builds a path from it.
 pub(super) fn read_record(file: &Path) -> Result<RunRecord, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a metalab results file: {e}", file.display()))
+    let mut json = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        if field == "." || inner.is_syntax() || inner.is_eof() {
+            format!("{}: not a metalab results file: {inner}", file.display())
+        } else {
+            format!("{}: field `{field}`: {inner}", file.display())
+        }
+    })
 }

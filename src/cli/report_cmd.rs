@@ -10,6 +10,7 @@ use super::Failure;
 use super::bench::GateArgs;
 use super::history::{DbArg, failure, open, read_record, settings};
 use crate::exit::Status;
+use crate::paths::stays_inside;
 use crate::report::files::RESULTS_JSON;
 use crate::report::html;
 
@@ -48,8 +49,10 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<Status, F
         return super::merge::merge(config, merge, &args.db);
     }
     let settings = settings(config, &args.db)?;
+    // Only a name inside the artifacts directory is looked up there; anything else goes to the
+    // history, which knows run ids only.
     let direct = settings.artifacts.join(&args.run).join(RESULTS_JSON);
-    let record = if direct.is_file() {
+    let record = if stays_inside(Path::new(&args.run)) && direct.is_file() {
         read_record(&direct).map_err(|m| Failure::new(Status::BadInput, m))?
     } else {
         let history = open(&settings.db)?;

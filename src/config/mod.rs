@@ -22,8 +22,8 @@ use elements::ssh_hosts::ssh_hosts;
 use located::{LocatedError, ReadError, SourceFile};
 
 pub use elements::{
-    Accel, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, MetalConfig, ProviderKind,
-    Retries, SshHostConfig, Timeouts, Untrusted, VmDefaults,
+    Accel, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, MetalConfig, Outputs,
+    ProviderKind, Retries, SshHostConfig, Timeouts, Untrusted, VmDefaults,
 };
 
 /// The file name metalab looks for in the current directory and its parents.
@@ -68,6 +68,8 @@ pub struct Config {
     pub bench: Bench,
     /// `[untrusted]`: what a run of an unreviewed change may take from the runner.
     pub untrusted: Untrusted,
+    /// `[outputs]`: how much of the VMs' output a run keeps.
+    pub outputs: Outputs,
 }
 
 /// The file as written, before paths are resolved and checked.
@@ -92,6 +94,8 @@ struct RawConfig {
     bench: Bench,
     #[serde(default)]
     untrusted: Untrusted,
+    #[serde(default)]
+    outputs: Outputs,
 }
 
 /// Why a configuration could not be loaded. Every variant means "bad input" (exit code 2).
@@ -210,6 +214,7 @@ impl Config {
             history_path,
             bench: raw.bench,
             untrusted: raw.untrusted,
+            outputs: raw.outputs,
         })
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::event::{Event, EventKind, Phase};
 use crate::exit::Status;
 use crate::ids::RunId;
+use crate::paths;
 
 /// Version of the JSON results format; bumped when a field changes meaning.
 pub const FORMAT_VERSION: u32 = 1;
@@ -125,11 +126,15 @@ pub struct PhaseRecord {
     #[serde(with = "secs")]
     pub duration: Duration,
     pub error: Option<String>,
+    /// Relative to the run's artifacts directory.
+    #[serde(default, deserialize_with = "paths::inside_opt")]
     pub log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuiteRecord {
+    /// Also the suite's directory in the run's artifacts directory.
+    #[serde(deserialize_with = "paths::inside_name")]
     pub name: String,
     /// The snapshot the suite's VMs were put back to before it ran ("" when fresh or shared).
     #[serde(default)]
@@ -172,6 +177,7 @@ pub struct TestRecord {
     pub duration: Duration,
     pub message: Option<String>,
     /// The test's log, relative to the run's artifacts directory.
+    #[serde(deserialize_with = "paths::inside")]
     pub log: PathBuf,
     /// Earlier attempts that failed, when the test has retries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -199,6 +205,7 @@ pub struct BenchRecord {
     pub infra: bool,
     #[serde(with = "secs")]
     pub duration: Duration,
+    #[serde(deserialize_with = "paths::inside")]
     pub log: PathBuf,
 }
 

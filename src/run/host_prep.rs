@@ -94,7 +94,7 @@ async fn prepare_host(
     let cmd = Command::new(script, Duration::from_secs(20 * 60))
         .env("METALAB_HOME", host.home.clone())
         .sudo(true);
-    let mut sink = LogSink::append(&log).on_line(|l| {
+    let mut sink = LogSink::append(&log, &ctx.budget).on_line(|l| {
         if let Some(step) = l.strip_prefix("setup-host: ") {
             ctx.progress(Phase::Prepare, scope, step.to_string());
         }
@@ -136,7 +136,7 @@ async fn install_built_box(
     log: PathBuf,
 ) -> anyhow::Result<InstalledBox> {
     let recipe = Recipe::new(recipe);
-    let mut sink = LogSink::append(&log).on_line(|l| {
+    let mut sink = LogSink::append(&log, &ctx.budget).on_line(|l| {
         if let Some(step) = l.strip_prefix("box: ") {
             ctx.progress(Phase::Box, scope, step.to_string());
         }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::pristine::SNAPSHOT;
 use super::suites::{self, SuiteEnv};
-use super::{VM_LAB_DIR, announce_signals, run_phase};
+use super::{VM_LAB_DIR, announce_signals, note_run_cap, run_phase};
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::exit::Status;
 use crate::ids::RunId;
@@ -56,11 +57,13 @@ pub async fn on_kept(
         artifacts: artifacts.clone(),
     });
     let announcer = tokio::spawn(announce_signals(shutdown.clone(), events.clone()));
+    let budget = Arc::new(Budget::new(config.outputs));
     let status = tokio::select! {
-        s = rounds(config, state, &round, &events, &artifacts) => s,
+        s = rounds(config, state, &round, &events, &artifacts, &budget) => s,
         sig = shutdown.requested() => sig.status(),
     };
     announcer.abort();
+    note_run_cap(&events, &budget);
     events.emit(EventKind::RunFinished {
         status,
         duration: started.elapsed(),
@@ -74,6 +77,7 @@ async fn rounds(
     round: &OnKept,
     events: &Events,
     artifacts: &std::path::Path,
+    budget: &Arc<Budget>,
 ) -> Status {
     let lab = &round.lab;
     let connect = |log: PathBuf| connect(config, state, lab, log);
@@ -99,6 +103,7 @@ async fn rounds(
         timeouts: &config.timeouts,
         fail_fast: round.fail_fast.then_some(&stop),
         lab_variables: &lab_variables,
+        budget,
     };
     let mut status = Status::Passed;
     for (i, suite) in round.suites.iter().enumerate() {

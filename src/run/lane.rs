@@ -261,6 +261,7 @@ impl Lane<'_> {
             timeouts: &self.ctx.config.timeouts,
             fail_fast: self.ctx.fail_fast.as_ref(),
             lab_variables: &self.ctx.lab_variables,
+            budget: &self.ctx.budget,
         }
     }
 
@@ -321,7 +322,7 @@ impl Lane<'_> {
             lease,
             entry,
         });
-        let mut sink = LogSink::append(&log).on_line(|l| {
+        let mut sink = LogSink::append(&log, &self.ctx.budget).on_line(|l| {
             if let Some((vm, msg)) = vagrant::progress_line(l) {
                 self.progress(Phase::Up, format!("{vm}: {msg}"));
             }
@@ -345,11 +346,13 @@ impl Lane<'_> {
         let each = self.vms.iter().map(|vm| {
             let log = &log;
             async move {
-                let mut sink = LogSink::append(log).whole_lines().on_line(|l| {
-                    if let Some((vm, msg)) = vagrant::progress_line(l) {
-                        self.progress(Phase::Provision, format!("{vm}: {msg}"));
-                    }
-                });
+                let mut sink = LogSink::append(log, &self.ctx.budget)
+                    .whole_lines()
+                    .on_line(|l| {
+                        if let Some((vm, msg)) = vagrant::progress_line(l) {
+                            self.progress(Phase::Provision, format!("{vm}: {msg}"));
+                        }
+                    });
                 driver
                     .provision(vm, self.ctx.config.timeouts.up, &mut sink)
                     .await
@@ -476,7 +479,7 @@ impl Lane<'_> {
         deadline: Instant,
     ) -> anyhow::Result<Vm> {
         let host = &self.ready.host;
-        let mut sink = LogSink::append(log);
+        let mut sink = LogSink::append(log, &self.ctx.budget);
         let run_dir = self.ctx.state.run(&self.ctx.run_id);
         let target = match host.is_local() {
             true => target,

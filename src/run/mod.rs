@@ -19,10 +19,11 @@ mod teardown;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::exit::Status;
 use crate::host::Host;
@@ -97,6 +98,8 @@ struct RunCtx<'a> {
     /// With `--fail-fast`: set at the first failure, in any lane.
     fail_fast: Option<AtomicBool>,
     lab_variables: Vec<(String, String)>,
+    /// How many bytes of the VMs' output the run keeps, over every lane.
+    budget: Arc<Budget>,
 }
 
 /// Runs the plan to the end, teardown and release included, and returns the run's status.
@@ -144,6 +147,7 @@ pub async fn run(
         description: plan.description.clone(),
         fail_fast: plan.fail_fast.then(AtomicBool::default),
         lab_variables: plan.lab_variables.clone(),
+        budget: Arc::new(Budget::new(config.outputs)),
     };
     ctx.events.emit(EventKind::RunStarted {
         run_id: plan.run_id.clone(),
@@ -167,6 +171,7 @@ pub async fn run(
         status = sig.status();
     }
     ctx.finish_owner(None);
+    note_run_cap(&ctx.events, &ctx.budget);
     ctx.events.emit(EventKind::RunFinished {
         status,
         duration: started.elapsed(),
@@ -334,6 +339,19 @@ where
         log: Some(rel_log),
     });
     result
+}
+
+/// Says in the results when the run's cap on kept output was reached: the logs and artifacts
+/// notes say where, this says that something was dropped at all.
+fn note_run_cap(events: &Events, budget: &Budget) {
+    if let Some(cap) = budget.run_cap_reached() {
+        events.emit(EventKind::Notice {
+            message: format!(
+                "the run's logs and artifacts reached {cap}: what came after was dropped, and \
+                 each log or artifacts.log cut says where"
+            ),
+        });
+    }
 }
 
 /// Says on the event stream when a signal arrives, whatever the engine is doing at that moment.

@@ -3,17 +3,20 @@
 //! goes to its own log under `artifacts/<run-id>/<suite>/`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::VM_LAB_DIR;
 use super::log::LogSink;
+use crate::budget::Budget;
 use crate::config::Timeouts;
 use crate::exit::Status;
 use crate::ids::RunId;
 use crate::model::event::{EventKind, Events};
 use crate::model::record::{Attempt, BenchRecord, MetricSamples, TestOutcome, TestRecord};
 use crate::suite::{Benchmark, Expect, Step, Suite, Test};
+use crate::transport::unpack::Unpacked;
 use crate::transport::{Command, Exit, Outcome, Transport, TransportError, files};
 use crate::vm::Vm;
 
@@ -28,6 +31,8 @@ pub(super) struct SuiteEnv<'a> {
     pub fail_fast: Option<&'a AtomicBool>,
     /// The runner's `LAB_*` variables the suites get (see [`crate::suite::lab_variables`]).
     pub lab_variables: &'a [(String, String)],
+    /// How many bytes of the VMs' output the run keeps.
+    pub budget: &'a Arc<Budget>,
 }
 
 /// Why what comes after a failure with `--fail-fast` is not run.
@@ -149,18 +154,20 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         (self.ctx.artifacts.join(&rel), rel)
     }
 
-    /// Runs one step in its VM, logging to `log`. Returns the outcome, stdout and all output.
+    /// Runs one step in its VM, logging to `log`. Returns the outcome, and the stdout and all
+    /// output the log kept.
     async fn exec(&self, step: &Step, default_timeout: Duration, log: &Path) -> StepResult {
         let cmd = Command::new(step.run.clone(), step.timeout.unwrap_or(default_timeout))
             .cwd(format!("{VM_LAB_DIR}/suites/{}", self.suite.name))
             .envs(&self.env)
             .env("METALAB_VM", step.vm.clone())
             .sudo(true);
-        let mut sink = LogSink::append(log);
+        let mut sink = LogSink::append(log, self.ctx.budget);
         sink.note(&format!("$ {}   # on {}", step.run, step.vm));
         let outcome = self.vm(&step.vm).session.exec(&cmd, &mut sink).await?;
         sink.note(&format!("# {}", outcome.describe()));
-        Ok((outcome, sink.stdout_text(), sink.combined_text()))
+        let (stdout, combined) = sink.take_texts();
+        Ok((outcome, stdout, combined))
     }
 
     async fn run(&self) -> Result<Status, String> {
@@ -309,28 +316,61 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
     async fn collect(&self) {
         let local = self.ctx.artifacts.join(&self.suite.name);
         let t = Duration::from_secs(120);
+        let budget = self.ctx.budget;
+        let contents = remote_artifacts(self.suite);
         for name in &self.suite.vms {
             let vm = self.vm(name).session.as_ref();
-            let _ = files::get_dir_contents(
-                vm,
-                &remote_artifacts(self.suite),
-                &local.join(name),
-                true,
-                t,
-            )
-            .await;
+            let into = local.join(name);
+            let got = files::get_dir_contents(vm, &contents, &into, true, t, budget);
+            if let Ok(got) = got.await {
+                self.note_collected(name, &contents, &got);
+            }
         }
         for a in &self.suite.artifacts {
             let vm = self.vm(&a.vm).session.as_ref();
-            if let Err(e) = files::get_path(vm, &a.path, &local.join(&a.vm), true, t).await {
-                self.ctx.events.emit(EventKind::Notice {
+            match files::get_path(vm, &a.path, &local.join(&a.vm), true, t, budget).await {
+                Ok(got) => self.note_collected(&a.vm, &a.path, &got),
+                Err(e) => self.ctx.events.emit(EventKind::Notice {
                     message: format!(
                         "{}: cannot collect {} from {}: {e}",
                         self.suite.name, a.path, a.vm
                     ),
-                });
+                }),
             }
         }
+    }
+
+    /// Writes what a collection left out (entries skipped, a cut) to the suite's
+    /// `artifacts.log`, and says so in a notice.
+    fn note_collected(&self, vm: &str, path: &str, got: &Unpacked) {
+        let notes = got.notes();
+        if notes.is_empty() {
+            return;
+        }
+        let (log, rel) = self.log("artifacts");
+        let mut sink = LogSink::append(&log, self.ctx.budget);
+        sink.note(&format!("{vm}:{path}"));
+        for line in &notes {
+            sink.note(&format!("  {line}"));
+        }
+        let skipped = got.skipped.len() as u64 + got.more_skipped;
+        let mut what = Vec::new();
+        if skipped > 0 {
+            what.push(format!(
+                "{skipped} entries skipped, as only regular files and directories are kept"
+            ));
+        }
+        if let Some(cut) = &got.cut {
+            what.push(format!("cut at {}", cut.cap));
+        }
+        self.ctx.events.emit(EventKind::Notice {
+            message: format!(
+                "{}: artifacts {path} of {vm}: {}; see {}",
+                self.suite.name,
+                what.join("; "),
+                rel.display()
+            ),
+        });
     }
 
     /// Runs a test, and again up to `retries` times while it fails; a lost VM is not retried.
@@ -368,7 +408,7 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
                 message,
                 duration: attempt_started.elapsed(),
             });
-            LogSink::append(&log).note(&format!(
+            LogSink::append(&log, self.ctx.budget).note(&format!(
                 "# retrying: attempt {}/{}",
                 failed_attempts.len() + 1,
                 t.retries + 1

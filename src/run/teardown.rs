@@ -170,20 +170,24 @@ impl Lane<'_> {
             let session = current.get(vm).cloned();
             let driver = driver.as_ref();
             async move {
-                let mut sink = LogSink::append(&dir.join(format!("{vm}.log")));
+                let mut sink = LogSink::append(&dir.join(format!("{vm}.log")), &self.ctx.budget);
                 if let Some(driver) = driver {
                     sink.note(&driver.diagnostics(vm).await);
                 }
                 let Some(session) = session else { return };
                 guest::diagnostics(session.as_ref(), &mut sink).await;
-                let _ = crate::transport::files::get_path(
+                let got = crate::transport::files::get_path(
                     session.as_ref(),
                     &format!("{VM_LAB_DIR}/artifacts"),
                     &dir.join(vm),
                     true,
                     Duration::from_secs(60),
+                    &self.ctx.budget,
                 )
                 .await;
+                for line in got.map(|g| g.notes()).unwrap_or_default() {
+                    sink.note(&line);
+                }
             }
         });
         futures::future::join_all(jobs).await;
@@ -191,7 +195,7 @@ impl Lane<'_> {
     }
 
     async fn destroy(&self, log: PathBuf, driver: &dyn Driver) -> anyhow::Result<()> {
-        let mut sink = LogSink::append(&log);
+        let mut sink = LogSink::append(&log, &self.ctx.budget);
         let started = Instant::now();
         let shutdown = self.ctx.shutdown.clone();
         let hurry = Box::pin(async move {

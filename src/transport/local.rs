@@ -52,6 +52,8 @@ impl Transport for Local {
         let mut timed_out = false;
         let mut status = None;
         let mut output_open = true;
+        // The sink had enough and the group was killed.
+        let mut stopped = false;
         // A daemon the command started may keep the pipes open after the command exits:
         // stop reading a moment after the exit instead of waiting for it.
         let linger = tokio::time::sleep(std::time::Duration::MAX);
@@ -61,7 +63,15 @@ impl Transport for Local {
         while output_open || status.is_none() {
             tokio::select! {
                 chunk = rx.recv(), if output_open => match chunk {
-                    Some((stream, data)) => sink.output(stream, &data),
+                    Some((stream, data)) => {
+                        sink.output(stream, &data);
+                        if sink.enough() && !stopped {
+                            stopped = true;
+                            if let Some(pgid) = guard.0 {
+                                let _ = killpg(pgid, Signal::SIGKILL);
+                            }
+                        }
+                    }
                     None => output_open = false,
                 },
                 st = child.wait(), if status.is_none() => {

@@ -9,6 +9,7 @@ pub mod files;
 pub mod local;
 pub mod reconnect;
 pub mod ssh;
+pub mod unpack;
 
 use std::time::Duration;
 
@@ -24,6 +25,13 @@ pub enum Stream {
 /// Receives a command's output while it runs.
 pub trait OutputSink: Send {
     fn output(&mut self, stream: Stream, data: &[u8]);
+
+    /// Whether the sink can take no more: the transport then kills the command (its whole
+    /// process group) rather than stream what would only be dropped. A sink that drops what is
+    /// over a cap while the command must run on (a test's log) never says so.
+    fn enough(&self) -> bool {
+        false
+    }
 }
 
 /// A sink that drops everything.

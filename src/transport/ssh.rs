@@ -7,7 +7,9 @@
 //! records it and every later one (including `metalab exec` from another process) must see the
 //! same key.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -404,6 +406,12 @@ impl Transport for SshSession {
         let _ = channel.eof().await;
         let mut exit = None;
         let mut timed_out = false;
+        // The sink had enough and the command was killed.
+        let mut stopped = false;
+        let sudo = self_sudo(cmd, &self.target);
+        // A signal goes on its own channel while this one is still read: a session stops
+        // delivering to every channel while one of them is not read, the signal's included.
+        let mut signal: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         let deadline = tokio::time::sleep(cmd.timeout);
         tokio::pin!(deadline);
         let kill_at = tokio::time::sleep(Duration::MAX);
@@ -413,20 +421,29 @@ impl Transport for SshSession {
         loop {
             tokio::select! {
                 msg = channel.wait() => match msg {
-                    Some(ChannelMsg::Data { data }) => sink.output(Stream::Stdout, &data),
+                    Some(ChannelMsg::Data { data }) => {
+                        sink.output(Stream::Stdout, &data);
+                        if sink.enough() && !stopped {
+                            stopped = true;
+                            signal = Some(Box::pin(self.signal_command(&tag, "KILL", sudo)));
+                        }
+                    }
                     Some(ChannelMsg::ExtendedData { data, .. }) => sink.output(Stream::Stderr, &data),
                     Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Exit::Code(exit_status as i32)),
                     Some(ChannelMsg::ExitSignal { signal_name, .. }) => exit = Some(Exit::Signal(signal_text(&signal_name))),
                     Some(_) => {}
                     None => break,
                 },
+                _ = async { if let Some(s) = signal.as_mut() { s.await } }, if signal.is_some() => {
+                    signal = None;
+                }
                 _ = &mut deadline, if !timed_out => {
                     timed_out = true;
-                    self.signal_command(&tag, "TERM", self_sudo(cmd, &self.target)).await;
+                    signal = Some(Box::pin(self.signal_command(&tag, "TERM", sudo)));
                     kill_at.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
                 }
                 _ = &mut kill_at => {
-                    self.signal_command(&tag, "KILL", self_sudo(cmd, &self.target)).await;
+                    signal = Some(Box::pin(self.signal_command(&tag, "KILL", sudo)));
                     kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
                 }
                 _ = &mut give_up => {
