@@ -204,16 +204,18 @@ pub struct Registered {
 }
 
 /// Looks for a box the Vagrantfile names (newest version, or `version` when it names one) in
-/// metalab's Vagrant home on the host, then in the other Vagrant homes there (`$VAGRANT_HOME`,
-/// `~/.vagrant.d`), from which it is registered in metalab's (hard links where it can). The
-/// image's sha256 is cached beside it, by size and modification time. `None`: Vagrant has it
-/// nowhere, and fetches it itself during `vagrant up`.
+/// the Vagrant homes of the host's users first (`$VAGRANT_HOME`, `~/.vagrant.d`): the box as the
+/// developer's own Vagrant finds it, registered in metalab's home (hard links where it can) and
+/// registered again when the team replaced it (`vagrant box add --force` of the same version);
+/// then in metalab's home (the boxes it built, or one a team's home no longer has). The image's
+/// sha256 is cached beside it, by size and modification time. `None`: Vagrant has it nowhere,
+/// and fetches it itself during `vagrant up`.
 pub async fn find_registered(
     host: &Host,
     name: &str,
     version: Option<&str>,
 ) -> anyhow::Result<Option<Registered>> {
-    let mut homes = vec![host.vagrant_home()];
+    let mut homes = Vec::new();
     if host.is_local() {
         homes.extend(std::env::var("VAGRANT_HOME").ok());
         homes.extend(
@@ -225,6 +227,7 @@ pub async fn find_registered(
         homes.push("${VAGRANT_HOME:-}".into());
         homes.push("$HOME/.vagrant.d".into());
     }
+    homes.push(host.vagrant_home());
     let script = FIND_REGISTERED.replace("@HOMES@", &homes.join(" "));
     let cmd = Command::new(script, Duration::from_secs(1800))
         .env("MINE", host.vagrant_home())
@@ -259,11 +262,15 @@ for home in @HOMES@; do
 done
 [ -n "$found" ] || exit 3
 dst="$MINE/boxes/$SLUG/$v/libvirt"
-if [ "$found" != "$MINE" ]; then
+image() { ls "$1"/box*.img 2>/dev/null | head -1; }
+# The same image: one file (hard links), or a copy of the same size and modification time.
+same() { [ -n "$1" ] && [ -n "$2" ] && { [ "$1" -ef "$2" ] || [ "$(stat -c %s.%Y "$1")" = "$(stat -c %s.%Y "$2")" ]; }; }
+if [ "$found" != "$MINE" ] && ! { [ -d "$dst" ] && same "$(image "$found/boxes/$SLUG/$v/libvirt")" "$(image "$dst")"; }; then
   src="$found/boxes/$SLUG/$v/libvirt"
   mkdir -p "$(dirname "$dst")"
   rm -rf "$dst.partial"
   cp -al "$src" "$dst.partial" 2>/dev/null || { rm -rf "$dst.partial"; cp -a "$src" "$dst.partial"; }
+  rm -rf "$dst"
   mv "$dst.partial" "$dst"
   echo "imported $src"
 fi
