@@ -100,9 +100,9 @@ impl Change {
 
     /// `metalab ARGS` in the change, with secrets in its environment and a state directory of
     /// its own.
-    fn metalab(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_metalab"))
-            .args(args)
+    fn metalab_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_metalab"));
+        c.args(args)
             .current_dir(self.path())
             .env("CI", "true")
             .env(
@@ -117,8 +117,14 @@ impl Change {
             .env("LAB_ALLOWED", "1")
             .env("LAB_OTHER", "2")
             .env("ACME_MEMORY", "640")
-            .output()
-            .unwrap()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    }
+
+    /// [`Change::metalab_command`], run to its end.
+    fn metalab(&self, args: &[&str]) -> std::process::Output {
+        self.metalab_command(args).output().unwrap()
     }
 }
 
@@ -239,4 +245,153 @@ fn a_trusted_lab_inside_the_change_or_a_link_for_the_artifacts_is_refused() {
         text(&out)
     );
     assert!(!change.marker.exists());
+}
+
+/// What a hostile change's suite tries inside its VM; every test passes only when the attempt
+/// fails (or, for the log, when it is harmless).
+const HOSTILE_SUITE: &str = r#"
+vms = ["node1"]
+
+[[test]]
+name = "no-secret-in-reach"
+# (The brackets keep the pattern from matching the command's own text, which is in its environment.)
+run = "env | grep -E '^LAB_|secre[t]' ; ! env | grep -q 'secre[t]-' && test \"$LAB_ALLOWED\" = 1 && test -z \"${LAB_OTHER:-}\""
+
+[[test]]
+name = "the-insecure-key-is-refused"
+run = "chmod 600 insecure && ! ssh -i insecure -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null vagrant@127.0.0.1 true"
+
+[[test]]
+name = "no-password-login"
+run = "sshd -T | grep -qx 'passwordauthentication no' && passwd -S vagrant | grep -q '^vagrant L '"
+
+[[test]]
+name = "a-flood-of-output"
+run = "head -c 3000000 /dev/zero | tr '\\0' x; echo"
+
+[[test]]
+name = "links-and-devices-for-the-host"
+run = "cd $METALAB_ARTIFACTS && ln -s /etc/shadow shadow && mknod null c 1 3 && mkfifo fifo && echo fine > regular"
+"#;
+
+/// A change whose suite attacks from inside its VM, run untrusted beside a trusted run of the same
+/// lab, with real VMs: nothing of the change runs on the host, no secret reaches the VM, the
+/// intrusions fail, the flood is cut at the log cap, what the VM sends back is inert, the trusted
+/// run is untouched, and the history learns nothing from the untrusted run.
+#[test]
+fn a_hostile_change_stays_inside_its_vm_beside_a_trusted_run() {
+    let _slots = common::vm_slots(2);
+    let change = Change::new();
+    // The trusted lab: the repository's own Vagrantfile and box, with small caps.
+    change.write(
+        "metalab.toml",
+        "[vm]\nmemory = 640\n[outputs]\nlog_cap = \"1 MiB\"\n[untrusted]\nlab_env = [\"LAB_ALLOWED\"]\n",
+    );
+    std::fs::copy(
+        common::repo().join("Vagrantfile"),
+        change.path().join("Vagrantfile"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(common::repo().join("boxes"), change.path().join("boxes")).unwrap();
+    std::fs::remove_file(change.path().join("suites/net/shadow")).unwrap();
+    change.git("add -A && git -c user.email=t@t -c user.name=t commit -qm 'the real lab'");
+    // A trusted run of the lab, from a copy of the trusted tree, beside the untrusted one; both
+    // with the host's own state directory, where the box is.
+    let copy = tempfile::Builder::new()
+        .prefix("metalab-trusted-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", change.path().display()))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let trusted = change
+        .metalab_command(&["run", "net"])
+        .current_dir(copy.path())
+        .env_remove("METALAB_HOME")
+        .spawn()
+        .unwrap();
+    // The change: a Vagrantfile that marks the host, and a suite that attacks from inside.
+    let hostile_vagrantfile = format!(
+        "File.write({:?}, \"#{{Dir.pwd}} #{{ARGV.join(' ')}} #{{ENV['VAGRANT_VAGRANTFILE']}} #{{ENV['METALAB_LAB_VAGRANTFILE']}}\")\n{}",
+        change.marker.display().to_string(),
+        std::fs::read_to_string(common::repo().join("Vagrantfile")).unwrap()
+    );
+    change.write("Vagrantfile", &hostile_vagrantfile);
+    change.write("suites/hostile/suite.toml", HOSTILE_SUITE);
+    let shipped = std::fs::read_dir("/usr/share/rubygems-integration/all/gems")
+        .unwrap()
+        .map(|e| e.unwrap().path().join("keys/vagrant"))
+        .find(|p| p.is_file())
+        .unwrap();
+    std::fs::copy(shipped, change.path().join("suites/hostile/insecure")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", change.path().join("suites/hostile/shadow")).unwrap();
+    let untrusted = change
+        .metalab_command(&["run", "--untrusted", "--lab-from", "main", "hostile"])
+        .env_remove("METALAB_HOME")
+        .output()
+        .unwrap();
+    let trusted = trusted.wait_with_output().unwrap();
+
+    let shown = text(&untrusted);
+    let logs = Command::new("sh")
+        .arg("-c")
+        .arg("tail -n 5 artifacts/latest/hostile/*.log")
+        .current_dir(change.path())
+        .output()
+        .unwrap();
+    assert_eq!(untrusted.status.code(), Some(0), "{shown}\n{}", text(&logs));
+    assert_eq!(trusted.status.code(), Some(0), "{}", text(&trusted));
+    assert!(
+        !change.marker.exists(),
+        "the change's Vagrantfile ran on the host: {:?}",
+        std::fs::read_to_string(&change.marker)
+    );
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(change.path().join("artifacts/latest/results.json")).unwrap(),
+    )
+    .unwrap();
+    let run = results["run_id"].as_str().unwrap().to_string();
+    let dir = change.path().join("artifacts").join(&run).join("hostile");
+    let flood = std::fs::read_to_string(dir.join("a-flood-of-output.log")).unwrap();
+    assert!(
+        flood.len() < 1024 * 1024 + 4096,
+        "{} bytes kept",
+        flood.len()
+    );
+    assert!(
+        flood.contains("[metalab: log cut at 1 MiB"),
+        "{}",
+        &flood[flood.len() - 300..]
+    );
+    let artifacts = dir.join("node1");
+    let kept: Vec<String> = std::fs::read_dir(&artifacts)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(kept, ["regular"], "{}", artifacts.display());
+    let listed = std::fs::read_to_string(dir.join("artifacts.log")).unwrap();
+    for name in ["shadow", "null", "fifo"] {
+        assert!(listed.contains(name), "{name} not listed: {listed}");
+    }
+    for secret in ["secret-metal-token", "secret-github-token"] {
+        let found = std::process::Command::new("grep")
+            .args(["-rl", secret])
+            .arg(change.path().join("artifacts"))
+            .output()
+            .unwrap();
+        assert!(found.stdout.is_empty(), "{secret} in {}", text(&found));
+    }
+    let history = change
+        .metalab_command(&["history", "--json"])
+        .env_remove("METALAB_HOME")
+        .output()
+        .unwrap();
+    assert!(!text(&history).contains(&run), "{}", text(&history));
+    assert_eq!(common::leftovers(&run, change.path()), Vec::<String>::new());
 }

@@ -91,7 +91,10 @@ pub struct UpArgs {
     keep: Duration,
 }
 
-pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> Result<Status, Failure> {
+pub async fn run(config: Option<&Path>, mut args: RunArgs, quiet: bool) -> Result<Status, Failure> {
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    args.junit = args.junit.as_ref().map(absolute);
+    args.shard_durations = args.shard_durations.as_ref().map(absolute);
     let lab = match (&args.lab_from, config) {
         (Some(_), Some(_)) => {
             return Err(Failure::new(
@@ -107,7 +110,18 @@ pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> Result<St
                     "the environment of an untrusted run's processes was decided too late",
                 )
             })?;
-            lab::load_untrusted(source).await?
+            let lab = lab::load_untrusted(source).await?;
+            // Vagrant evaluates the Vagrantfile of its working directory for any command, one
+            // of a project or not (`global-status`, `box add`): the change's tree must never be
+            // that directory, for metalab or anything it starts. Paths given on the command
+            // line are made absolute first.
+            std::env::set_current_dir("/").map_err(|e| {
+                Failure::new(
+                    Status::InfraError,
+                    format!("cannot leave the change's tree: {e}"),
+                )
+            })?;
+            lab
         }
         (None, config) => lab::load(config).await?,
     };
