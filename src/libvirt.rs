@@ -1,6 +1,7 @@
 //! libvirt resources found by name, through a host's transport: the truth about what a run left
 //! behind, whatever Vagrant's state files say. Every name of a run starts with
-//! `metalab-<run-id>-`, so a sweep by prefix finds domains, networks and volumes alike.
+//! `metalab-<run-id>-`, so a sweep by prefix finds domains, networks and volumes alike, and the
+//! nftables tables of an untrusted run's fence ([`crate::host::fence`]) with them.
 
 use std::time::Duration;
 
@@ -19,11 +20,16 @@ pub struct Leftovers {
     pub domains: Vec<String>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
+    /// nftables tables, as "<family> <name>".
+    pub fences: Vec<String>,
 }
 
 impl Leftovers {
     pub fn is_empty(&self) -> bool {
-        self.domains.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+        self.domains.is_empty()
+            && self.networks.is_empty()
+            && self.volumes.is_empty()
+            && self.fences.is_empty()
     }
 
     pub fn describe(&self) -> String {
@@ -32,6 +38,7 @@ impl Leftovers {
             ("domain", &self.domains),
             ("network", &self.networks),
             ("volume", &self.volumes),
+            ("nftables table", &self.fences),
         ] {
             if !names.is_empty() {
                 parts.push(format!("{kind}s {}", names.join(", ")));
@@ -51,16 +58,24 @@ pub async fn find(host: &dyn Transport, prefix: &str) -> anyhow::Result<Leftover
          v=; if {VIRSH} pool-info {POOL} >/dev/null 2>&1; then v=$({VIRSH} vol-list {POOL}); fi\n\
          echo '{MARK} domains'; printf '%s\\n' \"$d\"\n\
          echo '{MARK} networks'; printf '%s\\n' \"$n\"\n\
-         echo '{MARK} volumes'; printf '%s\\n' \"$v\" | awk '{{print $1}}'\n"
+         echo '{MARK} volumes'; printf '%s\\n' \"$v\" | awk '{{print $1}}'\n\
+         echo '{MARK} fences'; if command -v nft >/dev/null; then nft list tables; fi\n"
     );
     let listed = checked_output(host, &script).await?;
     let mut found = Leftovers::default();
     for (kind, body) in marked_sections(&listed, MARK) {
-        let names = body
-            .lines()
-            .map(str::trim)
-            .filter(|n| n.starts_with(prefix))
-            .map(str::to_string);
+        let lines = body.lines().map(str::trim);
+        if kind == "fences" {
+            // "table <family> <name>"
+            found.fences.extend(
+                lines
+                    .filter_map(|l| l.strip_prefix("table "))
+                    .filter(|t| t.split(' ').nth(1).is_some_and(|n| n.starts_with(prefix)))
+                    .map(str::to_string),
+            );
+            continue;
+        }
+        let names = lines.filter(|n| n.starts_with(prefix)).map(str::to_string);
         match kind {
             "domains" => found.domains.extend(names),
             "networks" => found.networks.extend(names),
@@ -101,6 +116,16 @@ pub async fn remove(host: &dyn Transport, found: &Leftovers) -> Result<(), Trans
         script.push_str(&format!(
             "{VIRSH} vol-delete --pool {POOL} {} >/dev/null 2>&1\n",
             sh_quote(v)
+        ));
+    }
+    // After the domains: a fence comes down only when its VMs are gone.
+    for table in &found.fences {
+        let mut words = table.splitn(2, ' ');
+        let (family, name) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        script.push_str(&format!(
+            "nft delete table {} {} >/dev/null 2>&1\n",
+            sh_quote(family),
+            sh_quote(name)
         ));
     }
     script.push_str("true\n");

@@ -1,7 +1,8 @@
 //! `metalab reap`: finds what earlier runs left behind on a host and removes it.
 //!
 //! Candidates come from three places: the run journals in the state directory, the real libvirt
-//! resources, whose names carry run ids (domains, networks, volumes), and the processes on the
+//! resources, whose names carry run ids (domains, networks, volumes, and an untrusted run's
+//! nftables fence), and the processes on the
 //! host tagged with a run id (a `vagrant up` whose metalab was killed goes on creating VMs). The
 //! real resources are the truth; a journal only adds what Vagrant knew (the project to `vagrant
 //! destroy`). A run whose owner process still lives, or whose kept VMs have not expired, is never
@@ -93,11 +94,20 @@ pub async fn survey(
         (&all.domains, 0usize),
         (&all.networks, 1),
         (&all.volumes, 2),
+        (&all.fences, 3),
     ] {
-        for name in names {
+        for entry in names {
+            // A fence is "<family> <name>".
+            let name = entry.rsplit(' ').next().unwrap_or(entry);
             if let Some(id) = RunId::from_resource_name(name) {
                 let l = by_run.entry(id).or_default();
-                [&mut l.domains, &mut l.networks, &mut l.volumes][pick].push(name.clone());
+                [
+                    &mut l.domains,
+                    &mut l.networks,
+                    &mut l.volumes,
+                    &mut l.fences,
+                ][pick]
+                    .push(entry.clone());
             }
         }
     }

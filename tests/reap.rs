@@ -1,6 +1,6 @@
 //! `metalab reap` trusts only what it saw: a survey that fails is an error (never "nothing left
-//! behind"), and a dead run's orphaned processes (a `vagrant up` whose metalab was killed) are
-//! ended, while another run's are left alone. Runs against real libvirt with a state directory of
+//! behind"), and a dead run's orphaned processes (a `vagrant up` whose metalab was killed) and
+//! network fence are ended, while another run's are left alone. Runs against real libvirt with a state directory of
 //! its own, so it touches no other test's runs.
 
 mod common;
@@ -98,6 +98,11 @@ fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
     .unwrap();
     let mut orphan = tagged_sleeper(&dead);
     let mut stranger = tagged_sleeper(&other);
+    // Each with an untrusted run's network fence, found by the run's name.
+    for run in [&dead, &other] {
+        nft(&format!("add table bridge metalab-{run}-"));
+        nft(&format!("add table inet metalab-{run}-"));
+    }
 
     let dry = reap(state.path(), None, &["--dry-run"]);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
@@ -107,9 +112,23 @@ fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
         text(&dry)
     );
     assert!(!gone(&mut orphan), "a dry run ended a process");
+    assert!(text(&dry).contains("nftables tables"), "{}", text(&dry));
+    assert!(tables().contains(&dead), "a dry run removed a fence");
 
     let out = reap(state.path(), None, &[]);
     let shown = text(&out);
+    let left = tables();
+    for family in ["bridge", "inet"] {
+        nft(&format!("delete table {family} metalab-{other}-"));
+    }
+    assert!(
+        !left.contains(&dead),
+        "the dead run's fence survived reap: {left}"
+    );
+    assert!(
+        left.contains(&other),
+        "reap removed another run's fence: {shown}"
+    );
     assert_eq!(out.status.code(), Some(0), "{shown}");
     assert!(
         gone(&mut orphan),
@@ -126,4 +145,23 @@ fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
     assert!(shown.contains(&format!("{other}  left alone")), "{shown}");
     stranger.kill().unwrap();
     let _ = stranger.wait();
+}
+
+/// nftables tables on this machine.
+fn tables() -> String {
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn nft(args: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("nft {args}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nft {args}: {}", text(&out));
 }

@@ -58,6 +58,8 @@ struct UntrustedPlan {
     skipped: Vec<String>,
     /// The runner's LAB_* variables the suites get.
     lab_env: Vec<String>,
+    /// Where the fenced VMs may connect beyond each other.
+    allow: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -158,6 +160,12 @@ impl DryRun {
                 lab_from: u.trusted.source.clone(),
                 skipped: u.skipped.clone(),
                 lab_env: config.untrusted.lab_env.clone(),
+                allow: config
+                    .untrusted
+                    .allow
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
             }),
         }
     }
@@ -179,10 +187,12 @@ impl DryRun {
                 "untrusted",
                 format!(
                     "the lab definition from {}; from the change only its suites, copied inert \
-                     (left out: {}); LAB_* for the suites: {}; the history is not written",
+                     (left out: {}); LAB_* for the suites: {}; the VMs are fenced: they reach \
+                     each other, DHCP, and {}; the history is not written",
                     u.lab_from,
                     list_or(&u.skipped, "nothing"),
-                    list_or(&u.lab_env, "none")
+                    list_or(&u.lab_env, "none"),
+                    list_or(&u.allow, "nothing else")
                 ),
             );
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Failure, lab, plan, shard};
+use crate::config::Destination;
 use crate::exit::Status;
 use crate::gate::{BaselineSpec, Options};
 use crate::ids::RunId;
@@ -175,6 +176,10 @@ pub async fn run(config: Option<&Path>, mut args: RunArgs, quiet: bool) -> Resul
                     .as_ref()
                     .map(|_| lab.config.untrusted.lab_env.as_slice()),
             ),
+            fence: lab
+                .untrusted
+                .as_ref()
+                .map(|_| lab.config.untrusted.allow.clone()),
         }),
     };
     reporting.around(&lab, &selected, engine).await
@@ -195,6 +200,7 @@ pub async fn up(config: Option<&Path>, args: UpArgs, quiet: bool) -> Result<Stat
         keep: Keep::Always(args.keep),
         fail_fast: false,
         lab_variables: crate::suite::lab_variables(None),
+        fence: None,
     });
     let reporting = Reporting {
         junit: Vec::new(),
@@ -289,6 +295,7 @@ struct Run {
     keep: Keep,
     fail_fast: bool,
     lab_variables: Vec<(String, String)>,
+    fence: Option<Vec<Destination>>,
 }
 
 struct Round {
@@ -325,6 +332,7 @@ impl Engine {
                     description: lab.description.clone(),
                     fail_fast: r.fail_fast,
                     lab_variables: r.lab_variables,
+                    fence: r.fence,
                 };
                 run::run(
                     &lab.config,

@@ -22,8 +22,8 @@ use elements::ssh_hosts::ssh_hosts;
 use located::{LocatedError, ReadError, SourceFile};
 
 pub use elements::{
-    Accel, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, MetalConfig, Outputs,
-    ProviderKind, Retries, SshHostConfig, Timeouts, Untrusted, VmDefaults,
+    Accel, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, Destination, MetalConfig,
+    Outputs, ProviderKind, Retries, SshHostConfig, Timeouts, Untrusted, VmDefaults,
 };
 
 /// The file name metalab looks for in the current directory and its parents.

@@ -7,6 +7,7 @@
 pub mod accel;
 pub mod box_prune;
 pub mod boxes;
+pub mod fence;
 pub mod lock;
 pub mod subnet;
 pub mod sync;

@@ -14,6 +14,7 @@ use super::log::LogSink;
 use super::suites::{self, SuiteEnv};
 use super::{RunCtx, Stop, VM_LAB_DIR};
 use crate::exit::Status;
+use crate::host::fence::{self, Fence};
 use crate::host::subnet::{self, Claim};
 use crate::journal::{EntryId, Resource};
 use crate::lab::{LabState, VmState};
@@ -288,7 +289,12 @@ impl Lane<'_> {
             &host.consoles(run, self.dir_name()),
         )
         .await?;
-        let project = self.project(claim.as_ref(), &shared, &key);
+        let fence = self
+            .ctx
+            .fence
+            .as_ref()
+            .map(|allow| Fence::new(&self.prefix(), allow));
+        let project = self.project(claim.as_ref(), &shared, &key, fence.as_ref());
         let driver = VagrantLibvirt::new(host.transport.clone(), project.clone(), self.prefix());
         // With several hosts, say which one this lane's VMs are on.
         let on = if self.ready.scope.is_empty() {
@@ -322,6 +328,10 @@ impl Lane<'_> {
             lease,
             entry,
         });
+        if let Some(fence) = &fence {
+            fence::raise(host.transport.as_ref(), fence).await?;
+            self.progress(Phase::Up, fence_summary(fence));
+        }
         let mut sink = LogSink::append(&log, &self.ctx.budget).on_line(|l| {
             if let Some((vm, msg)) = vagrant::progress_line(l) {
                 self.progress(Phase::Up, format!("{vm}: {msg}"));
@@ -336,6 +346,15 @@ impl Lane<'_> {
             "metalab: the run's libvirt resources: {}",
             made.describe()
         ));
+        if let Some(fence) = &fence {
+            let open = fence::unfenced(host.transport.as_ref(), fence, &made.domains).await?;
+            anyhow::ensure!(
+                open.is_empty(),
+                "the VMs have network interfaces outside the run's fence: {} (an untrusted run \
+                 allows only private networks, whose taps metalab names)",
+                open.join(", ")
+            );
+        }
         Ok(driver)
     }
 
@@ -373,7 +392,13 @@ impl Lane<'_> {
         Ok(())
     }
 
-    fn project(&self, claim: Option<&Claim>, host_networks: &[String], key: &LoginKey) -> Project {
+    fn project(
+        &self,
+        claim: Option<&Claim>,
+        host_networks: &[String],
+        key: &LoginKey,
+        fence: Option<&Fence>,
+    ) -> Project {
         let host = &self.ready.host;
         let config = self.ctx.config;
         let mut vars = vec![
@@ -395,6 +420,9 @@ impl Lane<'_> {
         ];
         if let Some(c) = claim {
             vars.push(("METALAB_SUBNET", c.prefix.clone()));
+        }
+        if let Some(f) = fence {
+            vars.push(("METALAB_TAP_PREFIX", f.tap_prefix.clone()));
         }
         if let Some(version) = &self.ready.built_version {
             vars.push(("METALAB_BOX_VERSION", version.clone()));
@@ -572,3 +600,20 @@ impl Lane<'_> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(super) struct ProvisionFailed(String);
+
+/// What the lane's progress says of its fence.
+fn fence_summary(fence: &Fence) -> String {
+    let allowed = match fence.allow.is_empty() {
+        true => "nothing else".to_string(),
+        false => fence
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    format!(
+        "untrusted: the VMs are fenced (nftables {}): they reach each other, DHCP, and {allowed}",
+        fence.name
+    )
+}

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::budget::Budget;
-use crate::config::Config;
+use crate::config::{Config, Destination};
 use crate::exit::Status;
 use crate::host::Host;
 use crate::ids::RunId;
@@ -59,6 +59,9 @@ pub struct Plan {
     pub fail_fast: bool,
     /// The runner's `LAB_*` variables the suites get.
     pub lab_variables: Vec<(String, String)>,
+    /// An untrusted run's VMs are fenced ([`crate::host::fence`]): they reach only each other,
+    /// the host's DHCP, and these destinations. `None`: not fenced.
+    pub fence: Option<Vec<Destination>>,
 }
 
 /// What happens to the VMs at the end of a run. A signal always destroys them.
@@ -98,6 +101,7 @@ struct RunCtx<'a> {
     /// With `--fail-fast`: set at the first failure, in any lane.
     fail_fast: Option<AtomicBool>,
     lab_variables: Vec<(String, String)>,
+    fence: Option<Vec<Destination>>,
     /// How many bytes of the VMs' output the run keeps, over every lane.
     budget: Arc<Budget>,
 }
@@ -147,6 +151,7 @@ pub async fn run(
         description: plan.description.clone(),
         fail_fast: plan.fail_fast.then(AtomicBool::default),
         lab_variables: plan.lab_variables.clone(),
+        fence: plan.fence.clone(),
         budget: Arc::new(Budget::new(config.outputs)),
     };
     ctx.events.emit(EventKind::RunStarted {

@@ -16,13 +16,17 @@
 # - lets only the run into a VM booted straight from its kernel (metalab's box): the run's key
 #   (METALAB_SSH_PUBKEY) goes on the kernel command line, Vagrant logs in with its private half
 #   (METALAB_SSH_KEY) and inserts none of its own, and the serial console goes to a file in
-#   METALAB_CONSOLE_DIR, where the box announces its host key (see src/vm/access.rs).
+#   METALAB_CONSOLE_DIR, where the box announces its host key (see src/vm/access.rs);
+# - in an untrusted run (METALAB_TAP_PREFIX set), names every network interface's tap device on
+#   the host after the run, which is what the run's firewall keys on (src/host/fence.rs), and
+#   refuses the interfaces it cannot name (public networks, tunnels): they would bypass it.
 #
 # Env: METALAB_LAB_VAGRANTFILE (the lab's file), METALAB_NAME_PREFIX, METALAB_HOST_NETWORKS
 # (comma-separated), METALAB_ACCEL, METALAB_DESCRIBE (a path), METALAB_SSH_KEY,
-# METALAB_SSH_PUBKEY, METALAB_CONSOLE_DIR.
+# METALAB_SSH_PUBKEY, METALAB_CONSOLE_DIR, METALAB_TAP_PREFIX.
 require "ipaddr"
 require "json"
+require "zlib"
 
 # Loaded once per Vagrant process, however many environments it makes.
 unless defined?(MetalabWrapper)
@@ -35,7 +39,20 @@ module MetalabWrapper
   SSH_KEY = ENV["METALAB_SSH_KEY"]
   SSH_PUBKEY = ENV["METALAB_SSH_PUBKEY"]
   CONSOLE_DIR = ENV["METALAB_CONSOLE_DIR"]
+  TAPS = ENV["METALAB_TAP_PREFIX"]
   @described = {}
+
+  # A lab metalab will not run, said as Vagrant says its own errors (no backtrace).
+  class Refused < Vagrant::Errors::VagrantError
+    def initialize(text)
+      @text = text
+      super()
+    end
+
+    def error_message
+      @text
+    end
+  end
 
   # Puts the run's names into a machine's resolved configuration, and describes it.
   def self.adjust(machine, result)
@@ -43,7 +60,46 @@ module MetalabWrapper
     emulate(config) if TCG
     scope(config) unless PREFIX.empty?
     run_key(machine, config) if SSH_KEY && SSH_PUBKEY
+    fence(machine, config) if TAPS
     describe(machine, config, result[:box]) if DESCRIBE
+  end
+
+  # An untrusted run's VMs have only interfaces whose taps metalab names: the management network
+  # and private networks. A public network (macvtap) or a tunnel has no tap to fence.
+  def self.fence(machine, config)
+    config.vm.networks.each do |type, opts|
+      next if type == :forwarded_port
+      next if type == :private_network && !tunnel?(opts)
+      kind = tunnel?(opts) ? "a #{tunnel?(opts)} tunnel" : "a #{type}"
+      raise Refused, "metalab: #{machine} has #{kind}: an untrusted run fences its VMs by their " \
+        "tap devices, and allows only private networks"
+    end
+    install_tap_names
+  end
+
+  # The tap of a machine's interface number `index`: the run's prefix, a hash of the machine's
+  # name, the index (at most 15 characters, Linux's limit).
+  def self.tap_name(machine, index)
+    name = format("%s%04x%d", TAPS, Zlib.crc32(machine.to_s) & 0xffff, index)
+    raise Refused, "metalab: tap name #{name} is too long" if name.length > 15
+    name
+  end
+
+  # vagrant-libvirt names a tap only when the interface says `iface_name`, which its management
+  # network cannot: every interface it attaches gets one here.
+  def self.install_tap_names
+    return if @taps_named
+    require "vagrant-libvirt/action"
+    VagrantPlugins::ProviderLibvirt::Action::CreateNetworkInterfaces.prepend(NamedTaps)
+    @taps_named = true
+  end
+
+  module NamedTaps
+    def configured_networks(env, logger)
+      super.each_with_index.map do |opts, index|
+        opts.merge(iface_name: MetalabWrapper.tap_name(env[:machine].name, index))
+      end
+    end
   end
 
   # Only a box booted from its kernel takes the key (on its command line): other boxes keep

@@ -167,13 +167,19 @@ fn virsh(args: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Every libvirt domain, network and pool volume whose name carries `run_id`, plus every
-/// machine Vagrant's global index still knows in `lab_dir`.
+/// Every libvirt domain, network and pool volume whose name carries `run_id` (and nftables table:
+/// an untrusted run's fence), plus every machine Vagrant's global index still knows in `lab_dir`.
 pub fn leftovers(run_id: &str, lab_dir: &Path) -> Vec<String> {
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     let mut left: Vec<String> = [
         virsh("list --all --name"),
         virsh("net-list --all --name"),
         virsh("vol-list metalab"),
+        tables,
     ]
     .concat()
     .lines()

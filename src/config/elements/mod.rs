@@ -23,5 +23,5 @@ pub use provider::ProviderKind;
 pub use retries::Retries;
 pub use ssh_hosts::SshHostConfig;
 pub use timeouts::Timeouts;
-pub use untrusted::Untrusted;
+pub use untrusted::{Destination, Untrusted};
 pub use vm::{Accel, VmDefaults};
