@@ -178,11 +178,12 @@ mod tests {
         assert!(rules.contains(&format!("iifname {taps} oifname != {taps} drop")));
         assert!(rules.contains(&format!("iifname {taps} meta mark set {:#x}", f.mark)));
         for chain in ["to_host", "through_host"] {
-            let body = rules
+            let inet = rules.split("table inet").nth(1).expect("an inet table");
+            let body = inet
                 .split(&format!("chain {chain} {{"))
-                .nth(2)
+                .nth(1)
                 .unwrap_or_else(|| panic!("no inet {chain}: {rules}"));
-            let body = &body[..body.find('}').unwrap()];
+            let body = &body[..body.find("\n  }").unwrap()];
             let lines: Vec<&str> = body
                 .lines()
                 .map(str::trim)
