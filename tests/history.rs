@@ -431,6 +431,41 @@ fn change_points_are_marked_in_the_comparison() {
     );
 }
 
+/// A 2% shift is a change in distribution the detector finds, but less than the gate's minimum
+/// effect (5%): not marked, in the comparison or the report, as the gate would not call it one.
+#[test]
+fn a_shift_below_the_minimum_effect_is_not_a_change_point() {
+    let dir = scratch();
+    let db = dir.path().join("history.sqlite");
+    let mut h = History::open(&db).expect("opens");
+    for n in 1..=8 {
+        h.insert(&run(n, samples(2.8, 5, n))).expect("insert");
+    }
+    for n in 9..=16 {
+        h.insert(&run(n, samples(2.8 * 0.98, 5, n)))
+            .expect("insert");
+    }
+    let m = judge(
+        &h,
+        &run(16, samples(2.8 * 0.98, 5, 16)),
+        &Options::default(),
+    );
+    let medians: Vec<f64> = m.history.iter().map(|p| p.median).collect();
+    let found = metalab::stats::change_points(&medians, &Default::default()).expect("computes");
+    assert_eq!(
+        found.len(),
+        1,
+        "the detector alone finds the shift: {found:?}"
+    );
+    assert!(m.change_points.is_empty(), "{:?}", m.change_points);
+    let loose = Options {
+        min_effect: 0.01,
+        ..Options::default()
+    };
+    let m = judge(&h, &run(16, samples(2.8 * 0.98, 5, 16)), &loose);
+    assert_eq!(m.change_points.len(), 1, "{:?}", m.change_points);
+}
+
 /// The `n`th run with throughput around `level` and a p99 latency steady around 50 us; with
 /// `jitter`, also a metric no other run has.
 fn three_metrics(n: u32, level: f64, jitter: bool) -> RunRecord {

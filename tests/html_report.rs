@@ -4,11 +4,13 @@
 //! the plots are well-formed SVG, and a screenshot is saved for a person to look at.
 
 mod bench_runs;
+mod browser;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bench_runs::{run, run_id, samples, with_failed_setup, with_tests, write_artifacts};
+use browser::{chromium, console, have_chromium};
 use metalab::gate::{BaselineSpec, Options};
 use metalab::history::History;
 use metalab::report::html;
@@ -127,66 +129,6 @@ fn the_report_is_complete_self_contained_and_ordered() {
     let own = format!("{}/report/index.html", run_id(11));
     assert!(index.contains(&own), "the run links to its report");
     assert!(lab.run_dir.join("report/index.html").is_file());
-}
-
-/// Runs headless Chromium on `url` with `args`; returns (stdout, stderr).
-fn chromium(url: &str, args: &[&str]) -> (String, String) {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("chromium runs");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The page's console messages, as Chromium logs them (`INFO:CONSOLE...`).
-fn console(stderr: &str) -> Vec<&str> {
-    stderr.lines().filter(|l| l.contains(":CONSOLE")).collect()
-}
-
-/// Chromium, installed with apt when missing and possible; `false` only when it cannot be had.
-fn have_chromium() -> bool {
-    let present = || {
-        Command::new("chromium")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if present() {
-        return true;
-    }
-    let root = nix::unistd::Uid::effective().is_root();
-    if root {
-        let apt = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let _ = apt(&["install", "-y", "-q", "--no-install-recommends", "chromium"])
-            || (apt(&["update", "-q"])
-                && apt(&["install", "-y", "-q", "--no-install-recommends", "chromium"]));
-    }
-    present()
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub use conditions::{ComparableConditions, differences};
 pub use error::HistoryError;
 pub use export::write_csv;
-pub use store::{History, MetricKey, MetricRun, RunSummary, SampleRow};
+pub use store::{History, MetricKey, MetricRun, RunSummary, SampleRow, TestResult};
 
 use crate::state::StateDir;
 

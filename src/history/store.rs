@@ -16,7 +16,7 @@ use super::schema::{self, Migrated};
 use crate::exit::Status;
 use crate::ids::RunId;
 use crate::model::record::Direction;
-use crate::model::record::{Conditions, HostFingerprint, RunRecord};
+use crate::model::record::{Conditions, HostFingerprint, RunRecord, TestOutcome};
 
 /// How long a writer waits for another one before giving up. Storing a run takes milliseconds,
 /// so this only runs out when something holds the file far longer than any run would.
@@ -44,6 +44,22 @@ pub struct RunSummary {
     pub conditions_key: Option<String>,
     pub tests_passed: u32,
     pub tests_total: u32,
+}
+
+/// One test's result in one run, as the dashboard shows it.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    pub run_id: RunId,
+    pub suite: String,
+    pub name: String,
+    pub outcome: TestOutcome,
+    /// Its failure was the infrastructure's (a lost VM, a failed setup), not the test's.
+    pub infra: bool,
+    pub duration: Duration,
+    /// Attempts that failed before the last one.
+    pub failed_attempts: u32,
+    /// Its log, relative to the run's directory.
+    pub log: String,
 }
 
 /// A benchmark metric across runs: `suite/benchmark metric`.
@@ -182,6 +198,29 @@ impl History {
                 conditions_key: row.get(6)?,
                 tests_passed: row.get(7)?,
                 tests_total: row.get(8)?,
+            })
+        })
+    }
+
+    /// The tests' results of the newest `runs` runs, by suite and test.
+    pub fn test_results(&self, runs: usize) -> Result<Vec<TestResult>, HistoryError> {
+        let sql = "
+            SELECT t.run_id, t.suite, t.name, t.outcome, t.infra, t.duration_s, t.failed_attempts,
+                   t.log
+            FROM tests t
+            WHERE t.run_id IN (SELECT run_id FROM runs ORDER BY started DESC, run_id DESC LIMIT ?1)
+            ORDER BY t.suite, t.name";
+        let runs = i64::try_from(runs).unwrap_or(i64::MAX);
+        self.query(sql, [runs], |row| {
+            Ok(TestResult {
+                run_id: run_id(row, 0)?,
+                suite: row.get(1)?,
+                name: row.get(2)?,
+                outcome: named(row, 3)?,
+                infra: row.get(4)?,
+                duration: Duration::from_secs_f64(row.get::<_, f64>(5)?.max(0.0)),
+                failed_attempts: row.get(6)?,
+                log: row.get(7)?,
             })
         })
     }

@@ -6,14 +6,16 @@ use std::path::Path;
 
 use crate::files::write_atomic;
 use crate::gate::{self, GateReport, Options};
-use crate::history::{History, RunSummary};
+use crate::history::{History, HistoryError, RunSummary};
 use crate::model::record::RunRecord;
+use crate::report::grid::{self, Grid};
 
-/// The run judged against the history, with what the runs' index needs.
+/// The run judged against the history, with what the dashboard needs.
 pub struct Judged {
     pub report: GateReport,
-    /// Every run of the history, newest first; `None` when the history could not be read.
-    pub runs: Option<Vec<RunSummary>>,
+    /// Every run of the history, newest first, and the grid of the newest; `None` when the
+    /// history could not be read.
+    pub runs: Option<(Vec<RunSummary>, Grid)>,
     /// Why the benchmarks are not judged, when the history could not be read.
     pub warning: Option<String>,
 }
@@ -22,7 +24,7 @@ pub struct Judged {
 /// are "not comparable", and the warning says why.
 pub fn judge(db: &Path, record: &RunRecord, options: &Options) -> Judged {
     let judged =
-        History::open(db).and_then(|h| Ok((gate::evaluate(&h, record, options)?, h.runs(None)?)));
+        History::open(db).and_then(|h| Ok((gate::evaluate(&h, record, options)?, browse(&h)?)));
     match judged {
         Ok((report, runs)) => Judged {
             report,
@@ -35,6 +37,14 @@ pub fn judge(db: &Path, record: &RunRecord, options: &Options) -> Judged {
             warning: Some(format!("The benchmarks are not judged: {e}")),
         },
     }
+}
+
+/// Every run of the history, and the grid of the newest.
+pub fn browse(h: &History) -> Result<(Vec<RunSummary>, Grid), HistoryError> {
+    let runs = h.runs(None)?;
+    let newest = runs.iter().take(grid::RUNS).cloned().collect();
+    let grid = Grid::new(newest, &h.test_results(grid::RUNS)?);
+    Ok((runs, grid))
 }
 
 /// Prints the verdicts and writes `junit-benchmarks.xml`; true when a metric regressed, which

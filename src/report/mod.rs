@@ -8,6 +8,7 @@ pub mod ending;
 pub mod files;
 pub mod gate;
 pub mod github;
+pub mod grid;
 pub mod history;
 pub mod html;
 pub mod junit;

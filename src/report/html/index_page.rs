@@ -1,15 +1,18 @@
-//! `<artifacts>/index.html`: every run in the history, newest first, each linking to its report.
+//! `<artifacts>/index.html`: the dashboard of the newest runs' tests, then every run in the
+//! history, newest first, each linking to its report.
 
 use std::fmt::Write;
 use std::path::Path;
 
+use super::dashboard;
 use super::page::{badge, esc, status_class};
 use super::{REPORT_DIR, REPORT_FILE};
 use crate::history::RunSummary;
 use crate::report::files::RESULTS_JSON;
+use crate::report::grid::Grid;
 use crate::report::summary::human;
 
-pub fn body(runs: &[RunSummary], artifacts: &Path) -> String {
+pub fn body(runs: &[RunSummary], grid: &Grid, artifacts: &Path) -> String {
     let mut rows = String::new();
     for r in runs {
         let id = r.run_id.as_str();
@@ -54,9 +57,11 @@ pub fn body(runs: &[RunSummary], artifacts: &Path) -> String {
         )
     };
     format!(
-        "<header class=\"top neutral\"><div class=\"wrap\"><h1>metalab runs</h1>\
-         <p class=\"meta\">{} run(s) in the history, newest first</p></div></header>\
-         <main class=\"wrap\"><section>{table}</section></main>",
-        runs.len()
+        "<header class=\"top neutral\"><div class=\"wrap\"><h1>metalab dashboard</h1>\
+         <p class=\"meta\">{} run(s) in the history</p></div></header>\
+         <main class=\"wrap\">{}<section id=\"runs\"><h2>Runs, newest first</h2>{table}</section>\
+         </main>",
+        runs.len(),
+        dashboard::sections(grid, artifacts)
     )
 }

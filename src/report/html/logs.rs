@@ -10,8 +10,30 @@ use super::page::esc;
 const MAX_LINES: usize = 3000;
 
 /// The id of line `n` (1-based) of the log with this prefix.
-fn line_id(prefix: &str, n: usize) -> String {
+pub fn line_id(prefix: &str, n: usize) -> String {
     format!("{prefix}-L{n}")
+}
+
+/// Words that mark where a failing test's log first goes wrong.
+const FAILING_WORDS: [&str; 7] = [
+    "error",
+    "fail",
+    "assert",
+    "panic",
+    "denied",
+    "timed out",
+    "not ok",
+];
+
+/// The line (1-based) where a failing test's log first says something went wrong, else its last
+/// line (metalab's `# exit N`); `None` for an empty log, or a line past what the report inlines.
+pub fn first_failing_line(text: &str) -> Option<usize> {
+    let lines: Vec<String> = text.lines().map(str::to_lowercase).collect();
+    let found = lines
+        .iter()
+        .position(|l| !l.starts_with("$ ") && FAILING_WORDS.iter().any(|w| l.contains(w)))
+        .or_else(|| lines.len().checked_sub(1))?;
+    (found < MAX_LINES).then_some(found + 1)
 }
 
 /// The log at `path` as numbered, linkable lines, or a note saying why there is none.

@@ -5,6 +5,7 @@
 //! Made to be read at the end of a long day: the status and what failed come first, failed
 //! tests are open and every log line has its own anchor (`#<suite>-<test>-L<n>`) to share.
 
+mod dashboard;
 mod index_page;
 mod logs;
 mod page;
@@ -20,6 +21,7 @@ use crate::gate::GateReport;
 use crate::history::RunSummary;
 use crate::model::record::RunRecord;
 use crate::report::gate::Judged;
+use crate::report::grid::Grid;
 
 /// The report's directory inside the run's artifacts directory.
 pub const REPORT_DIR: &str = "report";
@@ -44,7 +46,7 @@ pub struct Built {
 pub fn build(record: &RunRecord, run_dir: &Path, judged: &Judged) -> anyhow::Result<Built> {
     let report = write_run(record, run_dir, &judged.report, judged.warning.as_deref())?;
     let index = match (&judged.runs, run_dir.parent()) {
-        (Some(runs), Some(artifacts)) => Some(write_index(artifacts, runs)?),
+        (Some((runs, grid)), Some(artifacts)) => Some(write_index(artifacts, runs, grid)?),
         _ => None,
     };
     Ok(Built { report, index })
@@ -79,13 +81,14 @@ pub fn write_run(
     Ok(path)
 }
 
-/// Writes `<artifacts>/index.html` listing `runs` (newest first). Its style is inline, so the
-/// file stands alone beside the run directories.
-pub fn write_index(artifacts: &Path, runs: &[RunSummary]) -> anyhow::Result<PathBuf> {
+/// Writes `<artifacts>/index.html`: the dashboard of `grid` (the newest runs' tests), then every
+/// run of `runs` (newest first). Its style and script are inline, so the file stands alone
+/// beside the run directories, with no server.
+pub fn write_index(artifacts: &Path, runs: &[RunSummary], grid: &Grid) -> anyhow::Result<PathBuf> {
     let style = format!("<style>\n{STYLE}</style>");
     let path = artifacts.join(REPORT_FILE);
-    let body = index_page::body(runs, artifacts);
-    write(&path, &page::document("metalab runs", &style, &body))?;
+    let body = index_page::body(runs, grid, artifacts);
+    write(&path, &page::document("metalab dashboard", &style, &body))?;
     Ok(path)
 }
 

@@ -36,6 +36,11 @@ pub fn slug(text: &str) -> String {
         .collect()
 }
 
+/// The id of a test's entry in its run's report.
+pub fn test_anchor(suite: &str, name: &str) -> String {
+    format!("{}-{}", slug(suite), slug(name))
+}
+
 /// The page shell around `body`; `style` is a `<link>` or an inline `<style>` element.
 pub fn document(title: &str, style: &str, body: &str) -> String {
     let mut out = String::new();

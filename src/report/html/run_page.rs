@@ -6,7 +6,8 @@ use std::path::Path;
 
 use super::logs;
 use super::page::{
-    badge, esc, outcome_class, outcome_rank, outcome_word, slug, status_class, verdict_class,
+    badge, esc, outcome_class, outcome_rank, outcome_word, slug, status_class, test_anchor,
+    verdict_class,
 };
 use crate::gate::{self, GateReport, MetricVerdict, format_percent, format_value, verdict_word};
 use crate::model::record::{BenchRecord, RunRecord, TestOutcome, TestRecord};
@@ -548,7 +549,7 @@ fn never_ran(t: &TestRecord) -> bool {
 }
 
 fn test_id(t: &TestRecord) -> String {
-    format!("{}-{}", slug(&t.suite), slug(&t.name))
+    test_anchor(&t.suite, &t.name)
 }
 
 fn metric_id(m: &MetricVerdict) -> String {
