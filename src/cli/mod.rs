@@ -16,6 +16,7 @@ mod merge;
 mod plan;
 mod reap;
 mod report_cmd;
+mod reproduce;
 mod run;
 mod shard;
 mod status;
@@ -81,6 +82,20 @@ enum Commands {
     /// and at the end `metalab destroy --run RUN_ID` (or `metalab reap` once --keep has passed).
     #[command(verbatim_doc_comment)]
     Up(run::UpArgs),
+    /// Run a CI failure again here: the failed tests' suites, at the run's lab commit, with
+    /// the run's LAB_* variables; the VMs are kept if it fails again.
+    ///
+    /// Takes the run's results.json, its artifacts directory, or its report (a path or a URL,
+    /// e.g. the one Jenkins or a CI artifact shows). Refuses (exit 2) when this tree is not at
+    /// the run's lab commit, saying what differs, unless --go-on. Says whether the box recipe
+    /// is the run's. Then it is `metalab run --keep-on-failure`: exit codes as `run`'s.
+    ///
+    /// Examples:
+    ///   metalab reproduce artifacts/20261122-200501-3fa2
+    ///   metalab reproduce https://jenkins.example/job/lab/42/artifact/artifacts/20261122-200501-3fa2/report/index.html
+    ///   metalab reproduce results.json --suite policy --dry-run
+    #[command(verbatim_doc_comment)]
+    Reproduce(reproduce::ReproduceArgs),
     /// Run a command in a VM of a running lab, over a native SSH connection.
     ///
     /// Examples:
@@ -346,6 +361,7 @@ async fn dispatch(cli: Cli) -> Result<Status, Failure> {
     match cli.command {
         Commands::Run(args) => run::run(config, args, cli.quiet).await,
         Commands::Up(args) => run::up(config, args, cli.quiet).await,
+        Commands::Reproduce(args) => reproduce::reproduce(config, args, cli.quiet).await,
         Commands::Exec(args) => exec::exec(args).await,
         Commands::Login(args) => login::login(args),
         Commands::Status(args) => status::status(config, args).await,

@@ -46,6 +46,9 @@ pub struct DryRun {
     /// With --on: the kept lab the suites run on.
     #[serde(skip_serializing_if = "Option::is_none")]
     on: Option<String>,
+    /// The runner's LAB_* variables the suites get.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(super) lab_env: std::collections::BTreeMap<String, String>,
     /// With --untrusted: where the lab definition comes from.
     #[serde(skip_serializing_if = "Option::is_none")]
     untrusted: Option<UntrustedPlan>,
@@ -156,6 +159,7 @@ impl DryRun {
             },
             shard: shard.cloned(),
             on: on.map(|l| l.run_id.to_string()),
+            lab_env: Default::default(),
             untrusted: lab.untrusted.as_ref().map(|u| UntrustedPlan {
                 lab_from: u.trusted.source.clone(),
                 skipped: u.skipped.clone(),
@@ -195,6 +199,14 @@ impl DryRun {
                     list_or(&u.allow, "nothing else")
                 ),
             );
+        }
+        if !self.lab_env.is_empty() {
+            let vars: Vec<String> = self
+                .lab_env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            line("LAB_*", vars.join(" "));
         }
         line(
             "VMs",

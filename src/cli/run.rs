@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// directory outside the change's tree.
     #[arg(long, value_name = "REF|DIR", requires = "untrusted")]
     lab_from: Option<String>,
+    /// The `LAB_*` variables for the suites, instead of the runner's (`metalab reproduce`: the
+    /// reproduced run's).
+    #[arg(skip)]
+    pub(super) lab_env: Option<Vec<(String, String)>>,
 }
 
 #[derive(Args, Debug)]
@@ -143,8 +147,17 @@ pub async fn run(config: Option<&Path>, mut args: RunArgs, quiet: bool) -> Resul
     };
     let vms = needed_vms(&lab.machines, &selected);
     let keep = args.keep_on_failure.map_or(Keep::Never, Keep::OnFailure);
+    let lab_variables = match args.lab_env {
+        Some(vars) => vars,
+        None => crate::suite::lab_variables(
+            lab.untrusted
+                .as_ref()
+                .map(|_| lab.config.untrusted.lab_env.as_slice()),
+        ),
+    };
     if args.dry_run {
-        let plan = plan::DryRun::new(&lab, &selected, &vms, keep, shard.as_ref(), on.as_ref());
+        let mut plan = plan::DryRun::new(&lab, &selected, &vms, keep, shard.as_ref(), on.as_ref());
+        plan.lab_env = lab_variables.into_iter().collect();
         super::print(&plan.render(args.json));
         return Ok(Status::Passed);
     }
@@ -171,11 +184,7 @@ pub async fn run(config: Option<&Path>, mut args: RunArgs, quiet: bool) -> Resul
             vms,
             keep,
             fail_fast: args.fail_fast,
-            lab_variables: crate::suite::lab_variables(
-                lab.untrusted
-                    .as_ref()
-                    .map(|_| lab.config.untrusted.lab_env.as_slice()),
-            ),
+            lab_variables,
             fence: lab
                 .untrusted
                 .as_ref()
@@ -388,6 +397,9 @@ impl Reporting {
                 share.balanced_by
             ));
             record.shard = Some(share);
+        }
+        if let Engine::New(r) = &engine {
+            record.lab_env = r.lab_variables.iter().cloned().collect();
         }
         if let Some(untrusted) = &lab.untrusted {
             record.notices.extend(untrusted_notices(untrusted));

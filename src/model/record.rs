@@ -47,6 +47,10 @@ pub struct RunRecord {
     /// never learns from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub untrusted: Option<UntrustedRecord>,
+    /// The runner's `LAB_*` variables the suites got (the lab's knobs; never a secret: see
+    /// [`crate::suite::lab_variables`]), so `metalab reproduce` can set them again.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lab_env: std::collections::BTreeMap<String, String>,
 }
 
 /// What an untrusted run ran on.
@@ -244,6 +248,7 @@ impl RunRecord {
             notices: Vec::new(),
             shard: None,
             untrusted: None,
+            lab_env: Default::default(),
         }
     }
 
