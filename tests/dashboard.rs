@@ -47,8 +47,12 @@ const TESTS: [(&str, &str); 4] = [
     ("policy", "ping-allowed"),
 ];
 
+/// The throughput benchmark drops by a fifth from this run on.
+const SLOWER_FROM: u32 = 21;
+
 fn record(n: u32) -> RunRecord {
-    let mut r = run(n, samples(2.8, 5, n));
+    let level = if n < SLOWER_FROM { 2.8 } else { 2.2 };
+    let mut r = run(n, samples(level, 5, n));
     let infra = n == INFRA_RUN;
     let conditions = r.conditions.as_mut().expect("conditions");
     conditions.lab_commit = Some(commit(n));
@@ -215,6 +219,25 @@ fn the_dashboard_shows_the_history_as_a_grid_and_reads_well_in_a_browser() {
     assert!(same_commit.contains("data-flaky=\"1\""), "{same_commit}");
     let steady = row(&page, "policy", "listeners-up");
     assert!(steady.contains("data-flaky=\"0\"") && steady.contains("data-failing=\"0\""));
+    // The benchmark's drop is marked where it happened, as the gate would call it.
+    let benchmarks = &page[page.find("id=\"benchmarks\"").expect("benchmarks section")..];
+    let benchmarks = &benchmarks[..benchmarks.find("</section>").expect("closed")];
+    assert!(
+        benchmarks.contains("throughput/tcp-1-stream throughput"),
+        "{benchmarks}"
+    );
+    assert!(
+        benchmarks.contains(&format!(
+            "{}/report/index.html#benchmarks",
+            run_id(SLOWER_FROM)
+        )) && benchmarks.contains("2.80 → 2.20"),
+        "{benchmarks}"
+    );
+    assert_eq!(
+        benchmarks.matches("class=\"shift\"").count(),
+        1,
+        "{benchmarks}"
+    );
     // Infrastructure errors apart, by host.
     let infra = &page[page.find("id=\"infra\"").expect("infra section")..];
     assert!(
@@ -285,7 +308,7 @@ fn the_dashboard_shows_the_history_as_a_grid_and_reads_well_in_a_browser() {
         &url(""),
         &[
             &format!("--screenshot={}", shot.display()),
-            "--window-size=1400,900",
+            "--window-size=1400,1250",
         ],
     );
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);

@@ -302,17 +302,24 @@ fn point(
     })
 }
 
-/// The shifts in the history's run medians that are significant and at least `min_effect` (the
-/// gate's own threshold): a smaller shift, however certain, is not what the gate calls a change.
-fn change_points(history: &[HistoryPoint], min_effect: f64) -> Vec<ChangePointMark> {
-    let medians: Vec<f64> = history.iter().map(|p| p.median).collect();
-    let found = stats::change_points(&medians, &ChangePointConfig::default()).unwrap_or_default();
+/// The shifts in a series of run medians (oldest first) that are significant and at least
+/// `min_effect` (the gate's own threshold): a smaller shift, however certain, is not what the
+/// gate calls a change.
+pub fn shifts(medians: &[f64], min_effect: f64) -> Vec<stats::ChangePoint> {
+    let found = stats::change_points(medians, &ChangePointConfig::default()).unwrap_or_default();
     found
         .into_iter()
         .filter(|cp| {
             let base = cp.before_mean.abs().max(f64::MIN_POSITIVE);
             (cp.after_mean - cp.before_mean).abs() / base >= min_effect
         })
+        .collect()
+}
+
+fn change_points(history: &[HistoryPoint], min_effect: f64) -> Vec<ChangePointMark> {
+    let medians: Vec<f64> = history.iter().map(|p| p.median).collect();
+    shifts(&medians, min_effect)
+        .into_iter()
         .filter_map(|cp| {
             let p = history.get(cp.index)?;
             Some(ChangePointMark {

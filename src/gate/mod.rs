@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use baseline::BaselineSpec;
-pub use evaluate::{evaluate, unjudged};
+pub use evaluate::{evaluate, shifts, unjudged};
 pub use table::render;
 
 use crate::exit::Status;

@@ -23,8 +23,12 @@ pub struct Judged {
 /// Judges the run with the history at `db`. An unreadable history is not an error: the verdicts
 /// are "not comparable", and the warning says why.
 pub fn judge(db: &Path, record: &RunRecord, options: &Options) -> Judged {
-    let judged =
-        History::open(db).and_then(|h| Ok((gate::evaluate(&h, record, options)?, browse(&h)?)));
+    let judged = History::open(db).and_then(|h| {
+        Ok((
+            gate::evaluate(&h, record, options)?,
+            browse(&h, options.min_effect)?,
+        ))
+    });
     match judged {
         Ok((report, runs)) => Judged {
             report,
@@ -39,11 +43,16 @@ pub fn judge(db: &Path, record: &RunRecord, options: &Options) -> Judged {
     }
 }
 
-/// Every run of the history, and the grid of the newest.
-pub fn browse(h: &History) -> Result<(Vec<RunSummary>, Grid), HistoryError> {
+/// Every run of the history, and the grid of the newest (shifts of at least `min_effect`).
+pub fn browse(h: &History, min_effect: f64) -> Result<(Vec<RunSummary>, Grid), HistoryError> {
     let runs = h.runs(None)?;
     let newest = runs.iter().take(grid::RUNS).cloned().collect();
-    let grid = Grid::new(newest, &h.test_results(grid::RUNS)?);
+    let grid = Grid::new(
+        newest,
+        &h.test_results(grid::RUNS)?,
+        &h.samples()?,
+        min_effect,
+    );
     Ok((runs, grid))
 }
 

@@ -1,11 +1,12 @@
 //! The tests against the newest runs, as the dashboard shows them: a cell a run, and what people
-//! ask of a test's history (does it flake, since when has it failed, when did it last pass).
-//! Pure: made from the history's rows, read by the HTML view.
+//! ask of a test's history (does it flake, since when has it failed, when did it last pass); and
+//! each benchmark metric's run medians with the shifts the gate would call changes. Pure: made
+//! from the history's rows, read by the HTML view.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::history::{RunSummary, TestResult};
+use crate::history::{RunSummary, SampleRow, TestResult};
 use crate::ids::RunId;
 use crate::model::record::TestOutcome;
 
@@ -95,16 +96,37 @@ fn ratio(n: usize, of: usize) -> f64 {
     if of == 0 { 0.0 } else { n as f64 / of as f64 }
 }
 
-/// The grid: runs as columns (newest first), tests as rows (by suite, then name).
+/// A benchmark metric over the grid's runs.
+#[derive(Debug, Clone)]
+pub struct MetricLine {
+    /// `suite/benchmark metric`.
+    pub name: String,
+    pub unit: String,
+    /// The median of its samples in each run (newest first), `None` where it was not measured.
+    pub medians: Vec<Option<f64>>,
+    /// Where its level shifted by at least the gate's minimum effect: the first run at the new
+    /// level, and the levels before and after.
+    pub shifts: Vec<(RunId, f64, f64)>,
+}
+
+/// The grid: runs as columns (newest first), tests as rows (by suite, then name), and the
+/// benchmark metrics' lines.
 #[derive(Debug, Clone)]
 pub struct Grid {
     pub runs: Vec<RunSummary>,
     pub tests: Vec<TestLine>,
+    pub metrics: Vec<MetricLine>,
 }
 
 impl Grid {
-    /// `runs` newest first; `results` of those runs, in any order.
-    pub fn new(runs: Vec<RunSummary>, results: &[TestResult]) -> Grid {
+    /// `runs` newest first; `results` and `samples` of those runs (or more), in any order;
+    /// `min_effect`: the gate's, for the shifts.
+    pub fn new(
+        runs: Vec<RunSummary>,
+        results: &[TestResult],
+        samples: &[SampleRow],
+        min_effect: f64,
+    ) -> Grid {
         let column: HashMap<&RunId, usize> = runs
             .iter()
             .enumerate()
@@ -118,7 +140,12 @@ impl Grid {
             .into_iter()
             .map(|((suite, name), rs)| line(suite, name, &rs, &runs, &column))
             .collect();
-        Grid { runs, tests }
+        let metrics = metric_lines(samples, &runs, min_effect);
+        Grid {
+            runs,
+            tests,
+            metrics,
+        }
     }
 
     /// Runs that ended in an infrastructure error, by host: what to fix apart from the tests.
@@ -131,6 +158,54 @@ impl Grid {
         }
         by_host
     }
+}
+
+fn metric_lines(samples: &[SampleRow], runs: &[RunSummary], min_effect: f64) -> Vec<MetricLine> {
+    let column: HashMap<&str, usize> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.run_id.as_str(), i))
+        .collect();
+    let mut by_metric: BTreeMap<(&str, &str, &str), (&str, Vec<Vec<f64>>)> = BTreeMap::new();
+    for s in samples {
+        let Some(&i) = column.get(s.run_id.as_str()) else {
+            continue;
+        };
+        let (_, values) = by_metric
+            .entry((&s.suite, &s.benchmark, &s.metric))
+            .or_insert_with(|| (&s.unit, vec![Vec::new(); runs.len()]));
+        values[i].push(s.value);
+    }
+    by_metric
+        .into_iter()
+        .map(|((suite, bench, metric), (unit, values))| {
+            let medians: Vec<Option<f64>> = values
+                .iter()
+                .map(|v| crate::stats::quantile(v, 0.5).ok())
+                .collect();
+            // Oldest first, the runs that measured it, for the gate's detector.
+            let measured: Vec<(usize, f64)> = medians
+                .iter()
+                .enumerate()
+                .rev()
+                .filter_map(|(i, m)| m.map(|m| (i, m)))
+                .collect();
+            let series: Vec<f64> = measured.iter().map(|(_, m)| *m).collect();
+            let shifts = crate::gate::shifts(&series, min_effect)
+                .into_iter()
+                .filter_map(|cp| {
+                    let (column, _) = measured.get(cp.index)?;
+                    Some((runs[*column].run_id.clone(), cp.before_mean, cp.after_mean))
+                })
+                .collect();
+            MetricLine {
+                name: format!("{suite}/{bench} {metric}"),
+                unit: unit.to_string(),
+                medians,
+                shifts,
+            }
+        })
+        .collect()
 }
 
 fn line(
@@ -240,7 +315,7 @@ mod tests {
             result(&runs[3], "t", Passed),
             result(&runs[4], "t", Failed),
         ];
-        let grid = Grid::new(runs.clone(), &results);
+        let grid = Grid::new(runs.clone(), &results, &[], 0.05);
         let t = &grid.tests[0];
         assert_eq!(
             t.cells,
@@ -273,7 +348,7 @@ mod tests {
             result(&runs[2], "t", Failed),
             broken,
         ];
-        let grid = Grid::new(runs, &results);
+        let grid = Grid::new(runs, &results, &[], 0.05);
         let t = &grid.tests[0];
         assert_eq!(t.cells[3], Cell::Infra);
         // The retry on b, and both runs on a.

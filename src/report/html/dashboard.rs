@@ -76,6 +76,7 @@ pub fn sections(grid: &Grid, artifacts: &Path) -> String {
         out.push_str(&table(grid, artifacts));
         let _ = write!(out, "</section><script>{SCRIPT}</script>");
     }
+    out.push_str(&benchmarks(grid, artifacts));
     out.push_str(&infra(grid, artifacts));
     out
 }
@@ -291,37 +292,120 @@ fn percent(rate: f64, of: usize) -> String {
 
 /// The test's duration over the runs it ran in, oldest to newest, as a small line.
 fn trend(durations: &[Option<Duration>]) -> String {
-    let points: Vec<f64> = durations
+    let secs: Vec<Option<f64>> = durations
         .iter()
+        .map(|d| d.map(|d| d.as_secs_f64()))
+        .collect();
+    sparkline(&secs, &[], "s")
+}
+
+/// `values` (newest first, `None` where there is none) as a small line, oldest to newest, with
+/// a mark at each of the `marked` columns (shifts).
+fn sparkline(values: &[Option<f64>], marked: &[usize], unit: &str) -> String {
+    let points: Vec<(usize, f64)> = values
+        .iter()
+        .enumerate()
         .rev()
-        .flatten()
-        .map(Duration::as_secs_f64)
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
         .collect();
     if points.len() < 2 {
         return String::new();
     }
-    let (w, h) = (80.0, 16.0);
-    let max = points.iter().cloned().fold(f64::MIN, f64::max);
-    let min = points.iter().cloned().fold(f64::MAX, f64::min);
+    let (w, h) = (120.0, 18.0);
+    let max = points.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+    let min = points.iter().map(|p| p.1).fold(f64::MAX, f64::min);
     let span = (max - min).max(1e-9);
     let step = w / (points.len() - 1) as f64;
+    let x = |n: usize| n as f64 * step;
     let line: Vec<String> = points
         .iter()
         .enumerate()
-        .map(|(i, v)| {
+        .map(|(n, (_, v))| format!("{:.1},{:.1}", x(n), h - 1.0 - (v - min) / span * (h - 2.0)))
+        .collect();
+    let marks: String = points
+        .iter()
+        .enumerate()
+        .filter(|(_, (column, _))| marked.contains(column))
+        .map(|(n, _)| {
             format!(
-                "{:.1},{:.1}",
-                i as f64 * step,
-                h - 1.0 - (v - min) / span * (h - 2.0)
+                "<line class=\"shift\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{h}\"/>",
+                x(n)
             )
         })
         .collect();
     format!(
         "<svg class=\"trend\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\">\
-         <title>{:.1}s to {:.1}s</title><polyline points=\"{}\"/></svg>",
-        min,
-        max,
+         <title>{} to {} {}</title>{marks}<polyline points=\"{}\"/></svg>",
+        figure(min),
+        figure(max),
+        esc(unit),
         line.join(" ")
+    )
+}
+
+/// A number as people read it: three significant digits or so.
+fn figure(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Each benchmark metric over the runs: its newest median, its line with the shifts marked, and
+/// the shifts the gate would call changes (each linking to the first run at the new level).
+fn benchmarks(grid: &Grid, artifacts: &Path) -> String {
+    if grid.metrics.is_empty() {
+        return String::new();
+    }
+    let mut rows = String::new();
+    for m in &grid.metrics {
+        let marked: Vec<usize> = m
+            .shifts
+            .iter()
+            .filter_map(|(run, _, _)| grid.runs.iter().position(|r| &r.run_id == run))
+            .collect();
+        let newest = m
+            .medians
+            .iter()
+            .flatten()
+            .next()
+            .map_or("–".into(), |v| figure(*v));
+        let shifts: Vec<String> = m
+            .shifts
+            .iter()
+            .map(|(run, before, after)| {
+                format!(
+                    "{}: {} → {} ({:+.1}%)",
+                    run_link(run, artifacts, "benchmarks", &short_run(run)),
+                    figure(*before),
+                    figure(*after),
+                    (after - before) / before.abs().max(f64::MIN_POSITIVE) * 100.0
+                )
+            })
+            .collect();
+        let shown = if shifts.is_empty() {
+            "none".to_string()
+        } else {
+            shifts.join("<br>")
+        };
+        let _ = write!(
+            rows,
+            "<tr class=\"metric\"><td class=\"name\">{}</td><td class=\"num\">{newest} {}</td>\
+             <td>{}</td><td>{shown}</td></tr>",
+            esc(&m.name),
+            esc(&m.unit),
+            sparkline(&m.medians, &marked, &m.unit),
+        );
+    }
+    format!(
+        "<section id=\"benchmarks\"><h2>Benchmarks in the newest {} run(s)</h2>\
+         <div class=\"gridwrap\"><table class=\"grid\"><thead><tr><th>metric</th>\
+         <th>newest median</th><th>run medians</th><th>shifts (at least the gate's minimum \
+         effect)</th></tr></thead><tbody>{rows}</tbody></table></div></section>",
+        grid.runs.len()
     )
 }
 
