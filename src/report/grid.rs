@@ -166,7 +166,9 @@ fn metric_lines(samples: &[SampleRow], runs: &[RunSummary], min_effect: f64) -> 
         .enumerate()
         .map(|(i, r)| (r.run_id.as_str(), i))
         .collect();
-    let mut by_metric: BTreeMap<(&str, &str, &str), (&str, Vec<Vec<f64>>)> = BTreeMap::new();
+    // (suite, benchmark, metric) → (unit, the samples of each run).
+    type Samples<'a> = (&'a str, Vec<Vec<f64>>);
+    let mut by_metric: BTreeMap<(&str, &str, &str), Samples> = BTreeMap::new();
     for s in samples {
         let Some(&i) = column.get(s.run_id.as_str()) else {
             continue;
