@@ -184,7 +184,7 @@ fn check_commit(record: &RunRecord, root: &Path, go_on: bool) -> Result<(), Stri
         return Ok(());
     }
     let base = theirs.trim_end_matches("-dirty");
-    let differs = git(root, &["diff", "--stat", base, "--", "."])
+    let differs = crate::run::git_in(root, &["diff", "--stat", base, "--", "."])
         .map(|stat| shortened(&stat, 15))
         .unwrap_or_else(|| format!("(commit {base} is not in this repository: git fetch it)"));
     let what = format!(
@@ -217,17 +217,6 @@ fn shortened(stat: &str, keep: usize) -> String {
         files[..keep].join("\n"),
         files.len() - keep
     )
-}
-
-fn git(root: &Path, args: &[&str]) -> Option<String> {
-    crate::child_env::command("git")
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// Whether the box will be the run's: the same recipe builds the same box (it is cached by the

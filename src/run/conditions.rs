@@ -29,18 +29,21 @@ pub async fn host_fingerprint(host: &dyn Transport) -> HostFingerprint {
     }
 }
 
+/// What `git ARGS` prints in the repository at `root`; `None` when it fails.
+pub fn git_in(root: &Path, args: &[&str]) -> Option<String> {
+    crate::child_env::command("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 /// `git rev-parse HEAD` of the lab, marked `-dirty` when the tree has uncommitted changes.
 pub fn lab_commit(root: &Path) -> Option<String> {
-    let git = |args: &[&str]| {
-        crate::child_env::command("git")
-            .arg("-C")
-            .arg(root)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
+    let git = |args: &[&str]| git_in(root, args).map(|s| s.trim().to_string());
     let head = git(&["rev-parse", "HEAD"])?;
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());

@@ -6,7 +6,7 @@
 //! (the first starts an orderly teardown, a second a fast one by name).
 
 mod conditions;
-pub use conditions::lab_commit;
+pub use conditions::{git_in, lab_commit};
 
 mod host_prep;
 mod kept;
