@@ -120,6 +120,37 @@ impl Lab {
     }
 }
 
+/// A CI server's artifacts: `GET .../artifact/<path>` answers the file `<dir>/<path>`.
+fn serve(dir: &Path) -> std::net::SocketAddr {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let path = request.split(' ').nth(1).unwrap_or("");
+            let file = path.split_once("/artifact/").map(|(_, p)| dir.join(p));
+            let mut stream = &stream;
+            let _ = match file.and_then(|f| std::fs::read(f).ok()) {
+                Some(body) => write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .and_then(|_| stream.write_all(&body)),
+                None => write!(
+                    stream,
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                ),
+            };
+        }
+    });
+    addr
+}
+
 fn plan(out: &Output) -> serde_json::Value {
     assert_eq!(out.status.code(), Some(0), "{}", text(out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
@@ -132,11 +163,14 @@ fn it_plans_the_failed_suites_with_the_runs_knobs_from_any_form_of_the_run() {
     let results = lab.ci_run(ci.path(), &["net", "broken"]);
     let run_dir = results.parent().unwrap();
     let report = run_dir.join("report/index.html");
+    let ci_server = serve(ci.path());
+    let run_id = run_dir.file_name().unwrap().to_string_lossy();
     for source in [
         results.display().to_string(),
         run_dir.display().to_string(),
         report.display().to_string(),
         format!("file://{}#net-net-test-L2", report.display()),
+        format!("http://{ci_server}/job/7/artifact/{run_id}/report/index.html#net-net-test-L2"),
     ] {
         let out = lab.metalab(&["reproduce", &source, "--dry-run", "--json"]);
         let plan = plan(&out);
