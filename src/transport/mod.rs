@@ -41,23 +41,39 @@ impl OutputSink for Discard {
     fn output(&mut self, _: Stream, _: &[u8]) {}
 }
 
-/// Collects output in memory, for commands whose output metalab parses.
+/// The most a [`Collect`] keeps of a stream: far beyond any listing metalab parses, and a bound
+/// on what a VM (whose commands a suite may have replaced) can make metalab hold in memory.
+pub const COLLECT_LIMIT: usize = 64 << 20;
+
+/// Collects output in memory, for commands whose output metalab parses: at most
+/// [`COLLECT_LIMIT`] bytes a stream; [`Collect::overflowed`] says when more came.
 #[derive(Default)]
 pub struct Collect {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Bytes dropped past the limit, over both streams.
+    pub dropped: u64,
 }
 
 impl OutputSink for Collect {
     fn output(&mut self, stream: Stream, data: &[u8]) {
-        match stream {
-            Stream::Stdout => self.stdout.extend_from_slice(data),
-            Stream::Stderr => self.stderr.extend_from_slice(data),
-        }
+        let kept = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        let room = COLLECT_LIMIT.saturating_sub(kept.len()).min(data.len());
+        kept.extend_from_slice(&data[..room]);
+        self.dropped += (data.len() - room) as u64;
     }
 }
 
 impl Collect {
+    /// Whether output was dropped: what is kept is not the whole answer, and must not be
+    /// parsed as if it were.
+    pub fn overflowed(&self) -> bool {
+        self.dropped > 0
+    }
+
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
@@ -224,8 +240,15 @@ pub trait Transport: Send + Sync {
 pub async fn stdout_of(t: &dyn Transport, cmd: &Command) -> anyhow::Result<String> {
     let mut out = Collect::default();
     let outcome = t.exec(cmd, &mut out).await?;
+    let first = cmd.script.lines().next().unwrap_or_default();
+    if out.overflowed() {
+        anyhow::bail!(
+            "{first}: more than {} MiB of output; {} bytes dropped, so its answer is not used",
+            COLLECT_LIMIT >> 20,
+            out.dropped
+        );
+    }
     if !outcome.success() {
-        let first = cmd.script.lines().next().unwrap_or_default();
         let more = if cmd.script.trim_end().contains('\n') {
             " …"
         } else {
@@ -276,6 +299,36 @@ pub const KILL_GRACE: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collected_output_stops_at_its_limit_and_says_so() {
+        let mut out = Collect::default();
+        out.output(Stream::Stderr, b"warning\n");
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..(COLLECT_LIMIT >> 20) {
+            out.output(Stream::Stdout, &chunk);
+        }
+        assert!(!out.overflowed(), "exactly the limit is kept whole");
+        out.output(Stream::Stdout, b"more");
+        assert_eq!(out.stdout.len(), COLLECT_LIMIT);
+        assert_eq!(out.dropped, 4);
+        assert!(out.overflowed());
+        assert_eq!(
+            out.stderr_text(),
+            "warning\n",
+            "each stream has its own room"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_limit_is_an_error_not_a_short_answer() {
+        let cmd = Command::new(
+            format!("head -c {} /dev/zero; echo tail", COLLECT_LIMIT + 1),
+            std::time::Duration::from_secs(60),
+        );
+        let e = stdout_of(&local::Local, &cmd).await.unwrap_err();
+        assert!(e.to_string().contains("more than 64 MiB of output"), "{e}");
+    }
 
     #[test]
     fn quoting_survives_single_quotes() {

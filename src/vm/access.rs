@@ -50,10 +50,12 @@ pub async fn make_login_key(
 }
 
 /// The host key a VM announced on its serial console (`console`, a file on `host`), as an
-/// OpenSSH public key line; `None` when it announced none (a box that does not).
+/// OpenSSH public key line; `None` when it announced none (a box that does not). Only the
+/// console's last 4 MiB are read: the announcement comes at boot, before any suite could write
+/// there.
 pub async fn announced_host_key(host: &dyn Transport, console: &str) -> Option<String> {
     let cmd = Command::new(
-        format!("cat {} 2>/dev/null || true", sh_quote(console)),
+        format!("tail -c 4194304 {} 2>/dev/null || true", sh_quote(console)),
         Duration::from_secs(30),
     )
     .sudo(true);

@@ -69,6 +69,12 @@ impl Vm {
             )
             .await
             .map_err(|e| format!("clock: {e}"))?;
+        if out.overflowed() {
+            return Err(format!(
+                "address: the VM answered with more than {} MiB",
+                crate::transport::COLLECT_LIMIT >> 20
+            ));
+        }
         if let Some(ip) = &self.lab_address
             && !out.stdout_text().contains(&format!(" {ip}/"))
         {
@@ -148,6 +154,11 @@ async fn lab_address(
             &mut out,
         )
         .await?;
+        anyhow::ensure!(
+            !out.overflowed(),
+            "the VM's addresses: more than {} MiB of output",
+            crate::transport::COLLECT_LIMIT >> 20
+        );
         let found = other_addresses(&out.stdout_text(), management)
             .into_iter()
             .next();
