@@ -73,13 +73,14 @@ fn gone(child: &mut std::process::Child) -> bool {
 fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
     let state = tempfile::tempdir().unwrap();
     // A run whose metalab died (its pid belongs to nobody), and one this state directory does not
-    // know, started a minute ago: perhaps another state directory's, so left alone.
+    // know, started a minute ago: perhaps another state directory's, so left alone. Both are
+    // recent, so that a reap of another state directory (a concurrent test's) leaves them alone
+    // too: only this one knows the first is dead.
     let now = chrono::Utc::now();
     let dead = format!(
-        "{}-dead",
-        (now - chrono::TimeDelta::hours(2)).format("%Y%m%d-%H%M%S")
-    )
-    .replace("dead", "d3ad");
+        "{}-d3ad",
+        (now - chrono::TimeDelta::minutes(2)).format("%Y%m%d-%H%M%S")
+    );
     let other = format!(
         "{}-0123",
         (now - chrono::TimeDelta::minutes(1)).format("%Y%m%d-%H%M%S")
