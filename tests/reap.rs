@@ -97,8 +97,13 @@ fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
         .to_string(),
     )
     .unwrap();
-    let mut orphan = tagged_sleeper(&dead);
-    let mut stranger = tagged_sleeper(&other);
+    let mut made = Made {
+        runs: vec![dead.clone(), other.clone()],
+        sleepers: vec![tagged_sleeper(&dead), tagged_sleeper(&other)],
+    };
+    let [orphan, stranger] = &mut made.sleepers[..] else {
+        unreachable!("two sleepers")
+    };
     // Each with an untrusted run's network fence, found by the run's name.
     for run in [&dead, &other] {
         nft(&format!("add table bridge metalab-{run}-"));
@@ -112,16 +117,13 @@ fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
         "{}",
         text(&dry)
     );
-    assert!(!gone(&mut orphan), "a dry run ended a process");
+    assert!(!gone(orphan), "a dry run ended a process");
     assert!(text(&dry).contains("nftables tables"), "{}", text(&dry));
     assert!(tables().contains(&dead), "a dry run removed a fence");
 
     let out = reap(state.path(), None, &[]);
     let shown = text(&out);
     let left = tables();
-    for family in ["bridge", "inet"] {
-        nft(&format!("delete table {family} metalab-{other}-"));
-    }
     assert!(
         !left.contains(&dead),
         "the dead run's fence survived reap: {left}"
@@ -132,7 +134,7 @@ fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
     );
     assert_eq!(out.status.code(), Some(0), "{shown}");
     assert!(
-        gone(&mut orphan),
+        gone(orphan),
         "the dead run's process survived reap:\n{shown}"
     );
     assert!(
@@ -144,8 +146,28 @@ fn a_dead_runs_orphaned_processes_are_ended_and_another_runs_are_not() {
         "reap ended another run's process:\n{shown}"
     );
     assert!(shown.contains(&format!("{other}  left alone")), "{shown}");
-    stranger.kill().unwrap();
-    let _ = stranger.wait();
+}
+
+/// What the test made for its runs, removed however it ends: their processes and fences.
+struct Made {
+    runs: Vec<String>,
+    sleepers: Vec<std::process::Child>,
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for child in &mut self.sleepers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for run in &self.runs {
+            for family in ["bridge", "inet"] {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", family, &format!("metalab-{run}-")])
+                    .output();
+            }
+        }
+    }
 }
 
 /// nftables tables on this machine.
