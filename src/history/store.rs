@@ -56,8 +56,6 @@ pub struct TestResult {
     /// Its failure was the infrastructure's (a lost VM, a failed setup), not the test's.
     pub infra: bool,
     pub duration: Duration,
-    /// Attempts that failed before the last one.
-    pub failed_attempts: u32,
     /// Its log, relative to the run's directory.
     pub log: String,
 }
@@ -205,8 +203,7 @@ impl History {
     /// The tests' results of the newest `runs` runs, by suite and test.
     pub fn test_results(&self, runs: usize) -> Result<Vec<TestResult>, HistoryError> {
         let sql = "
-            SELECT t.run_id, t.suite, t.name, t.outcome, t.infra, t.duration_s, t.failed_attempts,
-                   t.log
+            SELECT t.run_id, t.suite, t.name, t.outcome, t.infra, t.duration_s, t.log
             FROM tests t
             WHERE t.run_id IN (SELECT run_id FROM runs ORDER BY started DESC, run_id DESC LIMIT ?1)
             ORDER BY t.suite, t.name";
@@ -219,8 +216,7 @@ impl History {
                 outcome: named(row, 3)?,
                 infra: row.get(4)?,
                 duration: Duration::from_secs_f64(row.get::<_, f64>(5)?.max(0.0)),
-                failed_attempts: row.get(6)?,
-                log: row.get(7)?,
+                log: row.get(6)?,
             })
         })
     }
@@ -325,12 +321,20 @@ impl History {
 
     /// Every sample of every run, oldest run first, for exports.
     pub fn samples(&self) -> Result<Vec<SampleRow>, HistoryError> {
+        self.newest_samples(None)
+    }
+
+    /// The samples of the newest `runs` runs (all runs: `None`), oldest first.
+    pub fn newest_samples(&self, runs: Option<usize>) -> Result<Vec<SampleRow>, HistoryError> {
+        let limit = runs.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         self.query(
             "SELECT r.started, s.run_id, c.lab_commit, c.host_fingerprint, c.key, s.suite,
                     s.benchmark, s.metric, s.unit, s.direction, s.sample_index, s.value
              FROM samples s JOIN runs r USING (run_id) LEFT JOIN conditions c USING (run_id)
+             WHERE s.run_id IN (SELECT run_id FROM runs ORDER BY started DESC, run_id DESC
+                                LIMIT ?1)
              ORDER BY r.started, s.run_id, s.suite, s.benchmark, s.metric, s.sample_index",
-            [],
+            [limit],
             |row| {
                 Ok(SampleRow {
                     started: time(row, 0)?,

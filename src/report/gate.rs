@@ -50,7 +50,7 @@ pub fn browse(h: &History, min_effect: f64) -> Result<(Vec<RunSummary>, Grid), H
     let grid = Grid::new(
         newest,
         &h.test_results(grid::RUNS)?,
-        &h.samples()?,
+        &h.newest_samples(Some(grid::RUNS))?,
         min_effect,
     );
     Ok((runs, grid))

@@ -301,7 +301,6 @@ mod tests {
             outcome,
             infra: false,
             duration: Duration::from_secs(2),
-            failed_attempts: u32::from(outcome == TestOutcome::Flaky),
             log: format!("net/{name}.log"),
         }
     }
