@@ -108,6 +108,9 @@ in_root systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-
   systemd-logind.service dbus.service dbus.socket getty@tty1.service \
   systemd-sysusers.service systemd-network-generator.service systemd-modules-load.service \
   >/dev/null 2>&1 || true
+# The container runtime starts only where a suite needs it (metalab loads a suite's images with
+# `systemctl start docker`): dockerd and containerd would add seconds to every boot under TCG.
+in_root systemctl disable docker.service docker.socket containerd.service >/dev/null
 # (sysusers: the packages created their users when they were installed; network-generator: no
 # ip= on the kernel command line; modules-load: no module is listed to load at boot.)
 # sshd checks its configuration before it starts (`sshd -t`): a second sshd start on the way to
