@@ -49,20 +49,9 @@ impl Recipe {
         format!("metalab/{base}")
     }
 
-    /// sha256 over every file of the recipe: relative path and content, in sorted order.
+    /// sha256 over every file of the recipe (see [`recipe_hash`]).
     pub fn hash(&self) -> anyhow::Result<String> {
-        let mut files = Vec::new();
-        collect_files(&self.dir, &mut files)?;
-        files.sort();
-        let mut h = Sha256::new();
-        for f in files {
-            let rel = f.strip_prefix(&self.dir).unwrap_or(&f);
-            h.update(rel.to_string_lossy().as_bytes());
-            h.update([0]);
-            h.update(std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?);
-            h.update([0]);
-        }
-        Ok(hex::encode(h.finalize()))
+        recipe_hash(&self.dir)
     }
 
     fn cache_dir(&self, state: &StateDir, hash: &str) -> PathBuf {
@@ -193,6 +182,23 @@ impl BuiltBox {
         }
         Ok(true)
     }
+}
+
+/// sha256 over every file of a recipe directory: relative path and content, in sorted order.
+/// Boxes and container images are cached by it.
+pub fn recipe_hash(dir: &Path) -> anyhow::Result<String> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        let rel = f.strip_prefix(dir).unwrap_or(&f);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?);
+        h.update([0]);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {

@@ -31,6 +31,7 @@ pub mod gate;
 pub mod history;
 pub mod host;
 pub mod ids;
+pub mod images;
 pub mod journal;
 pub mod junit;
 pub mod lab;

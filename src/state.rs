@@ -64,6 +64,11 @@ impl StateDir {
         self.root.join("boxes")
     }
 
+    /// Built container images, one directory per recipe hash (see [`crate::images`]).
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
     /// The log of `metalab box build`, appended to by every build.
     pub fn box_build_log(&self) -> PathBuf {
         self.boxes().join("build.log")

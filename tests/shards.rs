@@ -574,8 +574,12 @@ fn the_github_reporter_annotates_failures_and_writes_a_summary() {
     let mut record = run(1, Vec::new());
     record.suites.clear();
     record.phases.clear();
-    let suites = metalab::suite::load_all(&dir.path().join("suites"), &["node1".to_string()])
-        .expect("the suite loads");
+    let known = metalab::suite::Known {
+        vms: &["node1".to_string()],
+        images: &[],
+    };
+    let suites =
+        metalab::suite::load_all(&dir.path().join("suites"), &known).expect("the suite loads");
     let reporter = GitHubActions::new(
         &suites,
         None,

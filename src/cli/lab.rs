@@ -83,7 +83,12 @@ async fn loaded(config: Config, untrusted: Option<UntrustedLab>) -> Result<Lab, 
     let state = StateDir::from_env();
     let description = describe(&config, &state).await?;
     let machines = description.names();
-    let suites = suite::load_all(&config.suites_dir, &machines).map_err(|e| match e {
+    let images = crate::images::available(&config.images_dir);
+    let known = suite::Known {
+        vms: &machines,
+        images: &images,
+    };
+    let suites = suite::load_all(&config.suites_dir, &known).map_err(|e| match e {
         SuiteError::Read { .. } => Failure::new(Status::BadInput, e.to_string()),
         other => Failure::new(Status::BadInput, other.to_string()),
     })?;

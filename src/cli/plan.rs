@@ -80,6 +80,8 @@ struct SuitePlan {
     vms: Vec<String>,
     tests: Vec<String>,
     benchmarks: Vec<String>,
+    /// Container images loaded into its VMs before its setup, built from `lab.images`.
+    images: Vec<String>,
 }
 
 impl DryRun {
@@ -146,6 +148,7 @@ impl DryRun {
                     vms: s.vms.clone(),
                     tests: s.tests.iter().map(|t| t.name.clone()).collect(),
                     benchmarks: s.benchmarks.iter().map(|b| b.name.clone()).collect(),
+                    images: s.images.clone(),
                 })
                 .collect(),
             keep: match (on, keep) {
@@ -246,10 +249,14 @@ impl DryRun {
             );
         }
         for s in &self.suites {
+            let images = match s.images.is_empty() {
+                true => String::new(),
+                false => format!("; images {} (docker import)", s.images.join(", ")),
+            };
             line(
                 "suite",
                 format!(
-                    "{} on {}: tests {}; benchmarks {}",
+                    "{} on {}: tests {}; benchmarks {}{images}",
                     s.name,
                     s.vms.join(", "),
                     list_or(&s.tests, "none"),

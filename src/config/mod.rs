@@ -45,6 +45,8 @@ pub struct Config {
     /// The recipe of the box metalab builds (`lab.box`, or `boxes/debian12` when that exists);
     /// `None`: the Vagrantfile's box is used as Vagrant finds it.
     pub box_recipe: Option<PathBuf>,
+    /// The container image recipes, one directory each (`lab.images`). Default `images`.
+    pub images_dir: PathBuf,
     /// Whether the Vagrantfile's provisioners run after `vagrant up` (`lab.provision`).
     pub provision: bool,
     /// Where the VMs run (`provider.kind`). Default `local`.
@@ -203,6 +205,7 @@ impl Config {
             suites_dir: lab.suites_dir,
             artifacts_dir: lab.artifacts_dir,
             box_recipe: lab.box_recipe,
+            images_dir: lab.images_dir,
             provision: lab.provision,
             provider: *raw.provider.kind.get_ref(),
             ssh_hosts,

@@ -27,6 +27,8 @@ pub enum Phase {
     Prepare,
     /// Build (or find in the cache) and register the base box.
     Box,
+    /// Build (or find in the cache) the container images the suites name.
+    Images,
     /// `vagrant up` of the VMs the selected suites need.
     Up,
     /// The Vagrantfile's provisioners (`vagrant provision`). A failure here is the lab's own
@@ -51,6 +53,7 @@ impl Phase {
             Phase::Release => "release",
             Phase::Prepare => "prepare",
             Phase::Box => "box",
+            Phase::Images => "images",
             Phase::Up => "up",
             Phase::Provision => "provision",
             Phase::Connect => "connect",

@@ -122,6 +122,7 @@ impl GitHubActions {
                 Phase::Acquire
                 | Phase::Prepare
                 | Phase::Box
+                | Phase::Images
                 | Phase::Up
                 | Phase::Connect
                 | Phase::Snapshot

@@ -79,6 +79,16 @@ async fn rounds(
     artifacts: &std::path::Path,
     budget: &Arc<Budget>,
 ) -> Status {
+    let env = super::images::ImagesEnv {
+        events,
+        artifacts,
+        config,
+        state,
+        budget,
+    };
+    let Ok(images) = super::images::build(&env, &round.suites).await else {
+        return Status::InfraError;
+    };
     let lab = &round.lab;
     let connect = |log: PathBuf| connect(config, state, lab, log);
     let connected = run_phase(
@@ -104,6 +114,7 @@ async fn rounds(
         fail_fast: round.fail_fast.then_some(&stop),
         lab_variables: &lab_variables,
         budget,
+        images: &images,
     };
     let mut status = Status::Passed;
     for (i, suite) in round.suites.iter().enumerate() {

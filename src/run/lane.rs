@@ -263,6 +263,7 @@ impl Lane<'_> {
             fail_fast: self.ctx.fail_fast.as_ref(),
             lab_variables: &self.ctx.lab_variables,
             budget: &self.ctx.budget,
+            images: self.ctx.images.get().map_or(&[], Vec::as_slice),
         }
     }
 

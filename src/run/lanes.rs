@@ -169,6 +169,10 @@ mod tests {
         std::fs::create_dir(dir.path().join(name)).unwrap();
         std::fs::write(dir.path().join(name).join("suite.toml"), text).unwrap();
         let known = vec!["node1".to_string(), "node2".to_string()];
+        let known = crate::suite::Known {
+            vms: &known,
+            images: &[],
+        };
         crate::suite::load_all(dir.path(), &known)
             .unwrap()
             .remove(0)

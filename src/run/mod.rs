@@ -1,4 +1,4 @@
-//! The lifecycle engine: acquire hosts → prepare each → box → one or more lanes (a VM set each:
+//! The lifecycle engine: images → acquire hosts → prepare each → box → one or more lanes (a VM set each:
 //! up → connect → suites → collect → destroy) → release.
 //!
 //! The engine emits [`event::Event`]s and never calls a reporter. Teardown is registered before
@@ -9,6 +9,7 @@ mod conditions;
 pub use conditions::{git_in, lab_commit};
 
 mod host_prep;
+mod images;
 mod kept;
 mod lane;
 pub mod lanes;
@@ -21,7 +22,7 @@ mod teardown;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::budget::Budget;
@@ -29,6 +30,7 @@ use crate::config::{Config, Destination};
 use crate::exit::Status;
 use crate::host::Host;
 use crate::ids::RunId;
+use crate::images::BuiltImage;
 use crate::journal::{EntryId, Journal, Owner, Resource};
 use crate::provider::{InputError, Provider, RunHooks};
 use crate::signal::Shutdown;
@@ -105,6 +107,8 @@ struct RunCtx<'a> {
     fence: Option<Vec<Destination>>,
     /// How many bytes of the VMs' output the run keeps, over every lane.
     budget: Arc<Budget>,
+    /// The container images the suites name, once built (before any host is acquired).
+    images: OnceLock<Vec<BuiltImage>>,
 }
 
 /// Runs the plan to the end, teardown and release included, and returns the run's status.
@@ -154,6 +158,7 @@ pub async fn run(
         lab_variables: plan.lab_variables.clone(),
         fence: plan.fence.clone(),
         budget: Arc::new(Budget::new(config.outputs)),
+        images: OnceLock::new(),
     };
     ctx.events.emit(EventKind::RunStarted {
         run_id: plan.run_id.clone(),
@@ -186,8 +191,23 @@ pub async fn run(
 }
 
 impl RunCtx<'_> {
-    /// Acquires the hosts, prepares each, and runs the lanes on them.
+    /// Builds the suites' images, acquires the hosts, prepares each, and runs the lanes on them.
     async fn run_on_hosts(&self, plan: &Plan, provider: &dyn Provider) -> Status {
+        let env = images::ImagesEnv {
+            events: &self.events,
+            artifacts: &self.artifacts,
+            config: self.config,
+            state: &self.state,
+            budget: &self.budget,
+        };
+        let built = tokio::select! {
+            r = images::build(&env, &plan.suites) => match r {
+                Ok(built) => built,
+                Err(_) => return Status::InfraError,
+            },
+            sig = self.shutdown.requested() => return sig.status(),
+        };
+        let _ = self.images.set(built);
         let acquire = |_| provider.acquire(&self.run_id, plan.lanes.max(1), self);
         let what = provider.describe();
         let hosts: Vec<Host> = tokio::select! {

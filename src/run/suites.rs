@@ -13,6 +13,7 @@ use crate::budget::Budget;
 use crate::config::Timeouts;
 use crate::exit::Status;
 use crate::ids::RunId;
+use crate::images::BuiltImage;
 use crate::model::event::{EventKind, Events};
 use crate::model::record::{Attempt, BenchRecord, MetricSamples, TestOutcome, TestRecord};
 use crate::suite::{Benchmark, Expect, Step, Suite, Test};
@@ -33,6 +34,8 @@ pub(super) struct SuiteEnv<'a> {
     pub lab_variables: &'a [(String, String)],
     /// How many bytes of the VMs' output the run keeps.
     pub budget: &'a Arc<Budget>,
+    /// The container images the suites name, built.
+    pub images: &'a [BuiltImage],
 }
 
 /// Why what comes after a failure with `--fail-fast` is not run.
@@ -198,7 +201,11 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
     /// did; Err means the VM was lost.
     async fn body(&self) -> Result<(Status, Option<String>), String> {
         self.prepare_vms().await?;
-        if let Some(why) = self.setup().await? {
+        let why = match self.load_images().await? {
+            Some(why) => Some(why),
+            None => self.setup().await?,
+        };
+        if let Some(why) = why {
             for t in &self.suite.tests {
                 self.ctx.events.emit(EventKind::TestFinished(skipped(
                     self.suite,
@@ -272,44 +279,151 @@ impl<'e, 'a> SuiteRun<'e, 'a> {
         Ok(())
     }
 
+    /// Loads the suite's images into each of its VMs, the VMs side by side; returns why a load
+    /// failed, if one did (the suite's setup failed: its tests are not run).
+    async fn load_images(&self) -> Result<Option<String>, String> {
+        if self.suite.images.is_empty() {
+            return Ok(None);
+        }
+        let (log, rel) = self.log("images");
+        let (log, rel) = (&log, &rel);
+        let jobs = self.suite.vms.iter().map(|name| async move {
+            let mut sink = LogSink::append(log, self.ctx.budget);
+            for image in self.images() {
+                sink.note(&format!("loading image {} into {name}", image.name));
+                let o = image
+                    .load(
+                        self.vm(name).session.as_ref(),
+                        self.ctx.timeouts.setup,
+                        &mut sink,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sink.note(&format!("# {}", o.describe()));
+                if !o.success() {
+                    return Ok(Some(format!(
+                        "loading image {} into {name} failed ({}); see {}",
+                        image.name,
+                        o.describe(),
+                        rel.display()
+                    )));
+                }
+            }
+            Ok(None)
+        });
+        let results: Vec<Result<Option<String>, String>> = futures::future::join_all(jobs).await;
+        let mut why = None;
+        for r in results {
+            why = why.or(r?);
+        }
+        Ok(why)
+    }
+
+    /// The built images this suite names.
+    fn images(&self) -> impl Iterator<Item = &BuiltImage> {
+        self.ctx
+            .images
+            .iter()
+            .filter(|i| self.suite.images.contains(&i.name))
+    }
+
     /// Runs the setup steps; returns why setup failed, if it did.
     async fn setup(&self) -> Result<Option<String>, String> {
-        let (log, _) = self.log("setup");
-        for (i, step) in self.suite.setup.iter().enumerate() {
-            let (outcome, _, output) = self
-                .exec(step, self.ctx.timeouts.setup, &log)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !outcome.success() {
-                let last = last_line(&output);
-                return Ok(Some(format!(
-                    "setup step {} on {} failed ({}): {last}",
+        let lines = self
+            .in_order("setup", &self.suite.setup, |i, step, log| async move {
+                let (outcome, _, output) = self
+                    .exec(step, self.ctx.timeouts.setup, &log)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if outcome.success() {
+                    return Ok(None);
+                }
+                Ok(Some(format!(
+                    "setup step {} on {} failed ({}): {}",
                     i + 1,
                     step.vm,
-                    outcome.describe()
-                )));
-            }
-        }
-        Ok(None)
+                    outcome.describe(),
+                    last_line(&output)
+                )))
+            })
+            .await;
+        lines.map(|why| why.into_iter().next())
     }
 
     /// Teardown steps run even after failures; their own failures are only noted.
     async fn teardown(&self) {
-        let (log, rel) = self.log("teardown");
-        for step in &self.suite.teardown {
-            match self.exec(step, self.ctx.timeouts.setup, &log).await {
-                Ok((o, _, _)) if o.success() => {}
-                Ok((o, _, _)) => self.ctx.events.emit(EventKind::Notice {
-                    message: format!(
-                        "{}: a teardown step failed ({}); see {}",
-                        self.suite.name,
-                        o.describe(),
-                        rel.display()
-                    ),
-                }),
-                Err(_) => return,
+        let _ = self
+            .in_order(
+                "teardown",
+                &self.suite.teardown,
+                |_, step, log| async move {
+                    let rel = log.strip_prefix(self.ctx.artifacts).unwrap_or(&log);
+                    let (o, _, _) = self
+                        .exec(step, self.ctx.timeouts.setup, &log)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !o.success() {
+                        self.ctx.events.emit(EventKind::Notice {
+                            message: format!(
+                                "{}: a teardown step failed ({}); see {}",
+                                self.suite.name,
+                                o.describe(),
+                                rel.display()
+                            ),
+                        });
+                    }
+                    Ok(None)
+                },
+            )
+            .await;
+    }
+
+    /// Runs `steps` through `run` (given each step's index and its log) one after the other,
+    /// logging to `<what>.log`; with `side_by_side`, each VM's steps in their order, the VMs'
+    /// sequences side by side, each logging to `<what>-<vm>.log`. A sequence stops at the first
+    /// step `run` returns a reason for, or an error (a lost VM). Returns the reasons, in the
+    /// order of the VMs' first steps.
+    async fn in_order<'s, F, Fut>(
+        &'s self,
+        what: &str,
+        steps: &'s [Step],
+        run: F,
+    ) -> Result<Vec<String>, String>
+    where
+        F: Fn(usize, &'s Step, PathBuf) -> Fut + Copy,
+        Fut: std::future::Future<Output = Result<Option<String>, String>>,
+    {
+        let mut sequences: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let vm = match self.suite.side_by_side {
+                true => step.vm.clone(),
+                false => String::new(),
+            };
+            match sequences.iter_mut().find(|(v, _)| *v == vm) {
+                Some((_, indexes)) => indexes.push(i),
+                None => sequences.push((vm, vec![i])),
             }
         }
+        let jobs = sequences.into_iter().map(|(vm, indexes)| {
+            let name = match vm.is_empty() {
+                true => what.to_string(),
+                false => format!("{what}-{vm}"),
+            };
+            let (log, _) = self.log(&name);
+            async move {
+                for i in indexes {
+                    if let Some(why) = run(i, &steps[i], log.clone()).await? {
+                        return Ok(Some(why));
+                    }
+                }
+                Ok::<_, String>(None)
+            }
+        });
+        let mut reasons = Vec::new();
+        for done in futures::future::join_all(jobs).await {
+            reasons.extend(done?);
+        }
+        Ok(reasons)
     }
 
     /// Copies `METALAB_ARTIFACTS` and the declared artifacts out of the VMs, best effort.

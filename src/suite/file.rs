@@ -31,6 +31,10 @@ struct RawSuite {
     artifacts: Vec<RawArtifact>,
     #[serde(default = "yes")]
     pristine: bool,
+    #[serde(default)]
+    images: Vec<Spanned<String>>,
+    #[serde(default)]
+    side_by_side: bool,
 }
 
 fn yes() -> bool {
@@ -145,8 +149,9 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// Loads every suite under `dir` (each subdirectory holding a `suite.toml`), sorted by name,
-/// checking each VM it names against `known_vms`, the VMs the Vagrantfile defines.
-pub fn load_all(dir: &Path, known_vms: &[String]) -> Result<Vec<Suite>, SuiteError> {
+/// checking each VM it names against `known.vms`, the VMs the Vagrantfile defines, and each
+/// image against `known.images`, the lab's image recipes.
+pub fn load_all(dir: &Path, known: &Known) -> Result<Vec<Suite>, SuiteError> {
     let entries = std::fs::read_dir(dir).map_err(|e| SuiteError::read(dir, e))?;
     let mut suites = Vec::new();
     for entry in entries {
@@ -160,7 +165,7 @@ pub fn load_all(dir: &Path, known_vms: &[String]) -> Result<Vec<Suite>, SuiteErr
                     name,
                 });
             }
-            suites.push(load_one(&manifest, known_vms)?);
+            suites.push(load_one(&manifest, known)?);
         }
     }
     if suites.is_empty() {
@@ -170,7 +175,15 @@ pub fn load_all(dir: &Path, known_vms: &[String]) -> Result<Vec<Suite>, SuiteErr
     Ok(suites)
 }
 
-fn load_one(manifest: &Path, known_vms: &[String]) -> Result<Suite, SuiteError> {
+/// What a suite file may name.
+pub struct Known<'a> {
+    /// The VMs the Vagrantfile defines.
+    pub vms: &'a [String],
+    /// The images the lab has recipes for ([`crate::images::available`]).
+    pub images: &'a [String],
+}
+
+fn load_one(manifest: &Path, known: &Known) -> Result<Suite, SuiteError> {
     let file = SourceFile::read(manifest).map_err(|e| match e {
         ReadError::Io(e) => SuiteError::read(manifest, e),
         ReadError::Located(e) => SuiteError::Located(e),
@@ -181,7 +194,7 @@ fn load_one(manifest: &Path, known_vms: &[String]) -> Result<Suite, SuiteError> 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let v = Validator::new(&file, &raw.vms, known_vms)?;
+    let v = Validator::new(&file, &raw.vms, known.vms)?;
     if raw.tests.is_empty() && raw.benchmarks.is_empty() {
         return Err(file
             .error_at_start("a suite needs at least one [[test]] or [[benchmark]]")
@@ -205,7 +218,39 @@ fn load_one(manifest: &Path, known_vms: &[String]) -> Result<Suite, SuiteError> 
         teardown: v.steps(raw.teardown)?,
         artifacts: v.artifacts(raw.artifacts)?,
         pristine: raw.pristine,
+        images: images(&file, raw.images, known.images)?,
+        side_by_side: raw.side_by_side,
     })
+}
+
+/// The images a suite names, each one the lab has a recipe for, none twice.
+fn images(
+    file: &SourceFile,
+    named: Vec<Spanned<String>>,
+    known: &[String],
+) -> Result<Vec<String>, LocatedError> {
+    let mut images: Vec<String> = Vec::new();
+    for image in named {
+        let name = image.get_ref();
+        if !known.contains(name) {
+            let offered = match known.is_empty() {
+                true => "the lab has no image recipes (directories with a build.sh under                          `lab.images`)"
+                    .to_string(),
+                false => format!("the lab's image recipes: {}", known.join(", ")),
+            };
+            return Err(file
+                .error_at(image.span(), format!("unknown image `{name}`"))
+                .with_key("images")
+                .with_hint(offered));
+        }
+        if images.contains(name) {
+            return Err(file
+                .error_at(image.span(), format!("image `{name}` is named twice"))
+                .with_key("images"));
+        }
+        images.push(image.into_inner());
+    }
+    Ok(images)
 }
 
 /// Checks names and regexes against one suite file, so errors point into it.
@@ -452,7 +497,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(name)).unwrap();
         std::fs::write(dir.path().join(name).join(MANIFEST), toml).unwrap();
-        load_all(dir.path(), &["node1".into(), "node2".into()]).map(|mut s| s.remove(0))
+        let known = Known {
+            vms: &["node1".into(), "node2".into()],
+            images: &["netbox".into()],
+        };
+        load_all(dir.path(), &known).map(|mut s| s.remove(0))
     }
 
     fn rejected(toml: &str) -> LocatedError {
@@ -463,6 +512,34 @@ mod tests {
     }
 
     const TEST: &str = "[[test]]\nname = \"t\"\nrun = \"true\"\n";
+
+    #[test]
+    fn images_are_checked_against_the_lab_s_recipes() {
+        let s = load(
+            "s",
+            &format!("vms = [\"node1\"]\nimages = [\"netbox\"]\n{TEST}"),
+        )
+        .unwrap();
+        assert_eq!(s.images, vec!["netbox"]);
+        assert!(
+            load("s", &format!("vms = [\"node1\"]\n{TEST}"))
+                .unwrap()
+                .images
+                .is_empty()
+        );
+        let e = rejected(&format!("vms = [\"node1\"]\nimages = [\"alpine\"]\n{TEST}"));
+        assert_eq!(
+            (e.line, e.column, e.key.as_deref()),
+            (2, 11, Some("images"))
+        );
+        assert_eq!(e.message, "unknown image `alpine`");
+        assert_eq!(e.hint.as_deref(), Some("the lab's image recipes: netbox"));
+        let e = rejected(&format!(
+            "vms = [\"node1\"]\nimages = [\"netbox\", \"netbox\"]\n{TEST}"
+        ));
+        assert_eq!((e.line, e.column), (2, 21));
+        assert!(e.message.contains("named twice"), "{}", e.message);
+    }
 
     #[test]
     fn a_suite_with_nothing_to_run_is_refused() {

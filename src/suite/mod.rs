@@ -17,7 +17,7 @@ use crate::config::located::LocatedError;
 pub use crate::model::record::{Direction, MetricSpec};
 
 pub use env::lab_variables;
-pub use file::load_all;
+pub use file::{Known, load_all};
 pub use select::select;
 
 /// The manifest every suite directory holds.
@@ -40,6 +40,11 @@ pub struct Suite {
     /// Start from VMs put back to their state right after boot (the default), rather than as
     /// the previous suite left them.
     pub pristine: bool,
+    /// Container images loaded into each of its VMs before its setup (`images/<name>/`).
+    pub images: Vec<String>,
+    /// Setup and teardown steps of different VMs run side by side, each VM's in their order
+    /// (`side_by_side = true`); by default every step waits for the one before.
+    pub side_by_side: bool,
 }
 
 /// A command run in one VM, from the suite's directory, as root.

@@ -101,7 +101,11 @@ mod tests {
             )
             .unwrap();
         }
-        super::super::load_all(dir.path(), &["node1".to_string()]).unwrap()
+        let known = super::super::Known {
+            vms: &["node1".to_string()],
+            images: &[],
+        };
+        super::super::load_all(dir.path(), &known).unwrap()
     }
 
     fn pick(patterns: &[&str]) -> Result<Vec<(String, Vec<String>)>, String> {

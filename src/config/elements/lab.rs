@@ -11,6 +11,9 @@ use crate::config::located::{LocatedError, SourceFile};
 /// The box recipe a lab has when `lab.box` is not set and this directory exists.
 pub const DEFAULT_BOX_RECIPE: &str = "boxes/debian12";
 
+/// The directory of container image recipes when `lab.images` is not set.
+pub const DEFAULT_IMAGES: &str = "images";
+
 /// `[lab]` as written, before paths are resolved and checked.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +23,7 @@ pub(in crate::config) struct RawLab {
     artifacts: Option<Spanned<PathBuf>>,
     #[serde(rename = "box")]
     box_recipe: Option<Spanned<PathBuf>>,
+    images: Option<Spanned<PathBuf>>,
     provision: Option<bool>,
 }
 
@@ -30,12 +34,14 @@ pub(in crate::config) struct Lab {
     pub suites_dir: PathBuf,
     pub artifacts_dir: PathBuf,
     pub box_recipe: Option<PathBuf>,
+    pub images_dir: PathBuf,
     pub provision: bool,
 }
 
 impl RawLab {
     /// Resolves every path under `root` and applies the defaults: `Vagrantfile`, `suites`,
-    /// `artifacts`, [`DEFAULT_BOX_RECIPE`] when that directory exists, provisioners on.
+    /// `artifacts`, [`DEFAULT_BOX_RECIPE`] when that directory exists, `images` (which need not
+    /// exist unless set), provisioners on.
     pub(in crate::config) fn resolve(
         &self,
         file: &SourceFile,
@@ -61,6 +67,10 @@ impl RawLab {
                 true,
             )?),
         };
+        let images_dir = match &self.images {
+            None => root.join(DEFAULT_IMAGES),
+            given => existing(file, root, given, DEFAULT_IMAGES, "lab.images", true)?,
+        };
         let artifacts_dir = root.join(
             self.artifacts
                 .as_ref()
@@ -71,6 +81,7 @@ impl RawLab {
             suites_dir,
             artifacts_dir,
             box_recipe,
+            images_dir,
             provision: self.provision.unwrap_or(true),
         })
     }
@@ -122,6 +133,7 @@ mod tests {
         assert_eq!(c.suites_dir, c.root.join("suites"));
         assert_eq!(c.artifacts_dir, c.root.join("artifacts"));
         assert_eq!(c.box_recipe, None, "no boxes/debian12 here");
+        assert_eq!(c.images_dir, c.root.join("images"), "need not exist");
         assert!(c.provision);
     }
 
@@ -135,12 +147,15 @@ mod tests {
 
     #[test]
     fn settings_are_relative_to_the_lab_root() {
-        let dir = lab("[lab]\nvagrantfile = \"vm/Vf\"\nartifacts = \"out\"\nprovision = false\n");
-        std::fs::create_dir(dir.path().join("vm")).unwrap();
+        let dir = lab(
+            "[lab]\nvagrantfile = \"vm/Vf\"\nartifacts = \"out\"\nimages = \"vm/img\"\nprovision = false\n",
+        );
+        std::fs::create_dir_all(dir.path().join("vm/img")).unwrap();
         std::fs::write(dir.path().join("vm/Vf"), "").unwrap();
         let c = load(&dir).unwrap();
         assert_eq!(c.vagrantfile, c.root.join("vm/Vf"));
         assert_eq!(c.artifacts_dir, c.root.join("out"));
+        assert_eq!(c.images_dir, c.root.join("vm/img"));
         assert!(!c.provision);
     }
 
