@@ -1,8 +1,9 @@
 //! End to end with real VMs: `metalab run` on real Vagrant + libvirt + QEMU. Few and purposeful,
 //! because each one boots VMs: the bundled suites pass, a broken test fails the run, suites share
 //! the host side by side, and the developer's loop (where every round starts from the pristine
-//! snapshot: no file, namespace, nftables table or stale clock of the round before). After every
-//! one of them, no libvirt domain, network or volume of the run is left. Signals, SIGKILL and reap are covered by scripts/fault-injection.
+//! snapshot: no file, namespace, nftables table, container or stale clock of the round before).
+//! After every one of them, no libvirt domain, network or volume of the run is left. Signals,
+//! SIGKILL and reap are covered by scripts/fault-injection.
 
 mod common;
 
@@ -48,6 +49,41 @@ fn the_bundled_suites_pass_in_real_vms_and_nothing_is_left() {
         samples.iter().all(|v| v.as_f64().unwrap() > 0.01),
         "{samples:?}"
     );
+    // The containers suite ran Docker containers from the image built offline, and measured
+    // the runtime's networking.
+    let containers = results["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "containers")
+        .unwrap();
+    assert_eq!(
+        containers["tests"].as_array().unwrap().len(),
+        7,
+        "{containers}"
+    );
+    for bench in containers["benchmarks"].as_array().unwrap() {
+        let samples = bench["metrics"][0]["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), 3, "{bench}");
+        assert!(samples.iter().all(|v| v.as_f64().unwrap() > 0.0), "{bench}");
+    }
+    let loaded = std::fs::read_to_string(repo().join(format!(
+        "artifacts/{}/containers/images.log",
+        run_id_of(&results)
+    )))
+    .unwrap();
+    assert!(
+        loaded.contains("loading image netbox into node2"),
+        "{loaded}"
+    );
+    // Its VMs' setups ran side by side, each to a log of its own.
+    for vm in ["node1", "node2"] {
+        let setup = repo().join(format!(
+            "artifacts/{}/containers/setup-{vm}.log",
+            run_id_of(&results)
+        ));
+        assert!(setup.is_file(), "{}", setup.display());
+    }
     assert_eq!(results["box"]["sha256"].as_str().unwrap().len(), 64);
     let junit = std::fs::read_to_string(repo().join("artifacts/latest/junit.xml")).unwrap();
     assert!(
@@ -166,12 +202,13 @@ fn a_broken_test_fails_the_run_and_the_vms_are_still_destroyed() {
     );
 }
 
-/// Leaves a file, a network namespace and an nftables table behind.
+/// Leaves a file, a network namespace, an nftables table and a Docker container behind.
 const MARKS: &str = r#"
 vms = ["node1"]
+images = ["netbox"]
 [[test]]
 name = "mark"
-run = "touch /root/marker && ip netns add leftover && nft add table inet leftover"
+run = "touch /root/marker && ip netns add leftover && nft add table inet leftover && docker run -d --name leftover netbox sleep 3600"
 "#;
 
 /// Passes only on a VM that has none of what `MARKS` leaves, and whose clock is now (a VM put
@@ -187,6 +224,9 @@ run = "! ip netns list | grep -q leftover"
 [[test]]
 name = "no-nft-table"
 run = "! nft list tables | grep -q leftover"
+[[test]]
+name = "no-container"
+run = "test -z \"$(ls -A /var/lib/docker/containers 2>/dev/null)\""
 [[test]]
 name = "clock-is-now"
 run = "test $(( $(date +%s) - METALAB_NOW )) -lt 120 -a $(( METALAB_NOW - $(date +%s) )) -lt 120"
@@ -292,7 +332,7 @@ fn the_developer_loop_up_run_on_login_exec_status_destroy() {
     let dirty = on(&["--no-revert", "clean"]);
     assert_eq!(dirty.status.code(), Some(1), "{}", text(&dirty));
     let dirty = lab.results();
-    for marker in ["no-marker", "no-namespace", "no-nft-table"] {
+    for marker in ["no-marker", "no-namespace", "no-nft-table", "no-container"] {
         let test = dirty["suites"][0]["tests"]
             .as_array()
             .unwrap()

@@ -2,7 +2,8 @@
 # The throughput suite's lab. Usage: bench.sh up-node1 | up-node2 | down
 #   up-node1  iperf3 and sockperf servers in container ts (10.220.0.2) and client container tc
 #             (10.220.0.3) on bridge br-t; tc also reaches node2's container through node1
-#   up-node2  an iperf3 server in container tr (10.221.2.2) behind bridge br-t2 (10.221.2.1)
+#   up-node2  iperf3 and sockperf servers in container tr (10.221.2.2) behind bridge br-t2
+#             (10.221.2.1)
 set -euo pipefail
 # The arguments (verb and count) are checked before anything touches the VM's network.
 case ${1:-}:$# in
@@ -37,6 +38,7 @@ case $1 in
     container_up tr br-t2 10.221.2.2/24 10.221.2.1
     ip route replace 10.220.0.0/24 via "$(other_ip 1)"
     serve tr iperf3 -s
+    serve tr sockperf server --tcp -i 10.221.2.2 -p 11111
     ;;
   down)
     pkill -f 'iperf3 -s' 2>/dev/null || true

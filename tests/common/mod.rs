@@ -35,6 +35,7 @@ impl ScratchLab {
             dir.path().join("boxes/debian12"),
         )
         .unwrap();
+        std::os::unix::fs::symlink(repo().join("images"), dir.path().join("images")).unwrap();
         let suites_dir = dir.path().join("suites");
         std::fs::create_dir_all(&suites_dir).unwrap();
         for (name, toml) in suites {
