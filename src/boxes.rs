@@ -95,25 +95,7 @@ impl Recipe {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let out = dir.join(BOX_FILE);
-        let script = format!(
-            "{} {}",
-            sh_quote(&self.dir.join("build.sh").display().to_string()),
-            sh_quote(&out.display().to_string())
-        );
-        let cmd = Command::new(script, BUILD_TIMEOUT)
-            .env(
-                "DEBOOTSTRAP_CACHE",
-                state.debootstrap_cache().display().to_string(),
-            )
-            .sudo(true);
-        let outcome = crate::transport::local::Local.exec(&cmd, sink).await?;
-        if !outcome.success() {
-            bail!(
-                "{} failed ({})",
-                self.dir.join("build.sh").display(),
-                outcome.describe()
-            );
-        }
+        run_recipe(&self.dir, &out, state, BUILD_TIMEOUT, sink).await?;
         let info = BoxInfo {
             name: self.box_name(),
             version: chrono::Utc::now().format("%Y%m%d.%H%M%S.0").to_string(),
@@ -182,6 +164,35 @@ impl BuiltBox {
         }
         Ok(true)
     }
+}
+
+/// Runs a recipe's `build.sh OUT` on this machine, as root, with debootstrap's package cache in
+/// `DEBOOTSTRAP_CACHE`; its failure is an error naming the script. Boxes and container images
+/// are built this way.
+pub async fn run_recipe(
+    dir: &Path,
+    out: &Path,
+    state: &StateDir,
+    timeout: Duration,
+    sink: &mut dyn OutputSink,
+) -> anyhow::Result<()> {
+    let build = dir.join("build.sh");
+    let script = format!(
+        "{} {}",
+        sh_quote(&build.display().to_string()),
+        sh_quote(&out.display().to_string())
+    );
+    let cmd = Command::new(script, timeout)
+        .env(
+            "DEBOOTSTRAP_CACHE",
+            state.debootstrap_cache().display().to_string(),
+        )
+        .sudo(true);
+    let outcome = crate::transport::local::Local.exec(&cmd, sink).await?;
+    if !outcome.success() {
+        bail!("{} failed ({})", build.display(), outcome.describe());
+    }
+    Ok(())
 }
 
 /// sha256 over every file of a recipe directory: relative path and content, in sorted order.

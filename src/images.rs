@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::boxes::recipe_hash;
+use crate::boxes::{recipe_hash, run_recipe};
 use crate::state::{FileLock, StateDir};
 use crate::transport::{Command, Outcome, OutputSink, Transport, TransportError, sh_quote};
 
@@ -93,31 +93,16 @@ impl ImageRecipe {
         out: &Path,
         sink: &mut dyn OutputSink,
     ) -> anyhow::Result<()> {
-        let script = self.dir.join("build.sh");
         let scratch = out.with_extension("tar.building");
         let _ = std::fs::remove_file(&scratch);
-        let cmd = Command::new(
-            format!(
-                "{} {}",
-                sh_quote(&script.display().to_string()),
-                sh_quote(&scratch.display().to_string())
-            ),
-            BUILD_TIMEOUT,
-        )
-        .env(
-            "DEBOOTSTRAP_CACHE",
-            state.debootstrap_cache().display().to_string(),
-        )
-        .sudo(true);
-        let outcome = crate::transport::local::Local.exec(&cmd, sink).await?;
-        if !outcome.success() {
+        if let Err(e) = run_recipe(&self.dir, &scratch, state, BUILD_TIMEOUT, sink).await {
             let _ = std::fs::remove_file(&scratch);
-            bail!("{} failed ({})", script.display(), outcome.describe());
+            return Err(e);
         }
         if !scratch.is_file() {
             bail!(
                 "{} succeeded but wrote no image at {} (its first argument)",
-                script.display(),
+                self.dir.join("build.sh").display(),
                 scratch.display()
             );
         }
