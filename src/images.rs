@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::boxes::{recipe_hash, run_recipe};
+use crate::model::record::ImageInfo;
 use crate::state::{FileLock, StateDir};
 use crate::transport::{Command, Outcome, OutputSink, Transport, TransportError, sh_quote};
 
@@ -112,6 +113,14 @@ impl ImageRecipe {
 }
 
 impl BuiltImage {
+    /// What the run's record keeps of it.
+    pub fn info(&self) -> ImageInfo {
+        ImageInfo {
+            name: self.name.clone(),
+            recipe_hash: self.recipe_hash.clone(),
+        }
+    }
+
     /// Loads the image into a VM as `<name>:latest`, starting Docker there first when it is not
     /// running (the bundled box starts it only in the VMs of suites that name an image).
     pub async fn load(

@@ -76,6 +76,7 @@ fn the_bundled_suites_pass_in_real_vms_and_nothing_is_left() {
         loaded.contains("loading image netbox into node2"),
         "{loaded}"
     );
+    assert_eq!(results["images"][0]["name"], "netbox", "{results}");
     // Its VMs' setups ran side by side, each to a log of its own.
     for vm in ["node1", "node2"] {
         let setup = repo().join(format!(

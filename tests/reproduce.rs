@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::text;
 use metalab::exit::Status;
 use metalab::ids::RunId;
-use metalab::model::record::{RunRecord, SuiteRecord, TestOutcome, TestRecord};
+use metalab::model::record::{ImageInfo, RunRecord, SuiteRecord, TestOutcome, TestRecord};
 
 /// A lab in a git repository: node1, and three suites.
 struct Lab {
@@ -243,6 +243,48 @@ fn a_tree_at_another_commit_is_refused_with_what_differs_unless_told_to_go_on() 
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("has no failed test"), "{}", text(&out));
+}
+
+#[test]
+fn the_runs_container_images_are_checked_against_this_trees_recipes() {
+    let lab = Lab::new(VAGRANTFILE, "");
+    lab.write("images/netbox/build.sh", "#!/bin/sh\n: > \"$1\"\n");
+    lab.git("add -A && git -c user.email=t@t -c user.name=t commit -qm image");
+    let ours = metalab::boxes::recipe_hash(&lab.path().join("images/netbox")).unwrap();
+    let ci = tempfile::tempdir().unwrap();
+    let results = lab.ci_run(ci.path(), &["net"]);
+    let mut record: RunRecord =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    record.images = vec![
+        ImageInfo {
+            name: "netbox".into(),
+            recipe_hash: ours.clone(),
+        },
+        ImageInfo {
+            name: "alpine".into(),
+            recipe_hash: "0".repeat(64),
+        },
+    ];
+    std::fs::write(&results, serde_json::to_string(&record).unwrap()).unwrap();
+    let source = results.display().to_string();
+    let shown = text(&lab.metalab(&["reproduce", &source, "--dry-run"]));
+    assert!(
+        shown.contains(&format!(
+            "image netbox: the recipe is the run's ({})",
+            &ours[..12]
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("image alpine: this lab has no recipe for it"),
+        "{shown}"
+    );
+    lab.write("images/netbox/packages", "busybox\n");
+    let shown = text(&lab.metalab(&["reproduce", &source, "--go-on", "--dry-run"]));
+    assert!(
+        shown.contains("image netbox: the recipe differs from the run's"),
+        "{shown}"
+    );
 }
 
 /// With a real VM: the CI failure happens again here, with CI's LAB_KNOB, and the VM stays

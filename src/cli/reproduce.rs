@@ -74,6 +74,9 @@ pub async fn reproduce(
     ));
     check_commit(&record, &lab.root, args.go_on).map_err(bad)?;
     say(&box_note(&record, lab.box_recipe.as_deref()));
+    for note in image_notes(&record, &lab.images_dir) {
+        say(&note);
+    }
     let lab_env: Vec<(String, String)> = record.lab_env.clone().into_iter().collect();
     if !lab_env.is_empty() {
         let vars: Vec<String> = lab_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -243,6 +246,40 @@ fn box_note(record: &RunRecord, recipe: Option<&Path>) -> String {
             theirs.name, theirs.version
         ),
     }
+}
+
+/// Whether each container image the run loaded will be the run's: built from the same recipe
+/// (cached by its hash), or from this tree's other one.
+fn image_notes(record: &RunRecord, images_dir: &Path) -> Vec<String> {
+    record
+        .images
+        .iter()
+        .map(|theirs| {
+            let dir = images_dir.join(&theirs.name);
+            if !dir.join("build.sh").is_file() {
+                return format!(
+                    "image {}: this lab has no recipe for it ({} has no build.sh)",
+                    theirs.name,
+                    dir.display()
+                );
+            }
+            match crate::boxes::recipe_hash(&dir) {
+                Ok(ours) if ours == theirs.recipe_hash => format!(
+                    "image {}: the recipe is the run's ({})",
+                    theirs.name,
+                    short(&ours)
+                ),
+                Ok(ours) => format!(
+                    "image {}: the recipe differs from the run's (recipe {} here, {} in the run): \
+                     the image is built from this tree's recipe",
+                    theirs.name,
+                    short(&ours),
+                    short(&theirs.recipe_hash)
+                ),
+                Err(e) => format!("image {}: the recipe cannot be read: {e:#}", theirs.name),
+            }
+        })
+        .collect()
 }
 
 fn short(hash: &str) -> &str {

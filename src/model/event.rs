@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::record::{BenchRecord, BoxInfo, Conditions, TestRecord};
+use super::record::{BenchRecord, BoxInfo, Conditions, ImageInfo, TestRecord};
 use crate::exit::Status;
 use crate::ids::RunId;
 
@@ -94,6 +94,8 @@ pub enum EventKind {
         log: Option<PathBuf>,
     },
     BoxReady(BoxInfo),
+    /// The container images the suites name, built (or found in the cache).
+    ImagesReady(Vec<ImageInfo>),
     /// What the run measures on, once the VMs' accelerator is known.
     Conditions(Conditions),
     VmReady {

@@ -31,6 +31,9 @@ pub struct RunRecord {
     pub status: Status,
     #[serde(rename = "box")]
     pub box_info: Option<BoxInfo>,
+    /// The container images the suites named, built for the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageInfo>,
     /// What the numbers were measured on; benchmark samples from different conditions are
     /// never compared silently.
     #[serde(default)]
@@ -87,6 +90,13 @@ pub struct BoxInfo {
     pub name: String,
     pub version: String,
     pub sha256: String,
+    pub recipe_hash: String,
+}
+
+/// A container image a run loaded: its name and the hash of the recipe it was built from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageInfo {
+    pub name: String,
     pub recipe_hash: String,
 }
 
@@ -241,6 +251,7 @@ impl RunRecord {
             duration: Duration::ZERO,
             status: Status::Passed,
             box_info: None,
+            images: Vec::new(),
             conditions: None,
             vms: Vec::new(),
             phases: Vec::new(),
@@ -269,6 +280,7 @@ impl RunRecord {
                 log: log.clone(),
             }),
             EventKind::BoxReady(info) => self.box_info = Some(info.clone()),
+            EventKind::ImagesReady(images) => self.images = images.clone(),
             EventKind::Conditions(c) => self.conditions = Some(c.clone()),
             EventKind::VmReady { vm, scope, address } => self.vms.push(VmRecord {
                 name: vm.clone(),

@@ -144,6 +144,7 @@ fn went_wrong(kind: &EventKind) -> bool {
         | EventKind::PhaseStarted { .. }
         | EventKind::PhaseProgress { .. }
         | EventKind::BoxReady(_)
+        | EventKind::ImagesReady(_)
         | EventKind::Conditions(_)
         | EventKind::VmReady { .. }
         | EventKind::SuiteStarted { .. }
@@ -206,6 +207,14 @@ fn show(kind: &EventKind) -> Option<Show> {
         EventKind::BoxReady(b) => Show::Line(format!(
             "box      {} {} (sha256 {})",
             b.name, b.version, b.sha256
+        )),
+        EventKind::ImagesReady(images) => Show::Line(format!(
+            "images   {}",
+            images
+                .iter()
+                .map(|i| format!("{} (recipe {})", i.name, &i.recipe_hash[..16]))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         EventKind::Conditions(c) => Show::Line(format!(
             "host     {} ({} cores, {}), kernel {}; VMs {} vCPU, {} MiB, {}",

@@ -49,18 +49,10 @@ pub(super) async fn build(
             let mut built = Vec::new();
             for name in names {
                 let recipe = ImageRecipe::new(&env.config.images_dir, name);
-                let image = recipe.ensure_built(env.state, &mut sink).await?;
-                env.events.emit(EventKind::PhaseProgress {
-                    phase: Phase::Images,
-                    scope: String::new(),
-                    message: format!(
-                        "{name}: {} (recipe {})",
-                        image.path.display(),
-                        &image.recipe_hash[..16]
-                    ),
-                });
-                built.push(image);
+                built.push(recipe.ensure_built(env.state, &mut sink).await?);
             }
+            let infos = built.iter().map(BuiltImage::info).collect();
+            env.events.emit(EventKind::ImagesReady(infos));
             Ok(built)
         },
     )
