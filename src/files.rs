@@ -34,6 +34,22 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bytes of the regular files under `path` (or of `path` itself), as far as they can be read.
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return if meta.is_file() { meta.len() } else { 0 };
+    }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| disk_usage(&e.path()))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

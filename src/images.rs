@@ -34,6 +34,45 @@ pub fn available(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The builds in the cache that no current recipe makes (their recipe changed, or is gone),
+/// but the `keep` newest of each image: what `metalab box prune` removes.
+pub fn stale_builds(state: &StateDir, images_dir: &Path, keep: usize) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(state.images()) else {
+        return Vec::new();
+    };
+    let mut by_image: std::collections::BTreeMap<String, Vec<(std::time::SystemTime, PathBuf)>> =
+        Default::default();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some((name, hash)) = file_name.rsplit_once('-') else {
+            continue;
+        };
+        if hash.len() != 16 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue; // not a build's directory
+        }
+        let recipe = images_dir.join(name);
+        let current = recipe_hash(&recipe)
+            .ok()
+            .filter(|_| recipe.join("build.sh").is_file());
+        if current.is_some_and(|h| h.starts_with(hash)) {
+            continue;
+        }
+        let built = entry.metadata().and_then(|m| m.modified());
+        let built = built.unwrap_or(std::time::UNIX_EPOCH);
+        by_image
+            .entry(name.to_string())
+            .or_default()
+            .push((built, entry.path()));
+    }
+    let mut stale = Vec::new();
+    for (_, mut builds) in by_image {
+        builds.sort_by_key(|b| std::cmp::Reverse(b.0));
+        stale.extend(builds.into_iter().skip(keep).map(|(_, path)| path));
+    }
+    stale.sort();
+    stale
+}
+
 /// One image's recipe.
 #[derive(Debug, Clone)]
 pub struct ImageRecipe {
@@ -205,6 +244,37 @@ mod tests {
             std::fs::read_to_string(counter.path()).unwrap(),
             "built\nbuilt\n"
         );
+    }
+
+    #[tokio::test]
+    async fn builds_of_changed_or_removed_recipes_are_stale_but_the_current_one() {
+        let (lab, r) = recipe("#!/bin/sh\necho rootfs > \"$1\"\n");
+        let images_dir = lab.path().join("images");
+        let state = tempfile::tempdir().unwrap();
+        let state = StateDir::at(state.path().to_path_buf());
+        let first = r
+            .ensure_built(&state, &mut Collect::default())
+            .await
+            .unwrap();
+        assert!(stale_builds(&state, &images_dir, 0).is_empty());
+        std::fs::write(r.dir.join("packages"), "busybox\n").unwrap();
+        let second = r
+            .ensure_built(&state, &mut Collect::default())
+            .await
+            .unwrap();
+        let first_dir = first.path.parent().unwrap().to_path_buf();
+        assert_eq!(
+            stale_builds(&state, &images_dir, 0),
+            vec![first_dir.clone()]
+        );
+        assert!(
+            stale_builds(&state, &images_dir, 1).is_empty(),
+            "kept: the newest other"
+        );
+        std::fs::remove_dir_all(&r.dir).unwrap();
+        let mut gone = vec![first_dir, second.path.parent().unwrap().to_path_buf()];
+        gone.sort();
+        assert_eq!(stale_builds(&state, &images_dir, 0), gone);
     }
 
     #[tokio::test]

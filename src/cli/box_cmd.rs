@@ -24,7 +24,8 @@ pub enum BoxCommand {
     Build,
     /// Remove old versions of the box from this machine and the ssh provider's hosts: the box file,
     /// Vagrant's registration and the base volume in the `metalab` storage pool (together about
-    /// 1 GB per version).
+    /// 1 GB per version); and this machine's builds of container images whose recipe changed or
+    /// is gone.
     ///
     /// Every change to the box recipe builds a new version and leaves the old one behind. Kept:
     /// the version the current recipe built, any version a libvirt domain or volume still uses
@@ -97,7 +98,54 @@ async fn prune(
             status = Status::InfraError;
         }
     }
+    if let Err(e) = prune_images(config, state, keep, dry_run).await {
+        eprintln!("metalab: error: {e:#}");
+        status = Status::InfraError;
+    }
     Ok(status)
+}
+
+/// Removes the image builds no current recipe makes, each checked gone afterwards.
+async fn prune_images(
+    config: &Config,
+    state: &StateDir,
+    keep: usize,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let stale = crate::images::stale_builds(state, &config.images_dir, keep);
+    if stale.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "container images built here ({}):",
+        state.images().display()
+    );
+    let mut failed = Vec::new();
+    for dir in stale {
+        let size = crate::files::disk_usage(&dir);
+        let shown = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if dry_run {
+            println!("  {shown}  would remove ({})", megabytes(size));
+            continue;
+        }
+        // Said removed only when it is gone.
+        let _ = std::fs::remove_dir_all(&dir);
+        match dir.exists() {
+            false => println!("  {shown}  removed ({})", megabytes(size)),
+            true => {
+                println!("  {shown}  NOT removed: still there");
+                failed.push(shown);
+            }
+        }
+    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => anyhow::bail!("image builds not removed: {}", failed.join(", ")),
+    }
 }
 
 async fn prune_host(
