@@ -207,6 +207,18 @@ mod tests {
         (lab, r)
     }
 
+    fn state_dir() -> (tempfile::TempDir, StateDir) {
+        let home = tempfile::tempdir().unwrap();
+        let state = StateDir::at(home.path().to_path_buf());
+        (home, state)
+    }
+
+    async fn built(r: &ImageRecipe, state: &StateDir) -> BuiltImage {
+        r.ensure_built(state, &mut Collect::default())
+            .await
+            .unwrap()
+    }
+
     #[test]
     fn only_directories_with_a_build_script_are_images() {
         let (lab, _) = recipe("#!/bin/sh\n");
@@ -221,24 +233,14 @@ mod tests {
         let count = counter.path().display();
         let script = format!("#!/bin/sh\necho built >> {count}\necho rootfs > \"$1\"\n");
         let (_lab, r) = recipe(&script);
-        let state = tempfile::tempdir().unwrap();
-        let state = StateDir::at(state.path().to_path_buf());
-        let first = r
-            .ensure_built(&state, &mut Collect::default())
-            .await
-            .unwrap();
-        let again = r
-            .ensure_built(&state, &mut Collect::default())
-            .await
-            .unwrap();
+        let (_home, state) = state_dir();
+        let first = built(&r, &state).await;
+        let again = built(&r, &state).await;
         assert_eq!(first, again);
         assert_eq!(std::fs::read_to_string(&first.path).unwrap(), "rootfs\n");
         assert_eq!(std::fs::read_to_string(counter.path()).unwrap(), "built\n");
         std::fs::write(r.dir.join("packages"), "busybox\n").unwrap();
-        let changed = r
-            .ensure_built(&state, &mut Collect::default())
-            .await
-            .unwrap();
+        let changed = built(&r, &state).await;
         assert_ne!(changed.recipe_hash, first.recipe_hash);
         assert_eq!(
             std::fs::read_to_string(counter.path()).unwrap(),
@@ -250,18 +252,11 @@ mod tests {
     async fn builds_of_changed_or_removed_recipes_are_stale_but_the_current_one() {
         let (lab, r) = recipe("#!/bin/sh\necho rootfs > \"$1\"\n");
         let images_dir = lab.path().join("images");
-        let state = tempfile::tempdir().unwrap();
-        let state = StateDir::at(state.path().to_path_buf());
-        let first = r
-            .ensure_built(&state, &mut Collect::default())
-            .await
-            .unwrap();
+        let (_home, state) = state_dir();
+        let first = built(&r, &state).await;
         assert!(stale_builds(&state, &images_dir, 0).is_empty());
         std::fs::write(r.dir.join("packages"), "busybox\n").unwrap();
-        let second = r
-            .ensure_built(&state, &mut Collect::default())
-            .await
-            .unwrap();
+        let second = built(&r, &state).await;
         let first_dir = first.path.parent().unwrap().to_path_buf();
         assert_eq!(
             stale_builds(&state, &images_dir, 0),
@@ -280,8 +275,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_build_leaves_nothing_taken_for_the_image() {
         let (_lab, r) = recipe("#!/bin/sh\necho half > \"$1\"\necho 'no mirror' >&2\nexit 1\n");
-        let state = tempfile::tempdir().unwrap();
-        let state = StateDir::at(state.path().to_path_buf());
+        let (_home, state) = state_dir();
         let mut out = Collect::default();
         let e = r.ensure_built(&state, &mut out).await.unwrap_err();
         assert!(
