@@ -167,19 +167,39 @@ impl OutputSink for Tail<'_> {
     }
 }
 
-/// The last line of a Vagrant command's output that says something: its error, usually. An
-/// exception Vagrant did not handle says it before its backtrace (`file:1:in `x': what (Class)`).
+/// What a Vagrant command said last, on one line: its error. Vagrant prints the error as a block
+/// after its last progress line (`==> vm: ...`), often over several lines and paragraphs that
+/// end in a detail such as `Provider: libvirt`, so the whole block is given (up to
+/// [`LAST_WORDS`] characters); the VMs' own output (indented) is not part of it. An exception
+/// Vagrant did not handle says what it is before its backtrace (`file:1:in `x': what (Class)`).
 fn last_words(text: &str) -> String {
-    let said = text.lines().rev().find(|l| {
-        let t = l.trim();
-        !t.is_empty() && !l.starts_with("==>") && !l.starts_with(' ') && !t.starts_with("from ")
-    });
-    said.map(|l| {
-        let what = l.split_once("': ").map_or(l, |(_, what)| what);
-        format!(": {}", what.trim())
-    })
-    .unwrap_or_default()
+    let lines: Vec<&str> = text.lines().collect();
+    let after = lines
+        .iter()
+        .rposition(|l| l.starts_with("==>"))
+        .map_or(0, |i| i + 1);
+    let said: Vec<&str> = lines[after..]
+        .iter()
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| l.trim())
+        .filter(|t| !t.is_empty() && !t.starts_with("from "))
+        .collect();
+    let Some(first) = said.first() else {
+        return String::new();
+    };
+    if first.contains(":in `") {
+        let what = first.split_once("': ").map_or(*first, |(_, what)| what);
+        return format!(": {what}");
+    }
+    let words = said.join(" ");
+    match words.char_indices().nth(LAST_WORDS) {
+        Some((cut, _)) => format!(": {}…", &words[..cut]),
+        None => format!(": {words}"),
+    }
 }
+
+/// The most of Vagrant's error that [`last_words`] gives.
+const LAST_WORDS: usize = 400;
 
 #[cfg(test)]
 mod tests {
@@ -199,5 +219,26 @@ mod tests {
             ": The box 'x' could not be found."
         );
         assert_eq!(last_words("==> a: only progress\n"), "");
+    }
+
+    #[test]
+    fn an_error_over_several_lines_is_given_whole_not_its_last_detail() {
+        let out = "==> node1: Waiting for machine to boot. This may take a few minutes...\n\
+                   The guest machine entered an invalid state while waiting for it\n\
+                   to boot.\n\nProvider: libvirt\n";
+        assert_eq!(
+            last_words(out),
+            ": The guest machine entered an invalid state while waiting for it to boot. \
+             Provider: libvirt"
+        );
+        let provision = "==> node1: Running provisioner: shell...\n    node1: no route to the NOC\n\
+                         The SSH command responded with a non-zero exit status.\n";
+        assert_eq!(
+            last_words(provision),
+            ": The SSH command responded with a non-zero exit status."
+        );
+        let long = format!("==> a: x\n{}\n", "word ".repeat(200));
+        assert!(last_words(&long).ends_with('…'));
+        assert!(last_words(&long).chars().count() <= LAST_WORDS + 3);
     }
 }
