@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod junit_schema;
+pub mod postgres;
 pub mod relay;
 pub mod sshd;
 
