@@ -12,6 +12,11 @@
 //! selection's order. Every shard must read the same durations, or the shares of two machines
 //! can overlap or leave a suite out; each shard records the whole split in its results, so
 //! `metalab report merge` notices.
+//!
+//! Shards that share a history (a PostgreSQL server, or one host's file) agree without a file
+//! passed around: the shards of one pipeline name the same plan ([`plan_id`]), the first of them
+//! to start stores the durations it read under that name, and the others take those, however
+//! many runs end in between.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +24,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::history::History;
+use crate::history::{History, Location, StoredPlan};
 use crate::model::record::{RunRecord, ShardRecord};
 
 /// How many of the newest runs the durations come from.
@@ -60,6 +65,29 @@ impl fmt::Display for ShardSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
     }
+}
+
+/// The variable that names a pipeline's shard plan, when the CI system's own do not.
+pub const PLAN_ENV: &str = "METALAB_SHARD_PLAN";
+
+/// The shard plan of this pipeline: `METALAB_SHARD_PLAN`, else the CI system's id of the
+/// pipeline (GitHub Actions' run, without its attempt, so that a re-run job gets the split of
+/// the first attempt; Jenkins' build tag; GitLab's pipeline). `None` outside a pipeline.
+pub fn plan_id() -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(id) = var(PLAN_ENV) {
+        return Some(id);
+    }
+    if let (Some(repo), Some(run)) = (var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
+        return Some(format!("github:{repo}:{run}"));
+    }
+    if let Some(tag) = var("BUILD_TAG") {
+        return Some(format!("jenkins:{tag}"));
+    }
+    let (project, pipeline) = (var("CI_PROJECT_PATH"), var("CI_PIPELINE_ID"));
+    project
+        .zip(pipeline)
+        .map(|(p, id)| format!("gitlab:{p}:{id}"))
 }
 
 /// Each suite's typical duration, as the split weighs it.
@@ -113,12 +141,41 @@ impl Durations {
         Ok(Durations::from_records(&records, source))
     }
 
-    /// The durations in the history at `db`; none when there is no such file yet.
-    pub fn from_history_file(db: &Path) -> anyhow::Result<Durations> {
-        if !db.is_file() {
-            return Ok(Durations::none(&format!("no history at {}", db.display())));
+    /// The durations in the history at `db`; none when it is a file that does not exist yet.
+    pub fn from_history_at(db: &Location) -> anyhow::Result<Durations> {
+        if db.file().is_some_and(|f| !f.is_file()) {
+            return Ok(Durations::none(&format!("no history at {db}")));
         }
-        Durations::from_history(&History::open(db)?, &db.display().to_string())
+        Durations::from_history(&History::open(db)?, &db.to_string())
+    }
+
+    /// The durations every shard of plan `plan_id` agrees on: those the first of them to ask
+    /// found in the history, which the history keeps for the others (see
+    /// [`History::shard_plan`]), however many runs end in between.
+    pub fn agreed(db: &Location, plan_id: &str) -> anyhow::Result<Durations> {
+        let history = History::open(db)?;
+        let mine = Durations::from_history(&history, &db.to_string())?;
+        let proposed = StoredPlan {
+            source: mine.source.clone(),
+            durations: serde_json::to_string(&mine.millis_by_suite())?,
+        };
+        let agreed = history.shard_plan(plan_id, &proposed)?;
+        let millis: BTreeMap<String, u64> = serde_json::from_str(&agreed.durations)
+            .map_err(|e| anyhow::anyhow!("shard plan {plan_id} in {db} is unreadable: {e}"))?;
+        Ok(Durations {
+            by_suite: millis
+                .into_iter()
+                .map(|(k, v)| (k, Duration::from_millis(v)))
+                .collect(),
+            source: format!("{} (shard plan {plan_id})", agreed.source),
+        })
+    }
+
+    /// Each suite's duration in whole milliseconds, as a plan stores them.
+    fn millis_by_suite(&self) -> BTreeMap<String, u64> {
+        (self.by_suite.iter())
+            .map(|(k, v)| (k.clone(), millis(*v)))
+            .collect()
     }
 
     /// The durations in `path`: a results.json (say, the last merged run's) or a history file.
@@ -134,7 +191,7 @@ impl Durations {
         if !path.is_file() {
             anyhow::bail!("{source}: no such file");
         }
-        Durations::from_history_file(path)
+        Durations::from_history_at(&Location::File(path.to_path_buf()))
     }
 
     pub fn get(&self, suite: &str) -> Option<Duration> {

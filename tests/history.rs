@@ -10,9 +10,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use bench_runs::{run, run_id, samples, write_artifacts};
+use common::postgres::PgServer;
 use metalab::exit::Status;
 use metalab::gate::{self, BaselineSpec, Options};
-use metalab::history::{History, HistoryError, MetricKey};
+use metalab::history::{History, HistoryError, Location, MetricKey, MetricWindow};
 use metalab::model::event::{EventKind, Events};
 use metalab::model::record::{MetricSamples, RunRecord};
 use metalab::report;
@@ -29,7 +30,7 @@ fn scratch() -> tempfile::TempDir {
 }
 
 /// `metalab ARGS --db DB` in `dir`, with a private state directory.
-fn metalab(dir: &Path, db: &Path, args: &[&str]) -> Output {
+fn metalab(dir: &Path, db: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_metalab"))
         .args(args)
         .arg("--db")
@@ -40,6 +41,70 @@ fn metalab(dir: &Path, db: &Path, args: &[&str]) -> Output {
         .output()
         .expect("metalab runs")
 }
+
+/// A history to test against: a SQLite file in a scratch directory, or a database of a real
+/// PostgreSQL server that lives as long as it.
+struct Store {
+    dir: tempfile::TempDir,
+    /// What `--db` takes: the file's path or the server's URL.
+    db: String,
+    _server: Option<PgServer>,
+}
+
+impl Store {
+    fn sqlite() -> Store {
+        let dir = scratch();
+        let db = dir.path().join("history.sqlite").display().to_string();
+        Store {
+            dir,
+            db,
+            _server: None,
+        }
+    }
+
+    fn postgres() -> Store {
+        let server = PgServer::start();
+        Store {
+            dir: scratch(),
+            db: server.url(),
+            _server: Some(server),
+        }
+    }
+}
+
+fn location(db: &str) -> Location {
+    Location::parse(db).expect("a history location")
+}
+
+/// The tests written as `fn name(store: &Store)`, each run against both stores: `sqlite::name`
+/// and `postgres::name`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(&super::Store::sqlite()) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(&super::Store::postgres()) })*
+        }
+    };
+}
+
+on_both_stores!(
+    importing_a_run_twice_replaces_it,
+    csv_export_has_one_row_per_sample_with_the_documented_columns,
+    concurrent_writers_lose_nothing,
+    a_planted_regression_is_flagged_and_exits_4,
+    a_run_within_the_run_to_run_noise_is_unchanged_and_one_beyond_it_regressed,
+    samples_from_the_same_distribution_are_unchanged,
+    different_conditions_are_not_compared_unless_allowed,
+    run_and_commit_baselines_pick_their_runs,
+    change_points_are_marked_in_the_comparison,
+    a_shift_below_the_minimum_effect_is_not_a_change_point,
+    bench_compare_json_has_the_tables_verdicts_with_their_numbers,
+    history_lists_newest_first_and_shows_a_run,
+    a_run_with_a_baseline_records_its_verdicts_and_exits_regressed,
+    an_untrusted_run_is_judged_but_never_stored,
+);
 
 fn text(o: &Output) -> String {
     format!(
@@ -70,36 +135,42 @@ fn judge(h: &History, current: &RunRecord, options: &Options) -> gate::MetricVer
     report.metrics[0].clone()
 }
 
-#[test]
-fn importing_a_run_twice_replaces_it() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
+fn importing_a_run_twice_replaces_it(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
     let first = write_artifacts(&dir.path().join("a"), &run(1, samples(2.8, 5, 1)));
     // The same run id, re-measured with fewer samples: the second import must win whole.
     let second = write_artifacts(&dir.path().join("b"), &run(1, samples(2.2, 3, 2)));
     for file in [&first, &first, &second] {
-        let out = metalab(dir.path(), &db, &["history", "import", path(file)]);
+        let out = metalab(dir.path(), db, &["history", "import", path(file)]);
         assert!(out.status.success(), "{}", text(&out));
     }
-    let h = History::open(&db).expect("opens");
+    let h = History::open(location(db)).expect("opens");
     assert_eq!(h.runs(None).expect("runs").len(), 1);
-    let stored = h.metric_history(&key()).expect("history");
+    let key = key();
+    let stored = h
+        .metric_history(&MetricWindow {
+            key: &key,
+            until: chrono::Utc::now(),
+            runs: 100,
+            conditions: None,
+            named_run: None,
+            named_commit: None,
+        })
+        .expect("history");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].samples, samples(2.2, 3, 2));
 }
 
-#[test]
-fn csv_export_has_one_row_per_sample_with_the_documented_columns() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn csv_export_has_one_row_per_sample_with_the_documented_columns(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    let mut h = History::open(location(db)).expect("opens");
     h.insert(&run(1, samples(2.8, 5, 1))).expect("insert");
     h.insert(&run(2, samples(2.7, 4, 2))).expect("insert");
     drop(h);
     let csv = dir.path().join("out.csv");
     let out = metalab(
         dir.path(),
-        &db,
+        db,
         &["history", "export", "--csv", "--out", path(&csv)],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -135,17 +206,15 @@ fn csv_export_has_one_row_per_sample_with_the_documented_columns() {
     assert_eq!(rows[8][10], "3");
 }
 
-#[test]
-fn concurrent_writers_lose_nothing() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
+fn concurrent_writers_lose_nothing(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
     const PER_WRITER: u32 = 60;
     let writers: Vec<_> = (0..3u32)
         .map(|w| {
-            let db = db.clone();
+            let db = db.to_string();
             std::thread::spawn(move || {
                 // Each thread its own connection, as each run process has.
-                let mut h = History::open(&db).expect("opens");
+                let mut h = History::open(location(&db)).expect("opens");
                 for i in 0..PER_WRITER {
                     let n = w * 1000 + i;
                     h.insert(&run(n, samples(2.8, 5, n)))
@@ -169,7 +238,7 @@ fn concurrent_writers_lose_nothing() {
             .args(["history", "import"])
             .args(files)
             .arg("--db")
-            .arg(&db)
+            .arg(db)
             .env("METALAB_HOME", dir.path().join("state"))
             .current_dir(dir.path())
             .output()
@@ -185,7 +254,7 @@ fn concurrent_writers_lose_nothing() {
     }
     assert!(pa.status.success(), "{}", text(&pa));
     assert!(pb.status.success(), "{}", text(&pb));
-    let h = History::open(&db).expect("opens");
+    let h = History::open(location(db)).expect("opens");
     assert_eq!(
         h.runs(None).expect("runs").len(),
         3 * PER_WRITER as usize + 20
@@ -251,7 +320,7 @@ fn a_newer_schema_is_refused_with_its_file() {
             err,
             HistoryError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -261,11 +330,9 @@ fn a_newer_schema_is_refused_with_its_file() {
     assert!(message.contains("newer metalab"), "{message}");
 }
 
-#[test]
-fn a_planted_regression_is_flagged_and_exits_4() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn a_planted_regression_is_flagged_and_exits_4(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    let mut h = History::open(location(db)).expect("opens");
     baseline_runs(&mut h, 2.8);
     h.insert(&run(6, samples(2.2, 5, 6))).expect("insert");
     let m = judge(&h, &run(6, samples(2.2, 5, 6)), &Options::default());
@@ -275,7 +342,7 @@ fn a_planted_regression_is_flagged_and_exits_4() {
     assert!(c.change.expect("a change") < -0.15);
     drop(h);
 
-    let out = metalab(dir.path(), &db, &["bench", "compare"]);
+    let out = metalab(dir.path(), db, &["bench", "compare"]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(4), "{shown}");
     assert_eq!(Status::Regressed.code(), 4);
@@ -289,11 +356,9 @@ fn a_planted_regression_is_flagged_and_exits_4() {
     assert!(shown.contains("1 regressed"), "{shown}");
 }
 
-#[test]
-fn a_run_within_the_run_to_run_noise_is_unchanged_and_one_beyond_it_regressed() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn a_run_within_the_run_to_run_noise_is_unchanged_and_one_beyond_it_regressed(store: &Store) {
+    let db = store.db.as_str();
+    let mut h = History::open(location(db)).expect("opens");
     // Runs that drift as whole runs do under TCG, each one steady within itself.
     for (n, level) in [(1, 2.2), (2, 2.8), (3, 2.5), (4, 2.3), (5, 2.9)] {
         h.insert(&run(n, samples(level, 5, n))).expect("insert");
@@ -311,26 +376,22 @@ fn a_run_within_the_run_to_run_noise_is_unchanged_and_one_beyond_it_regressed() 
     assert_eq!(halved.verdict, Verdict::Regressed, "{halved:?}");
 }
 
-#[test]
-fn samples_from_the_same_distribution_are_unchanged() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn samples_from_the_same_distribution_are_unchanged(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    let mut h = History::open(location(db)).expect("opens");
     baseline_runs(&mut h, 2.8);
     h.insert(&run(6, samples(2.8, 5, 6))).expect("insert");
     let m = judge(&h, &run(6, samples(2.8, 5, 6)), &Options::default());
     assert_eq!(m.verdict, Verdict::Unchanged, "{m:?}");
     drop(h);
-    let out = metalab(dir.path(), &db, &["bench", "compare", "latest"]);
+    let out = metalab(dir.path(), db, &["bench", "compare", "latest"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("UNCHANGED"));
 }
 
-#[test]
-fn different_conditions_are_not_compared_unless_allowed() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn different_conditions_are_not_compared_unless_allowed(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    let mut h = History::open(location(db)).expect("opens");
     for n in 1..=5 {
         let mut r = run(n, samples(2.8, 5, n));
         if let Some(c) = r.conditions.as_mut() {
@@ -359,12 +420,12 @@ fn different_conditions_are_not_compared_unless_allowed() {
     );
     drop(h);
 
-    let out = metalab(dir.path(), &db, &["bench", "compare"]);
+    let out = metalab(dir.path(), db, &["bench", "compare"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("NOT COMPARABLE"), "{}", text(&out));
     let out = metalab(
         dir.path(),
-        &db,
+        db,
         &["bench", "compare", "--allow-different-conditions"],
     );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
@@ -375,11 +436,9 @@ fn different_conditions_are_not_compared_unless_allowed() {
     );
 }
 
-#[test]
-fn run_and_commit_baselines_pick_their_runs() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn run_and_commit_baselines_pick_their_runs(store: &Store) {
+    let db = store.db.as_str();
+    let mut h = History::open(location(db)).expect("opens");
     baseline_runs(&mut h, 2.8);
     let mut other_commit = run(6, samples(2.2, 5, 6));
     if let Some(c) = other_commit.conditions.as_mut() {
@@ -405,11 +464,9 @@ fn run_and_commit_baselines_pick_their_runs() {
     assert_eq!(m.verdict, Verdict::Unchanged, "{m:?}");
 }
 
-#[test]
-fn change_points_are_marked_in_the_comparison() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn change_points_are_marked_in_the_comparison(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    let mut h = History::open(location(db)).expect("opens");
     for n in 1..=7 {
         h.insert(&run(n, samples(2.8, 5, n))).expect("insert");
     }
@@ -423,7 +480,7 @@ fn change_points_are_marked_in_the_comparison() {
     assert_eq!((cp.index, &cp.run_id), (7, &run_id(8)));
     assert!(cp.before > 2.7 && cp.after < 2.3, "{cp:?}");
     drop(h);
-    let out = metalab(dir.path(), &db, &["bench", "compare"]);
+    let out = metalab(dir.path(), db, &["bench", "compare"]);
     let shown = text(&out);
     assert!(
         shown.contains(&format!("change point at run {}", run_id(8))),
@@ -433,11 +490,9 @@ fn change_points_are_marked_in_the_comparison() {
 
 /// A 2% shift is a change in distribution the detector finds, but less than the gate's minimum
 /// effect (5%): not marked, in the comparison or the report, as the gate would not call it one.
-#[test]
-fn a_shift_below_the_minimum_effect_is_not_a_change_point() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn a_shift_below_the_minimum_effect_is_not_a_change_point(store: &Store) {
+    let db = store.db.as_str();
+    let mut h = History::open(location(db)).expect("opens");
     for n in 1..=8 {
         h.insert(&run(n, samples(2.8, 5, n))).expect("insert");
     }
@@ -489,11 +544,9 @@ fn three_metrics(n: u32, level: f64, jitter: bool) -> RunRecord {
     r
 }
 
-#[test]
-fn bench_compare_json_has_the_tables_verdicts_with_their_numbers() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn bench_compare_json_has_the_tables_verdicts_with_their_numbers(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    let mut h = History::open(location(db)).expect("opens");
     for n in 1..=11 {
         let level = if n <= 7 { 2.8 } else { 2.2 };
         h.insert(&three_metrics(n, level, n == 11)).expect("insert");
@@ -502,8 +555,8 @@ fn bench_compare_json_has_the_tables_verdicts_with_their_numbers() {
     // One baseline run (by a prefix of its id): no run-to-run noise band to soften the verdict.
     let baseline = format!("run:{}", &run_id(7).as_str()[..17]);
     let args = ["bench", "compare", "--baseline", baseline.as_str()];
-    let table = metalab(dir.path(), &db, &args);
-    let out = metalab(dir.path(), &db, &[&args[..], &["--json"]].concat());
+    let table = metalab(dir.path(), db, &args);
+    let out = metalab(dir.path(), db, &[&args[..], &["--json"]].concat());
     assert_eq!(table.status.code(), Some(4), "{}", text(&table));
     assert_eq!(
         out.status.code(),
@@ -609,17 +662,15 @@ fn bench_compare_json_has_the_tables_verdicts_with_their_numbers() {
     }
 }
 
-#[test]
-fn history_lists_newest_first_and_shows_a_run() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn history_lists_newest_first_and_shows_a_run(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    let mut h = History::open(location(db)).expect("opens");
     for n in 1..=3 {
         h.insert(&bench_runs::with_tests(run(n, samples(2.8, 5, n))))
             .expect("insert");
     }
     drop(h);
-    let out = metalab(dir.path(), &db, &["history", "--limit", "2"]);
+    let out = metalab(dir.path(), db, &["history", "--limit", "2"]);
     let shown = text(&out);
     let ids: Vec<&str> = shown.lines().skip(1).map(|l| &l[..20]).collect();
     assert_eq!(ids, [run_id(3).as_str(), run_id(2).as_str()], "{shown}");
@@ -630,7 +681,7 @@ fn history_lists_newest_first_and_shows_a_run() {
 
     let out = metalab(
         dir.path(),
-        &db,
+        db,
         &["history", "show", &run_id(2).as_str()[..15]],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -644,18 +695,18 @@ fn history_lists_newest_first_and_shows_a_run() {
         "{shown}"
     );
 
-    let out = metalab(dir.path(), &db, &["history", "show", "20991231"]);
+    let out = metalab(dir.path(), db, &["history", "show", "20991231"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 /// Ends a finished `record`'s reporting as `metalab run --baseline last:5` does; true when the
 /// gate found a regression.
-fn finish_run(record: &RunRecord, artifacts: &Path, db: &Path) -> bool {
+fn finish_run(record: &RunRecord, artifacts: &Path, db: Location) -> bool {
     let ending = Ending {
         run_dir: artifacts.join(record.run_id.as_str()),
         junit_copies: Vec::new(),
         history: Some(HistoryEnd {
-            db: db.into(),
+            db,
             options: Options::default(),
             judge: true,
         }),
@@ -689,7 +740,7 @@ fn a_broken_history_leaves_the_result_files_and_the_exit_status_alone() {
     std::fs::write(&db, "garbage ".repeat(512)).expect("garbage written");
     let artifacts = dir.path().join("artifacts");
     let record = run(6, samples(2.2, 5, 6));
-    let regressed = finish_run(&record, &artifacts, &db);
+    let regressed = finish_run(&record, &artifacts, Location::File(db.clone()));
     let run_dir = artifacts.join(record.run_id.as_str());
     for file in ["results.json", "junit.xml", "report/index.html"] {
         assert!(run_dir.join(file).is_file(), "{file} missing");
@@ -705,14 +756,12 @@ fn a_broken_history_leaves_the_result_files_and_the_exit_status_alone() {
     );
 }
 
-#[test]
-fn a_run_with_a_baseline_records_its_verdicts_and_exits_regressed() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    baseline_runs(&mut History::open(&db).expect("opens"), 2.8);
+fn a_run_with_a_baseline_records_its_verdicts_and_exits_regressed(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    baseline_runs(&mut History::open(location(db)).expect("opens"), 2.8);
     let artifacts = dir.path().join("artifacts");
     let record = run(6, samples(2.2, 5, 6));
-    let regressed = finish_run(&record, &artifacts, &db);
+    let regressed = finish_run(&record, &artifacts, location(db));
     assert!(regressed);
     // How `metalab run` applies it: a pass becomes 4, failures stay 1.
     assert_eq!(Status::Passed.worst(Status::Regressed), Status::Regressed);
@@ -733,7 +782,7 @@ fn a_run_with_a_baseline_records_its_verdicts_and_exits_regressed() {
         junit.contains("throughput/tcp-1-stream throughput: regressed"),
         "{junit}"
     );
-    let h = History::open(&db).expect("opens");
+    let h = History::open(location(db)).expect("opens");
     assert_eq!(
         h.runs(None).expect("runs")[0].run_id,
         record.run_id,
@@ -748,11 +797,9 @@ fn path(p: &Path) -> &str {
 
 /// An untrusted run (`metalab run --untrusted`) could forge its numbers: it is judged against the
 /// history, but never becomes part of it, neither at its end nor by a later import.
-#[test]
-fn an_untrusted_run_is_judged_but_never_stored() {
-    let dir = scratch();
-    let db = dir.path().join("history.sqlite");
-    let mut h = History::open(&db).expect("opens");
+fn an_untrusted_run_is_judged_but_never_stored(store: &Store) {
+    let (dir, db) = (&store.dir, store.db.as_str());
+    let mut h = History::open(location(db)).expect("opens");
     baseline_runs(&mut h, 2.8);
     let mut untrusted = run(6, samples(2.2, 5, 6));
     untrusted.untrusted = Some(metalab::model::record::UntrustedRecord {
@@ -769,10 +816,10 @@ fn an_untrusted_run_is_judged_but_never_stored() {
     drop(h);
 
     let file = write_artifacts(&dir.path().join("u"), &untrusted);
-    let out = metalab(dir.path(), &db, &["history", "import", path(&file)]);
+    let out = metalab(dir.path(), db, &["history", "import", path(&file)]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("is of an untrusted change"), "{shown}");
-    let h = History::open(&db).expect("opens");
+    let h = History::open(location(db)).expect("opens");
     assert_eq!(h.runs(None).expect("runs").len(), 5);
 }

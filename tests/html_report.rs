@@ -48,7 +48,7 @@ fn lab() -> Lab {
         baseline: BaselineSpec::Run(run_id(5).to_string()),
         ..Options::default()
     };
-    let judged = metalab::report::gate::judge(&db, &current, &options);
+    let judged = metalab::report::gate::judge(&db.clone().into(), &current, &options);
     assert!(judged.warning.is_none(), "{:?}", judged.warning);
     let built = html::build(&current, &run_dir, &judged).expect("built");
     Lab {

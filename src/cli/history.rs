@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::Failure;
 use crate::config::{Config, ConfigError};
 use crate::exit::Status;
-use crate::history::{self, History, HistoryError, RunSummary};
+use crate::history::{self, History, HistoryError, Location, RunSummary};
 use crate::model::record::{RunRecord, TestOutcome};
 use crate::report::summary::human;
 use crate::state::StateDir;
@@ -30,13 +30,15 @@ pub struct HistoryArgs {
     db: DbArg,
 }
 
-/// The history file to use, when not the configured one.
+/// The history to use, when not the configured one.
 #[derive(Args, Debug, Clone)]
 pub struct DbArg {
-    /// The history database (default: `[history] path` in metalab.toml, else
-    /// <state dir>/history.sqlite).
-    #[arg(long, global = true, value_name = "FILE", env = "METALAB_HISTORY")]
-    pub db: Option<PathBuf>,
+    /// The history: a SQLite file, or a postgres://USER@HOST:PORT/DATABASE URL (default:
+    /// `[history]` in metalab.toml, else <state dir>/history.sqlite). Give a server's password
+    /// through PGPASSWORD or METALAB_HISTORY, not here, where `ps` shows it.
+    #[arg(long, global = true, value_name = "FILE|URL", env = "METALAB_HISTORY",
+          value_parser = Location::parse, hide_env_values = true)]
+    pub db: Option<Location>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,12 +65,27 @@ enum HistoryCommand {
         #[arg(required = true, value_name = "RESULTS_JSON")]
         files: Vec<PathBuf>,
     },
+    /// Copy every run of this history into another: a host's SQLite file into the fleet's
+    /// PostgreSQL server, or a server into a file (a backup).
+    ///
+    /// Runs already in the target are replaced, so a copy can be repeated; the source is left
+    /// as it is. Every run is checked in the target afterwards.
+    ///
+    /// Examples:
+    ///   PGPASSWORD=... metalab history copy --to postgres://ci@db.lab/metalab
+    ///   metalab history --db postgres://ci@db.lab/metalab copy --to backup.sqlite
+    #[command(verbatim_doc_comment)]
+    Copy {
+        /// The history to copy into: a file, or a postgres:// URL.
+        #[arg(long, value_name = "FILE|URL", value_parser = Location::parse)]
+        to: Location,
+    },
 }
 
 /// Where a history command reads and writes: from metalab.toml when one is found, else the
 /// defaults, so the history can be read outside a lab checkout too.
 pub(super) struct Settings {
-    pub db: PathBuf,
+    pub db: Location,
     pub artifacts: PathBuf,
     pub min_effect: f64,
 }
@@ -79,8 +96,8 @@ pub(super) fn settings(config: Option<&Path>, db: &DbArg) -> Result<Settings, Fa
     let default_db = || {
         loaded
             .as_ref()
-            .and_then(|c| c.history_path.clone())
-            .unwrap_or_else(|| history::default_path(&StateDir::from_env()))
+            .and_then(|c| c.history.clone())
+            .unwrap_or_else(|| Location::File(history::default_path(&StateDir::from_env())))
     };
     Ok(Settings {
         db: db.db.clone().unwrap_or_else(default_db),
@@ -93,9 +110,10 @@ pub(super) fn settings(config: Option<&Path>, db: &DbArg) -> Result<Settings, Fa
     })
 }
 
-/// A history error as a command failure: an unknown run is bad input, the rest is the host's.
+/// A history error as a command failure: an unknown run or refused credentials are bad input,
+/// the rest is the host's.
 pub(super) fn failure(e: HistoryError) -> Failure {
-    let status = if e.is_lookup() {
+    let status = if e.is_lookup() || e.is_refused() {
         Status::BadInput
     } else {
         Status::InfraError
@@ -103,7 +121,7 @@ pub(super) fn failure(e: HistoryError) -> Failure {
     Failure::new(status, e.to_string())
 }
 
-pub(super) fn open(db: &Path) -> Result<History, Failure> {
+pub(super) fn open(db: &Location) -> Result<History, Failure> {
     History::open(db).map_err(failure)
 }
 
@@ -114,6 +132,7 @@ pub async fn history(config: Option<&Path>, args: HistoryArgs) -> Result<Status,
         Some(HistoryCommand::Show { run }) => show(&settings.db, &run, args.json),
         Some(HistoryCommand::Export { csv: _, out }) => export(&settings.db, out.as_deref()),
         Some(HistoryCommand::Import { files }) => import(&settings.db, &files),
+        Some(HistoryCommand::Copy { to }) => copy(&settings.db, &to),
     }
 }
 
@@ -134,7 +153,7 @@ struct ListedRun<'a> {
     tests_total: u32,
 }
 
-fn list(db: &Path, limit: usize, json: bool) -> Result<Status, Failure> {
+fn list(db: &Location, limit: usize, json: bool) -> Result<Status, Failure> {
     let runs = open(db)?.runs(Some(limit)).map_err(failure)?;
     if json {
         let listed: Vec<ListedRun> = runs
@@ -156,7 +175,7 @@ fn list(db: &Path, limit: usize, json: bool) -> Result<Status, Failure> {
         return Ok(Status::Passed);
     }
     if runs.is_empty() {
-        println!("no runs in the history {}", db.display());
+        println!("no runs in the history {db}");
         return Ok(Status::Passed);
     }
     println!(
@@ -194,7 +213,7 @@ fn outcome(s: Status) -> String {
         .unwrap_or_default()
 }
 
-fn show(db: &Path, query: &str, json: bool) -> Result<Status, Failure> {
+fn show(db: &Location, query: &str, json: bool) -> Result<Status, Failure> {
     let h = open(db)?;
     let id = h.resolve(query).map_err(failure)?;
     let r = h.record(&id).map_err(failure)?;
@@ -275,7 +294,7 @@ fn outcome_word(o: TestOutcome) -> String {
         .unwrap_or_default()
 }
 
-fn export(db: &Path, out: Option<&Path>) -> Result<Status, Failure> {
+fn export(db: &Location, out: Option<&Path>) -> Result<Status, Failure> {
     let rows = open(db)?.samples().map_err(failure)?;
     let written = match out {
         Some(path) => std::fs::File::create(path)
@@ -299,7 +318,7 @@ fn export(db: &Path, out: Option<&Path>) -> Result<Status, Failure> {
     Ok(Status::Passed)
 }
 
-fn import(db: &Path, files: &[PathBuf]) -> Result<Status, Failure> {
+fn import(db: &Location, files: &[PathBuf]) -> Result<Status, Failure> {
     let mut h = open(db)?;
     let mut status = Status::Passed;
     for file in files {
@@ -344,4 +363,43 @@ pub(super) fn read_record(file: &Path) -> Result<RunRecord, String> {
             format!("{}: field `{field}`: {inner}", file.display())
         }
     })
+}
+
+/// Copies every run of `from` into `to`, then checks that each is there.
+fn copy(from: &Location, to: &Location) -> Result<Status, Failure> {
+    if from.to_string() == to.to_string() {
+        return Err(Failure::new(
+            Status::BadInput,
+            format!("--to {to} is the history being copied"),
+        ));
+    }
+    let source = open(from)?;
+    let mut target = open(to)?;
+    let runs = source.runs(None).map_err(failure)?;
+    for r in runs.iter().rev() {
+        let record = source.record(&r.run_id).map_err(failure)?;
+        target.insert(&record).map_err(failure)?;
+    }
+    let missing: Vec<&str> = runs
+        .iter()
+        .filter(|r| target.record(&r.run_id).is_err())
+        .map(|r| r.run_id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Failure::new(
+            Status::InfraError,
+            format!(
+                "{} of {} run(s) are not in {to} after the copy: {}",
+                missing.len(),
+                runs.len(),
+                missing.join(", ")
+            ),
+        ));
+    }
+    println!(
+        "copied {} run(s) from {from} to {to}, and found each of them there; {from} is left as \
+         it was",
+        runs.len()
+    );
+    Ok(Status::Passed)
 }

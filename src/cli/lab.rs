@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::Failure;
 use crate::config::{Config, ConfigError};
 use crate::exit::Status;
+use crate::history::Location;
 use crate::host::subnet;
 use crate::state::StateDir;
 use crate::suite::{self, Suite, SuiteError};
@@ -27,6 +28,8 @@ pub struct Lab {
     /// For an untrusted run: where the lab definition came from, and what of the change's
     /// suites was left out.
     pub untrusted: Option<UntrustedLab>,
+    /// The benchmark history: `METALAB_HISTORY`, else `[history]`, else the default file.
+    pub history: Location,
 }
 
 /// The lab of an untrusted run, beyond what every lab has.
@@ -61,14 +64,25 @@ pub async fn load_untrusted(lab_from: &str) -> Result<Lab, Failure> {
     };
     let change_suites = rebase(&config.suites_dir);
     let artifacts = rebase(&config.artifacts_dir);
-    let history = config.history_path.as_deref().map(rebase);
-    for written in [Some(&artifacts), history.as_ref()].into_iter().flatten() {
+    // A history file named inside the lab is the change's copy; a server stays as it is.
+    let history = match config.history.take() {
+        Some(Location::File(p)) => Some(Location::File(rebase(&p))),
+        server => server,
+    };
+    let history_file = history
+        .as_ref()
+        .and_then(Location::file)
+        .map(Path::to_path_buf);
+    for written in [Some(&artifacts), history_file.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         untrusted::refuse_links(&change, written).map_err(bad)?;
     }
     let suites = trusted.copy_suites(&change_suites).map_err(bad)?;
     config.suites_dir = suites.dir;
     config.artifacts_dir = artifacts;
-    config.history_path = history;
+    config.history = history;
     loaded(
         config,
         Some(UntrustedLab {
@@ -81,6 +95,8 @@ pub async fn load_untrusted(lab_from: &str) -> Result<Lab, Failure> {
 
 async fn loaded(config: Config, untrusted: Option<UntrustedLab>) -> Result<Lab, Failure> {
     let state = StateDir::from_env();
+    let history = crate::history::location(config.history.as_ref(), &state)
+        .map_err(|e| Failure::new(Status::BadInput, e))?;
     let description = describe(&config, &state).await?;
     let machines = description.names();
     let images = crate::images::available(&config.images_dir);
@@ -99,6 +115,7 @@ async fn loaded(config: Config, untrusted: Option<UntrustedLab>) -> Result<Lab, 
         description,
         suites,
         untrusted,
+        history,
     })
 }
 

@@ -13,7 +13,7 @@ use super::history::{DbArg, read_record, settings};
 use crate::exit::Status;
 use crate::files::write_atomic;
 use crate::gate::{self, GateReport, Options};
-use crate::history::History;
+use crate::history::{History, Location};
 use crate::model::record::RunRecord;
 use crate::report::files::{JUNIT_XML, LATEST_LINK, RESULTS_JSON};
 use crate::report::html::{self, REPORT_DIR};
@@ -203,12 +203,9 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// The benchmarks against the history at `db` when there is one; otherwise unjudged, saying why.
-fn judge(record: &RunRecord, db: &Path, options: &Options) -> (GateReport, Option<String>) {
-    if !db.is_file() {
-        let note = format!(
-            "The benchmarks are not judged: no history at {}",
-            db.display()
-        );
+fn judge(record: &RunRecord, db: &Location, options: &Options) -> (GateReport, Option<String>) {
+    if db.file().is_some_and(|f| !f.is_file()) {
+        let note = format!("The benchmarks are not judged: no history at {db}");
         return (gate::unjudged(record, options), Some(note));
     }
     match History::open(db).and_then(|h| gate::evaluate(&h, record, options)) {

@@ -413,7 +413,7 @@ impl Reporting {
             junit_copies: self.junit,
             // A lab brought up for debugging (no suites) has nothing for the history.
             history: (!suites.is_empty()).then(|| HistoryEnd {
-                db: crate::history::path(lab.config.history_path.as_ref(), &lab.state),
+                db: lab.history.clone(),
                 judge: self.baseline.is_some(),
                 options: Options {
                     baseline: self.baseline.unwrap_or_default(),

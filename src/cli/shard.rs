@@ -43,14 +43,17 @@ pub(super) fn plan(
     Ok(share)
 }
 
-/// The durations in the lab's history; none (a split by name) when it has none or cannot be
-/// read, which is said.
+/// The durations in the lab's history, agreed through the pipeline's shard plan when there is
+/// one; none (a split by name) when the history has none or cannot be read, which is said.
 fn history_durations(lab: &lab::Lab) -> Durations {
-    let db = (lab.config.history_path.clone())
-        .unwrap_or_else(|| crate::history::default_path(&lab.state));
-    Durations::from_history_file(&db).unwrap_or_else(|e| {
+    let db = &lab.history;
+    let read = match crate::shard::plan_id() {
+        Some(id) => Durations::agreed(db, &id),
+        None => Durations::from_history_at(db),
+    };
+    read.unwrap_or_else(|e| {
         eprintln!("metalab: warning: the split is by name: {e:#}");
-        Durations::none(&format!("the history {} unreadable", db.display()))
+        Durations::none(&format!("the history {db} unreadable"))
     })
 }
 

@@ -167,6 +167,16 @@ impl LocatedError {
         self
     }
 
+    /// Masks `secret` in the line shown, one `*` per character so the caret stays put: an
+    /// error must not copy a password into a CI log.
+    pub fn hiding(mut self, secret: &str) -> LocatedError {
+        if !secret.is_empty() {
+            let mask = "*".repeat(secret.chars().count());
+            self.source_line = self.source_line.replace(secret, &mask);
+        }
+        self
+    }
+
     /// Overrides the key worked out from the text, for errors about a value inside an array.
     pub fn with_key(mut self, key: impl Into<String>) -> LocatedError {
         self.key = Some(key.into());

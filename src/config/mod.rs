@@ -63,9 +63,9 @@ pub struct Config {
     pub retries: Retries,
     /// `[capacity]`: how much a host may run at once.
     pub capacity: Capacity,
-    /// `[history] path`: the benchmark history, made absolute; `None` means the default in the
-    /// state directory (see [`crate::history::default_path`]).
-    pub history_path: Option<PathBuf>,
+    /// `[history]`: the benchmark history's file (made absolute) or server; `None` means the
+    /// default file in the state directory (see [`crate::history::default_path`]).
+    pub history: Option<crate::history::Location>,
     /// `[bench]`: the regression gate's defaults.
     pub bench: Bench,
     /// `[untrusted]`: what a run of an unreviewed change may take from the runner.
@@ -197,7 +197,7 @@ impl Config {
         let lab = raw.lab.resolve(&file, &root)?;
         let ssh_hosts = ssh_hosts(&file, &root, &raw.provider)?;
         let metal = metal(&file, &raw.provider)?;
-        let history_path = raw.history.path.map(|p| root.join(p));
+        let history = raw.history.resolve(&file, &root)?;
         Ok(Config {
             path: path.to_path_buf(),
             root,
@@ -214,7 +214,7 @@ impl Config {
             timeouts: raw.timeouts,
             retries: raw.retries,
             capacity: raw.capacity,
-            history_path,
+            history,
             bench: raw.bench,
             untrusted: raw.untrusted,
             outputs: raw.outputs,

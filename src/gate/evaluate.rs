@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 
 use super::baseline::BaselineSpec;
-use super::{ALPHA, ChangePointMark, GateReport, HistoryPoint, MetricVerdict, Options};
+use super::{ALPHA, ChangePointMark, GateReport, HistoryPoint, MetricVerdict, Options, WINDOW};
 use crate::history::{
-    ComparableConditions, History, HistoryError, MetricKey, MetricRun, differences,
+    ComparableConditions, History, HistoryError, MetricKey, MetricRun, MetricWindow, differences,
 };
 use crate::ids::RunId;
 use crate::model::record::Direction;
@@ -24,8 +24,20 @@ pub fn evaluate(
         BaselineSpec::Run(query) => BaselineSpec::Run(history.resolve(query)?.to_string()),
         other => other.clone(),
     };
-    judge_all(current, options, baseline, |key| {
-        history.metric_history(key)
+    let (named_run, named_commit) = match &baseline {
+        BaselineSpec::Run(id) => (Some(id.as_str()), None),
+        BaselineSpec::Commit(sha) => (None, Some(sha.as_str())),
+        BaselineSpec::Last(_) => (None, None),
+    };
+    judge_all(current, options, baseline.clone(), |key| {
+        history.metric_history(&MetricWindow {
+            key,
+            until: current.started,
+            runs: WINDOW,
+            conditions: current.conditions.as_ref(),
+            named_run,
+            named_commit,
+        })
     })
 }
 
@@ -248,7 +260,8 @@ fn no_baseline(
     }
 }
 
-/// The metric's run medians under this run's conditions, up to and including this run.
+/// The metric's run medians under this run's conditions, up to and including this run: the
+/// newest [`WINDOW`].
 fn history_points(
     subject: &Subject<'_>,
     past: &[MetricRun],
@@ -280,6 +293,8 @@ fn history_points(
         true,
     ));
     points.sort_by_key(|p| p.started);
+    let older = points.len().saturating_sub(WINDOW);
+    points.drain(..older);
     points
 }
 

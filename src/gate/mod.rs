@@ -3,7 +3,7 @@
 //! A verdict needs both a significant Mann–Whitney U test and a change of at least the minimum
 //! effect ([`crate::stats::compare`]), and, with two or more baseline runs, a median outside what
 //! those runs do by themselves ([`crate::stats::RunNoiseBand`]). Numbers measured under
-//! different conditions (host, VM shape, accelerator, box) are never compared silently: such a
+//! different conditions (the machine, VM shape, accelerator, box) are never compared silently: such a
 //! metric is `not comparable` unless the caller allows it, and the comparison then says what
 //! differed.
 //!
@@ -32,6 +32,13 @@ use crate::stats::{Comparison, Verdict};
 
 /// Significance level of every comparison.
 pub const ALPHA: f64 = 0.05;
+
+/// How far back the gate looks: the newest this many runs of a metric (and as many under the
+/// judged run's conditions), before the judged run; the history plot and its change points
+/// cover as many. The runs a `run:` or `commit:` baseline names count whatever their age. A
+/// bounded window keeps the gate's cost flat however long the history grows (Apache Otava
+/// analyses windows too).
+pub const WINDOW: usize = 100;
 
 /// Smallest relative change of a median that counts, unless configured: 5%.
 pub use crate::config::DEFAULT_MIN_EFFECT;

@@ -1,5 +1,5 @@
-//! Which conditions make two runs' numbers comparable: the host, the VMs' shape and accelerator,
-//! and the box. The lab's commit and metalab's version are deliberately left out: a change there
+//! Which conditions make two runs' numbers comparable: the machine (its CPU, cores and kernel,
+//! not its name), the VMs' shape and accelerator, and the box. The lab's commit and metalab's version are deliberately left out: a change there
 //! is exactly what the regression gate is meant to judge.
 
 use serde::Serialize;
@@ -7,20 +7,25 @@ use sha2::{Digest, Sha256};
 
 use crate::model::record::{Conditions, HostFingerprint};
 
-/// The comparable part of a run's [`Conditions`].
+/// The comparable part of a run's [`Conditions`]: the machine (not its name: identical
+/// machines of a fleet are comparable), its accelerator, the VMs' shape and the box.
 #[derive(Debug, Serialize)]
 pub struct ComparableConditions<'a> {
-    host: &'a HostFingerprint,
-    accel: &'a str,
-    vm_cpus: u32,
-    vm_memory_mib: u32,
-    box_sha256: &'a str,
+    pub cpu_model: &'a str,
+    pub cores: u32,
+    pub kernel: &'a str,
+    pub accel: &'a str,
+    pub vm_cpus: u32,
+    pub vm_memory_mib: u32,
+    pub box_sha256: &'a str,
 }
 
 impl<'a> ComparableConditions<'a> {
     pub fn of(c: &'a Conditions) -> ComparableConditions<'a> {
         ComparableConditions {
-            host: &c.host,
+            cpu_model: &c.host.cpu_model,
+            cores: c.host.cores,
+            kernel: &c.host.kernel,
             accel: &c.accel,
             vm_cpus: c.vm_cpus,
             vm_memory_mib: c.vm_memory_mib,
@@ -47,8 +52,7 @@ fn short_hash(value: &impl Serialize) -> String {
 
 /// What differs between two runs' comparable conditions, one `field: a → b` per difference.
 pub fn differences(a: &Conditions, b: &Conditions) -> Vec<String> {
-    let fields: [(&str, String, String); 8] = [
-        ("host", a.host.hostname.clone(), b.host.hostname.clone()),
+    let fields: [(&str, String, String); 7] = [
         ("cpu", a.host.cpu_model.clone(), b.host.cpu_model.clone()),
         ("cores", a.host.cores.to_string(), b.host.cores.to_string()),
         ("kernel", a.host.kernel.clone(), b.host.kernel.clone()),
@@ -94,11 +98,12 @@ mod tests {
     }
 
     #[test]
-    fn commit_and_version_do_not_change_the_key() {
+    fn commit_version_and_host_name_do_not_change_the_key() {
         let a = conditions();
         let mut b = conditions();
         b.lab_commit = Some("def".into());
         b.metalab_version = "0.2.0".into();
+        b.host.hostname = "lab2".into();
         assert_eq!(
             ComparableConditions::of(&a).key(),
             ComparableConditions::of(&b).key()

@@ -1,83 +1,98 @@
-//! What can go wrong with the history file. Every error names the file: the person reading it
-//! must know which database to look at, move aside or retry.
+//! What can go wrong with the history. Every error names the store (a file's path, or a server's
+//! URL without its password): the person reading it must know which history to look at, move
+//! aside or retry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use rusqlite::ErrorCode;
+use super::backend::{DbError, DbErrorKind};
+use super::location::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error(
-        "history database {} is locked: another process kept it busy for more than {}",
-        path.display(), humantime::format_duration(*waited)
+        "history database {at} is locked: another process kept it busy for more than {}",
+        humantime::format_duration(*waited)
     )]
-    Locked { path: PathBuf, waited: Duration },
+    Locked { at: Location, waited: Duration },
     #[error(
-        "history database {} is not a readable SQLite database ({detail}); move it aside and \
-         re-import the runs with `metalab history import artifacts/*/results.json`",
-        path.display()
+        "history database {at} is not a readable SQLite database ({detail}); move it aside and \
+         re-import the runs with `metalab history import artifacts/*/results.json`"
     )]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt { at: Location, detail: String },
     #[error(
-        "history database {} has schema version {found}, but this metalab knows only up to \
-         version {supported}: it was written by a newer metalab",
-        path.display()
+        "history database {at} cannot be reached ({detail}); the run's results files are \
+         complete: add them later with `metalab history import artifacts/*/results.json`"
+    )]
+    Unreachable { at: Location, detail: String },
+    #[error("history database {at} refused the credentials ({detail}){}", password_hint(.at))]
+    Refused { at: Location, detail: String },
+    #[error(
+        "history database {at} has schema version {found}, but this metalab knows only up to \
+         version {supported}: it was written by a newer metalab"
     )]
     NewerSchema {
-        path: PathBuf,
+        at: Location,
         found: u32,
         supported: u32,
     },
-    #[error("history database {}: {source}", path.display())]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    #[error("history database {at}: {detail}")]
+    Store { at: Location, detail: String },
     #[error("history database {}: cannot create its directory: {source}", path.display())]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("history database {}: stored run {run_id} cannot be read: {source}", path.display())]
+    #[error("history database {at}: stored run {run_id} cannot be read: {source}")]
     BadRecord {
-        path: PathBuf,
+        at: Location,
         run_id: String,
         source: serde_json::Error,
     },
     #[error(
         "run {run_id} is of an untrusted change: its numbers are never a baseline, so the \
-         history {} does not take it", path.display()
+         history {at} does not take it"
     )]
-    Untrusted { path: PathBuf, run_id: String },
-    #[error("no run `{query}` in the history {}", path.display())]
-    NoSuchRun { path: PathBuf, query: String },
-    #[error("`{query}` matches several runs in the history {}: {}", path.display(), matches.join(", "))]
+    Untrusted { at: Location, run_id: String },
+    #[error("no run `{query}` in the history {at}")]
+    NoSuchRun { at: Location, query: String },
+    #[error("`{query}` matches several runs in the history {at}: {}", matches.join(", "))]
     AmbiguousRun {
-        path: PathBuf,
+        at: Location,
         query: String,
         matches: Vec<String>,
     },
 }
 
+/// Where a refused login's password comes from, when none was given.
+fn password_hint(at: &Location) -> &'static str {
+    match at {
+        Location::Server(s) if !s.has_password() => {
+            "; no password was given: set PGPASSWORD, or put the URL with its password in \
+             METALAB_HISTORY"
+        }
+        _ => "",
+    }
+}
+
 impl HistoryError {
-    /// Classifies a SQLite error on `path`: busy, corrupt, or anything else.
-    pub(super) fn sqlite(path: &Path, busy_timeout: Duration, e: rusqlite::Error) -> HistoryError {
-        let path = path.to_path_buf();
-        match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => HistoryError::Locked {
-                path,
+    /// A store's error on `at`, by its kind.
+    pub(super) fn store(at: &Location, busy_timeout: Duration, e: DbError) -> HistoryError {
+        let at = at.clone();
+        let detail = e.detail;
+        match e.kind {
+            DbErrorKind::Busy => HistoryError::Locked {
+                at,
                 waited: busy_timeout,
             },
-            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => HistoryError::Corrupt {
-                path,
-                detail: e.to_string(),
-            },
-            _ => HistoryError::Sqlite { path, source: e },
+            DbErrorKind::Corrupt => HistoryError::Corrupt { at, detail },
+            DbErrorKind::Unreachable => HistoryError::Unreachable { at, detail },
+            DbErrorKind::Refused => HistoryError::Refused { at, detail },
+            DbErrorKind::Other => HistoryError::Store { at, detail },
         }
     }
 
-    /// True for errors of the caller's input (an unknown run), not of the database.
+    /// True for errors of the caller's input (an unknown run), not of the store.
     pub fn is_lookup(&self) -> bool {
         matches!(
             self,
@@ -85,5 +100,11 @@ impl HistoryError {
                 | HistoryError::AmbiguousRun { .. }
                 | HistoryError::Untrusted { .. }
         )
+    }
+
+    /// True when the store refused metalab's credentials: the configuration's fault, which a
+    /// retry does not mend.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, HistoryError::Refused { .. })
     }
 }

@@ -1,31 +1,32 @@
-//! The history file: opening (with migrations), storing a run, and the queries the commands, the
-//! gate and the report need.
+//! The history: opening a store (with migrations), storing a run, and the queries the commands,
+//! the gate and the report need. Written once, in SQL both stores accept.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use chrono::{DateTime, Utc};
 
+use super::backend::postgres::Postgres;
+use super::backend::sqlite::Sqlite;
+use super::backend::{Backend, DbError, Tx};
 use super::conditions::{ComparableConditions, host_fingerprint};
 use super::error::HistoryError;
-use super::schema::{self, Migrated};
+use super::location::Location;
+use super::schema::{self, Migrated, stored_conditions};
+use super::value::{Row, Value, name, params, stamp};
 use crate::exit::Status;
 use crate::ids::RunId;
 use crate::model::record::Direction;
-use crate::model::record::{Conditions, HostFingerprint, RunRecord, TestOutcome};
+use crate::model::record::{Conditions, RunRecord, TestOutcome};
 
 /// How long a writer waits for another one before giving up. Storing a run takes milliseconds,
-/// so this only runs out when something holds the file far longer than any run would.
+/// so this only runs out when something holds the store far longer than any run would.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An open history database.
+/// An open history.
 pub struct History {
-    conn: Connection,
-    path: PathBuf,
+    store: Mutex<Box<dyn Backend>>,
+    at: Location,
     busy_timeout: Duration,
 }
 
@@ -85,6 +86,21 @@ pub struct MetricRun {
     pub samples: Vec<f64>,
 }
 
+/// Which runs of a metric to read: a window of the newest, and the runs a baseline names.
+#[derive(Debug, Clone)]
+pub struct MetricWindow<'a> {
+    pub key: &'a MetricKey,
+    /// Only runs that started no later than this (the run being judged).
+    pub until: DateTime<Utc>,
+    /// The newest this many runs, and as many again under `conditions`.
+    pub runs: usize,
+    /// The judged run's conditions; `None` matches no run.
+    pub conditions: Option<&'a Conditions>,
+    /// A run (by id) or a commit (by prefix) whose runs are read whatever their age.
+    pub named_run: Option<&'a str>,
+    pub named_commit: Option<&'a str>,
+}
+
 /// One benchmark sample with its run's context, as exported.
 #[derive(Debug, Clone)]
 pub struct SampleRow {
@@ -102,44 +118,86 @@ pub struct SampleRow {
     pub value: f64,
 }
 
+/// "No limit", as both stores take it.
+const ALL: i64 = i64::MAX;
+
+fn limit(n: Option<usize>) -> i64 {
+    n.map_or(ALL, |n| i64::try_from(n).unwrap_or(ALL))
+}
+
 impl History {
-    /// Opens (creating it and its directory if needed) the history at `path`.
-    pub fn open(path: &Path) -> Result<History, HistoryError> {
-        History::open_with(path, DEFAULT_BUSY_TIMEOUT)
+    /// Opens (creating it if needed) the history at `at`.
+    pub fn open(at: impl Into<Location>) -> Result<History, HistoryError> {
+        History::open_with(at, DEFAULT_BUSY_TIMEOUT)
     }
 
     /// As [`History::open`], waiting at most `busy_timeout` for other writers.
-    pub fn open_with(path: &Path, busy_timeout: Duration) -> Result<History, HistoryError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| HistoryError::CreateDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
-        let err = |e| HistoryError::sqlite(path, busy_timeout, e);
-        let mut conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(busy_timeout).map_err(err)?;
-        // WAL: readers never block the writer, and a crash mid-write leaves the file whole.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(err)?;
-        conn.execute_batch("PRAGMA foreign_keys = ON")
-            .map_err(err)?;
-        if let Migrated::Newer(found) = schema::migrate(&mut conn).map_err(err)? {
+    pub fn open_with(
+        at: impl Into<Location>,
+        busy_timeout: Duration,
+    ) -> Result<History, HistoryError> {
+        let at = at.into();
+        let err = |e| HistoryError::store(&at, busy_timeout, e);
+        let mut store: Box<dyn Backend> = match &at {
+            Location::File(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| HistoryError::CreateDir {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                Box::new(Sqlite::open(path, busy_timeout).map_err(err)?)
+            }
+            Location::Server(server) => {
+                Box::new(Postgres::connect(server.config(), busy_timeout).map_err(err)?)
+            }
+        };
+        if let Migrated::Newer(found) = schema::migrate(store.as_mut()).map_err(err)? {
             return Err(HistoryError::NewerSchema {
-                path: path.to_path_buf(),
+                at,
                 found,
                 supported: schema::CURRENT,
             });
         }
         Ok(History {
-            conn,
-            path: path.to_path_buf(),
+            store: Mutex::new(store),
+            at,
             busy_timeout,
         })
     }
 
-    fn err(&self, e: rusqlite::Error) -> HistoryError {
-        HistoryError::sqlite(&self.path, self.busy_timeout, e)
+    /// Where this history lives.
+    pub fn location(&self) -> &Location {
+        &self.at
+    }
+
+    fn err(&self, e: DbError) -> HistoryError {
+        HistoryError::store(&self.at, self.busy_timeout, e)
+    }
+
+    fn store(&self) -> MutexGuard<'_, Box<dyn Backend>> {
+        // A panic elsewhere while the lock was held leaves nothing half-done in the store: its
+        // transactions roll back. So a poisoned lock is still usable.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        map: impl Fn(&Row) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, HistoryError> {
+        let rows = self.store().query(sql, params).map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| map(r).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    fn write(
+        &self,
+        work: &mut (dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + Send),
+    ) -> Result<(), HistoryError> {
+        self.store().write(work).map_err(|e| self.err(e))
     }
 
     /// Stores a run, replacing any earlier copy of it, in one transaction. An untrusted run is
@@ -148,54 +206,57 @@ impl History {
     pub fn insert(&mut self, record: &RunRecord) -> Result<(), HistoryError> {
         if record.untrusted.is_some() {
             return Err(HistoryError::Untrusted {
-                path: self.path.clone(),
+                at: self.at.clone(),
                 run_id: record.run_id.to_string(),
             });
         }
-        self.try_insert(record).map_err(|e| self.err(e))
+        let json = serde_json::to_string(record).map_err(|e| HistoryError::BadRecord {
+            at: self.at.clone(),
+            run_id: record.run_id.to_string(),
+            source: e,
+        })?;
+        self.write(&mut |tx| {
+            tx.execute(
+                "DELETE FROM runs WHERE run_id = $1",
+                &params![record.run_id.as_str()],
+            )?;
+            insert_run(tx, record, &json)?;
+            if let Some(c) = &record.conditions {
+                insert_conditions(tx, record.run_id.as_str(), c)?;
+            }
+            insert_tests(tx, record)?;
+            insert_samples(tx, record)
+        })
     }
 
-    fn try_insert(&mut self, record: &RunRecord) -> rusqlite::Result<()> {
-        // Immediate: take the write lock up front, so the busy timeout applies to waiting for it.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "DELETE FROM runs WHERE run_id = ?1",
-            [record.run_id.as_str()],
-        )?;
-        insert_run(&tx, record)?;
-        if let Some(c) = &record.conditions {
-            insert_conditions(&tx, record.run_id.as_str(), c)?;
-        }
-        insert_tests(&tx, record)?;
-        insert_samples(&tx, record)?;
-        tx.commit()
+    /// How many runs the history holds.
+    pub fn run_count(&self) -> Result<usize, HistoryError> {
+        let counts = self.query("SELECT count(*) FROM runs", &[], |r| r.count(0))?;
+        Ok(counts.first().copied().unwrap_or(0))
     }
 
     /// Runs, newest first.
-    pub fn runs(&self, limit: Option<usize>) -> Result<Vec<RunSummary>, HistoryError> {
-        let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    pub fn runs(&self, most: Option<usize>) -> Result<Vec<RunSummary>, HistoryError> {
         let sql = "
             SELECT r.run_id, r.started, r.duration_s, r.status, c.lab_commit,
                    coalesce(c.hostname, r.host), c.key,
                    (SELECT count(*) FROM tests t WHERE t.run_id = r.run_id
                         AND t.outcome IN ('passed', 'flaky')),
                    (SELECT count(*) FROM tests t WHERE t.run_id = r.run_id)
-            FROM runs r LEFT JOIN conditions c USING (run_id)
+            FROM runs r LEFT JOIN conditions c ON c.run_id = r.run_id
             ORDER BY r.started DESC, r.run_id DESC
-            LIMIT ?1";
-        self.query(sql, [limit], |row| {
+            LIMIT $1";
+        self.query(sql, &params![limit(most)], |row| {
             Ok(RunSummary {
-                run_id: run_id(row, 0)?,
-                started: time(row, 1)?,
-                duration: Duration::from_secs_f64(row.get::<_, f64>(2)?.max(0.0)),
-                status: named(row, 3)?,
-                commit: row.get(4)?,
-                host: row.get(5)?,
-                conditions_key: row.get(6)?,
-                tests_passed: row.get(7)?,
-                tests_total: row.get(8)?,
+                run_id: row.run_id(0)?,
+                started: row.time(1)?,
+                duration: Duration::from_secs_f64(row.real(2)?.max(0.0)),
+                status: row.named(3)?,
+                commit: row.opt_text(4)?,
+                host: row.text(5)?,
+                conditions_key: row.opt_text(6)?,
+                tests_passed: row.count(7)?,
+                tests_total: row.count(8)?,
             })
         })
     }
@@ -205,41 +266,43 @@ impl History {
         let sql = "
             SELECT t.run_id, t.suite, t.name, t.outcome, t.infra, t.duration_s, t.log
             FROM tests t
-            WHERE t.run_id IN (SELECT run_id FROM runs ORDER BY started DESC, run_id DESC LIMIT ?1)
+            WHERE t.run_id IN (SELECT run_id FROM runs ORDER BY started DESC, run_id DESC
+                               LIMIT $1)
             ORDER BY t.suite, t.name";
-        let runs = i64::try_from(runs).unwrap_or(i64::MAX);
-        self.query(sql, [runs], |row| {
+        self.query(sql, &params![runs], |row| {
             Ok(TestResult {
-                run_id: run_id(row, 0)?,
-                suite: row.get(1)?,
-                name: row.get(2)?,
-                outcome: named(row, 3)?,
-                infra: row.get(4)?,
-                duration: Duration::from_secs_f64(row.get::<_, f64>(5)?.max(0.0)),
-                log: row.get(6)?,
+                run_id: row.run_id(0)?,
+                suite: row.text(1)?,
+                name: row.text(2)?,
+                outcome: row.named(3)?,
+                infra: row.flag(4)?,
+                duration: Duration::from_secs_f64(row.real(5)?.max(0.0)),
+                log: row.text(6)?,
             })
         })
     }
 
     /// The run a person means: `latest`, a full run id, or a unique prefix of one.
     pub fn resolve(&self, query: &str) -> Result<RunId, HistoryError> {
+        let id = |r: &Row| r.text(0);
         let found: Vec<String> = if query == "latest" {
             self.query(
                 "SELECT run_id FROM runs ORDER BY started DESC, run_id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
+                &[],
+                id,
             )?
         } else {
-            let exact: Vec<String> =
-                self.query("SELECT run_id FROM runs WHERE run_id = ?1", [query], |r| {
-                    r.get(0)
-                })?;
+            let exact = self.query(
+                "SELECT run_id FROM runs WHERE run_id = $1",
+                &params![query],
+                id,
+            )?;
             if exact.is_empty() {
                 self.query(
-                    "SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1
+                    "SELECT run_id FROM runs WHERE substr(run_id, 1, length($1)) = $1
                      ORDER BY run_id LIMIT 6",
-                    [query],
-                    |r| r.get(0),
+                    &params![query],
+                    id,
                 )?
             } else {
                 exact
@@ -249,7 +312,7 @@ impl History {
             [one] => RunId::parse(one).ok_or_else(|| self.no_such_run(query)),
             [] => Err(self.no_such_run(query)),
             many => Err(HistoryError::AmbiguousRun {
-                path: self.path.clone(),
+                at: self.at.clone(),
                 query: query.to_string(),
                 matches: many.to_vec(),
             }),
@@ -258,47 +321,92 @@ impl History {
 
     fn no_such_run(&self, query: &str) -> HistoryError {
         HistoryError::NoSuchRun {
-            path: self.path.clone(),
+            at: self.at.clone(),
             query: query.to_string(),
         }
     }
 
     /// The whole stored results of a run.
     pub fn record(&self, id: &RunId) -> Result<RunRecord, HistoryError> {
-        let texts: Vec<String> = self.query(
-            "SELECT record FROM runs WHERE run_id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
+        let texts = self.query(
+            "SELECT record FROM runs WHERE run_id = $1",
+            &params![id.as_str()],
+            |r| r.text(0),
         )?;
         let text = texts.first().ok_or_else(|| self.no_such_run(id.as_str()))?;
         serde_json::from_str(text).map_err(|source| HistoryError::BadRecord {
-            path: self.path.clone(),
+            at: self.at.clone(),
             run_id: id.to_string(),
             source,
         })
     }
 
-    /// Every stored run's samples of one metric, oldest run first.
-    pub fn metric_history(&self, key: &MetricKey) -> Result<Vec<MetricRun>, HistoryError> {
-        let conditions = self.conditions()?;
-        let rows: Vec<(String, DateTime<Utc>, String, Direction, f64)> = self.query(
-            "SELECT s.run_id, r.started, s.unit, s.direction, s.value
-             FROM samples s JOIN runs r USING (run_id)
-             WHERE s.suite = ?1 AND s.benchmark = ?2 AND s.metric = ?3
-             ORDER BY r.started, s.run_id, s.sample_index",
-            params![key.suite, key.benchmark, key.metric],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    time(row, 1)?,
-                    row.get(2)?,
-                    named(row, 3)?,
-                    row.get(4)?,
-                ))
-            },
-        )?;
+    /// The samples of one metric in the runs `window` selects, oldest run first: the newest
+    /// runs up to the judged one (of any conditions, and as many under the judged run's), and
+    /// the runs its baseline names. Reads only those, however long the history.
+    pub fn metric_history(&self, w: &MetricWindow<'_>) -> Result<Vec<MetricRun>, HistoryError> {
+        let comparable = w.conditions.map(ComparableConditions::of);
+        let c = comparable.as_ref();
+        let sql = "
+            WITH metric_runs AS (
+                SELECT s.run_id, r.started FROM samples s JOIN runs r ON r.run_id = s.run_id
+                WHERE s.suite = $1 AND s.benchmark = $2 AND s.metric = $3
+                  AND s.sample_index = 0),
+            newest AS (
+                SELECT run_id FROM metric_runs WHERE started <= $4
+                ORDER BY started DESC, run_id DESC LIMIT $5),
+            same AS (
+                SELECT m.run_id FROM metric_runs m JOIN conditions c ON c.run_id = m.run_id
+                WHERE m.started <= $4 AND c.cpu_model = $6 AND c.cores = $7 AND c.kernel = $8
+                  AND c.accel = $9 AND c.vm_cpus = $10 AND c.vm_memory_mib = $11
+                  AND c.box_sha256 = $12
+                ORDER BY m.started DESC, m.run_id DESC LIMIT $5),
+            named AS (
+                SELECT m.run_id FROM metric_runs m LEFT JOIN conditions c ON c.run_id = m.run_id
+                WHERE m.run_id = $13
+                   OR (substr(c.lab_commit, 1, length($14)) = $14
+                       AND c.lab_commit NOT LIKE '%-dirty'))
+            SELECT s.run_id, r.started, s.unit, s.direction, s.value,
+                   c.hostname, c.cpu_model, c.cores, c.kernel, c.vm_cpus, c.vm_memory_mib,
+                   c.accel, c.box_sha256, c.metalab_version, c.lab_commit
+            FROM samples s JOIN runs r ON r.run_id = s.run_id
+                 LEFT JOIN conditions c ON c.run_id = s.run_id
+            WHERE s.suite = $1 AND s.benchmark = $2 AND s.metric = $3
+              AND s.run_id IN (SELECT run_id FROM newest UNION SELECT run_id FROM same
+                               UNION SELECT run_id FROM named)
+            ORDER BY r.started, s.run_id, s.sample_index";
+        let params = params![
+            &w.key.suite,
+            &w.key.benchmark,
+            &w.key.metric,
+            stamp(&w.until),
+            w.runs,
+            c.map(|c| c.cpu_model),
+            c.map(|c| c.cores),
+            c.map(|c| c.kernel),
+            c.map(|c| c.accel),
+            c.map(|c| c.vm_cpus),
+            c.map(|c| c.vm_memory_mib),
+            c.map(|c| c.box_sha256),
+            w.named_run,
+            w.named_commit,
+        ];
+        let rows = self.query(sql, &params, |row| {
+            let conditions = match row.opt_text(5)? {
+                Some(_) => Some(stored_conditions(row, 5)?),
+                None => None,
+            };
+            Ok((
+                row.text(0)?,
+                row.time(1)?,
+                row.text(2)?,
+                row.named::<Direction>(3)?,
+                row.real(4)?,
+                conditions,
+            ))
+        })?;
         let mut runs: Vec<MetricRun> = Vec::new();
-        for (id, started, unit, direction, value) in rows {
+        for (id, started, unit, direction, value, conditions) in rows {
             match runs.last_mut() {
                 Some(last) if last.run_id.as_str() == id => last.samples.push(value),
                 _ => {
@@ -306,7 +414,7 @@ impl History {
                         continue;
                     };
                     runs.push(MetricRun {
-                        conditions: conditions.get(&id).cloned(),
+                        conditions,
                         run_id,
                         started,
                         unit,
@@ -326,212 +434,184 @@ impl History {
 
     /// The samples of the newest `runs` runs (all runs: `None`), oldest first.
     pub fn newest_samples(&self, runs: Option<usize>) -> Result<Vec<SampleRow>, HistoryError> {
-        let limit = runs.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         self.query(
             "SELECT r.started, s.run_id, c.lab_commit, c.host_fingerprint, c.key, s.suite,
                     s.benchmark, s.metric, s.unit, s.direction, s.sample_index, s.value
-             FROM samples s JOIN runs r USING (run_id) LEFT JOIN conditions c USING (run_id)
+             FROM samples s JOIN runs r ON r.run_id = s.run_id
+                  LEFT JOIN conditions c ON c.run_id = s.run_id
              WHERE s.run_id IN (SELECT run_id FROM runs ORDER BY started DESC, run_id DESC
-                                LIMIT ?1)
+                                LIMIT $1)
              ORDER BY r.started, s.run_id, s.suite, s.benchmark, s.metric, s.sample_index",
-            [limit],
+            &params![limit(runs)],
             |row| {
                 Ok(SampleRow {
-                    started: time(row, 0)?,
-                    run_id: row.get(1)?,
-                    commit: row.get(2)?,
-                    host_fingerprint: row.get(3)?,
-                    conditions_key: row.get(4)?,
-                    suite: row.get(5)?,
-                    benchmark: row.get(6)?,
-                    metric: row.get(7)?,
-                    unit: row.get(8)?,
-                    direction: row.get(9)?,
-                    index: row.get(10)?,
-                    value: row.get(11)?,
+                    started: row.time(0)?,
+                    run_id: row.text(1)?,
+                    commit: row.opt_text(2)?,
+                    host_fingerprint: row.opt_text(3)?,
+                    conditions_key: row.opt_text(4)?,
+                    suite: row.text(5)?,
+                    benchmark: row.text(6)?,
+                    metric: row.text(7)?,
+                    unit: row.text(8)?,
+                    direction: row.text(9)?,
+                    index: row.count(10)?,
+                    value: row.real(11)?,
                 })
             },
         )
     }
+}
 
-    /// The recorded conditions of every run that has them, by run id.
-    fn conditions(&self) -> Result<HashMap<String, Conditions>, HistoryError> {
-        let rows = self.query(
-            "SELECT run_id, hostname, cpu_model, cores, kernel, vm_cpus, vm_memory_mib, accel,
-                    box_sha256, metalab_version, lab_commit
-             FROM conditions",
-            [],
-            |row| {
-                let c = Conditions {
-                    host: HostFingerprint {
-                        hostname: row.get(1)?,
-                        cpu_model: row.get(2)?,
-                        cores: row.get(3)?,
-                        kernel: row.get(4)?,
-                    },
-                    vm_cpus: row.get(5)?,
-                    vm_memory_mib: row.get(6)?,
-                    accel: row.get(7)?,
-                    box_sha256: row.get(8)?,
-                    metalab_version: row.get(9)?,
-                    lab_commit: row.get(10)?,
-                };
-                Ok((row.get::<_, String>(0)?, c))
-            },
-        )?;
-        Ok(rows.into_iter().collect())
-    }
+/// A shard plan as stored: where its durations came from, and the durations as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPlan {
+    pub source: String,
+    pub durations: String,
+}
 
-    fn query<T, P: rusqlite::Params>(
+impl History {
+    /// The plan stored under `plan_id`, storing `proposed` first if there is none: every
+    /// caller with the same id gets the same plan, whichever came first (the write lock
+    /// orders them).
+    pub fn shard_plan(
         &self,
-        sql: &str,
-        params: P,
-        map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>, HistoryError> {
-        let run = || -> rusqlite::Result<Vec<T>> {
-            let mut stmt = self.conn.prepare_cached(sql)?;
-            stmt.query_map(params, map)?.collect()
-        };
-        run().map_err(|e| self.err(e))
+        plan_id: &str,
+        proposed: &StoredPlan,
+    ) -> Result<StoredPlan, HistoryError> {
+        let mut agreed = None;
+        self.write(&mut |tx| {
+            tx.execute(
+                "INSERT INTO shard_plans (plan_id, created, source, durations)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (plan_id) DO NOTHING",
+                &params![
+                    plan_id,
+                    stamp(&Utc::now()),
+                    &proposed.source,
+                    &proposed.durations
+                ],
+            )?;
+            let rows = tx.query(
+                "SELECT source, durations FROM shard_plans WHERE plan_id = $1",
+                &params![plan_id],
+            )?;
+            agreed = match rows.first() {
+                Some(r) => Some(StoredPlan {
+                    source: r.text(0)?,
+                    durations: r.text(1)?,
+                }),
+                None => None,
+            };
+            Ok(())
+        })?;
+        agreed.ok_or_else(|| HistoryError::Store {
+            at: self.at.clone(),
+            detail: format!("shard plan {plan_id} was stored but cannot be read back"),
+        })
     }
 }
 
-fn insert_run(tx: &Transaction<'_>, r: &RunRecord) -> rusqlite::Result<()> {
-    let record = serde_json::to_string(r).map_err(|e| to_sql_error(Box::new(e)))?;
+fn insert_run(tx: &mut dyn Tx, r: &RunRecord, json: &str) -> Result<(), DbError> {
     let b = r.box_info.as_ref();
     tx.execute(
         "INSERT INTO runs (run_id, started, finished, duration_s, status, host, metalab_version,
                            box_name, box_version, box_sha256, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &params![
             r.run_id.as_str(),
             stamp(&r.started),
             r.finished.as_ref().map(stamp),
             r.duration.as_secs_f64(),
             name(&r.status),
-            r.host,
-            r.metalab_version,
+            &r.host,
+            &r.metalab_version,
             b.map(|b| &b.name),
             b.map(|b| &b.version),
             b.map(|b| &b.sha256),
-            record,
+            json,
         ],
     )?;
     Ok(())
 }
 
-fn insert_conditions(tx: &Transaction<'_>, run_id: &str, c: &Conditions) -> rusqlite::Result<()> {
+fn insert_conditions(tx: &mut dyn Tx, run_id: &str, c: &Conditions) -> Result<(), DbError> {
     tx.execute(
         "INSERT INTO conditions (run_id, key, host_fingerprint, hostname, cpu_model, cores, kernel,
                                  vm_cpus, vm_memory_mib, accel, box_sha256, metalab_version,
                                  lab_commit)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        &params![
             run_id,
             ComparableConditions::of(c).key(),
             host_fingerprint(&c.host),
-            c.host.hostname,
-            c.host.cpu_model,
+            &c.host.hostname,
+            &c.host.cpu_model,
             c.host.cores,
-            c.host.kernel,
+            &c.host.kernel,
             c.vm_cpus,
             c.vm_memory_mib,
-            c.accel,
-            c.box_sha256,
-            c.metalab_version,
-            c.lab_commit,
+            &c.accel,
+            &c.box_sha256,
+            &c.metalab_version,
+            c.lab_commit.as_ref(),
         ],
     )?;
     Ok(())
 }
 
-fn insert_tests(tx: &Transaction<'_>, r: &RunRecord) -> rusqlite::Result<()> {
+fn insert_tests(tx: &mut dyn Tx, r: &RunRecord) -> Result<(), DbError> {
     // Test names are unique within a suite (the suite loader checks); should a record repeat
     // one anyway, the later result wins rather than failing the whole run's insert.
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO tests (run_id, suite, name, vm, outcome, infra, duration_s,
-                                       message, log, failed_attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
     for t in r.tests() {
-        stmt.execute(params![
-            r.run_id.as_str(),
-            t.suite,
-            t.name,
-            t.vm,
-            name(&t.outcome),
-            t.infra,
-            t.duration.as_secs_f64(),
-            t.message,
-            t.log.to_string_lossy(),
-            t.failed_attempts.len() as i64,
-        ])?;
+        tx.execute(
+            "INSERT INTO tests (run_id, suite, name, vm, outcome, infra, duration_s, message, log,
+                                failed_attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (run_id, suite, name) DO UPDATE SET
+                 vm = excluded.vm, outcome = excluded.outcome, infra = excluded.infra,
+                 duration_s = excluded.duration_s, message = excluded.message,
+                 log = excluded.log, failed_attempts = excluded.failed_attempts",
+            &params![
+                r.run_id.as_str(),
+                &t.suite,
+                &t.name,
+                &t.vm,
+                name(&t.outcome),
+                t.infra,
+                t.duration.as_secs_f64(),
+                t.message.as_ref(),
+                t.log.to_string_lossy().into_owned(),
+                t.failed_attempts.len(),
+            ],
+        )?;
     }
     Ok(())
 }
 
-fn insert_samples(tx: &Transaction<'_>, r: &RunRecord) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO samples (run_id, suite, benchmark, metric, unit, direction,
-                                         sample_index, value)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
+fn insert_samples(tx: &mut dyn Tx, r: &RunRecord) -> Result<(), DbError> {
     for b in r.benchmarks() {
         for m in &b.metrics {
             for (i, value) in m.samples.iter().enumerate() {
-                stmt.execute(params![
-                    r.run_id.as_str(),
-                    b.suite,
-                    b.name,
-                    m.spec.name,
-                    m.spec.unit,
-                    name(&m.spec.direction),
-                    i as i64,
-                    value,
-                ])?;
+                tx.execute(
+                    "INSERT INTO samples (run_id, suite, benchmark, metric, unit, direction,
+                                          sample_index, value)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (run_id, suite, benchmark, metric, sample_index)
+                     DO UPDATE SET unit = excluded.unit, direction = excluded.direction,
+                                   value = excluded.value",
+                    &params![
+                        r.run_id.as_str(),
+                        &b.suite,
+                        &b.name,
+                        &m.spec.name,
+                        &m.spec.unit,
+                        name(&m.spec.direction),
+                        i,
+                        *value,
+                    ],
+                )?;
             }
         }
     }
     Ok(())
-}
-
-/// Times as RFC 3339 in UTC with a fixed number of digits, so text order is time order.
-fn stamp(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn time(row: &Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let text: String = row.get(i)?;
-    DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| from_sql_error(i, Box::new(e)))
-}
-
-fn run_id(row: &Row<'_>, i: usize) -> rusqlite::Result<RunId> {
-    let text: String = row.get(i)?;
-    RunId::parse(&text).ok_or_else(|| from_sql_error(i, format!("bad run id {text:?}").into()))
-}
-
-/// An enum's name as serde writes it (`passed`, `higher`): the same words as results.json.
-fn name<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
-fn named<T: DeserializeOwned>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(i)?;
-    serde_json::from_value(serde_json::Value::String(text))
-        .map_err(|e| from_sql_error(i, Box::new(e)))
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn from_sql_error(i: usize, e: BoxError) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
-}
-
-fn to_sql_error(e: BoxError) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(e)
 }

@@ -16,6 +16,7 @@ use super::gate::Judged;
 use super::github::GitHubActions;
 use super::{files, gate, history, html, summary};
 use crate::gate::Options;
+use crate::history::Location;
 use crate::model::record::RunRecord;
 
 /// What the end of a run does.
@@ -34,7 +35,7 @@ pub struct Ending {
 
 /// The history steps: storing the run, judging it, and its HTML report.
 pub struct HistoryEnd {
-    pub db: PathBuf,
+    pub db: Location,
     pub options: Options,
     /// `--baseline`: print the verdicts, write `junit-benchmarks.xml`, and let a regression set
     /// the exit status.

@@ -6,23 +6,35 @@ use std::path::Path;
 
 use crate::files::write_atomic;
 use crate::gate::{self, GateReport, Options};
-use crate::history::{History, HistoryError, RunSummary};
+use crate::history::{History, HistoryError, Location, RunSummary};
 use crate::model::record::RunRecord;
 use crate::report::grid::{self, Grid};
 
 /// The run judged against the history, with what the dashboard needs.
 pub struct Judged {
     pub report: GateReport,
-    /// Every run of the history, newest first, and the grid of the newest; `None` when the
-    /// history could not be read.
-    pub runs: Option<(Vec<RunSummary>, Grid)>,
+    /// What the dashboard shows; `None` when the history could not be read.
+    pub browsed: Option<Browsed>,
     /// Why the benchmarks are not judged, when the history could not be read.
     pub warning: Option<String>,
 }
 
+/// The runs the dashboard lists, and the grid of the newest.
+pub struct Browsed {
+    /// The newest [`INDEX_RUNS`] runs, newest first.
+    pub runs: Vec<RunSummary>,
+    /// How many runs the history holds.
+    pub total: usize,
+    pub grid: Grid,
+}
+
+/// How many runs the dashboard lists: the page stays small and quick to write however long the
+/// history grows; `metalab history --limit N` lists more.
+pub const INDEX_RUNS: usize = 200;
+
 /// Judges the run with the history at `db`. An unreadable history is not an error: the verdicts
 /// are "not comparable", and the warning says why.
-pub fn judge(db: &Path, record: &RunRecord, options: &Options) -> Judged {
+pub fn judge(db: &Location, record: &RunRecord, options: &Options) -> Judged {
     let judged = History::open(db).and_then(|h| {
         Ok((
             gate::evaluate(&h, record, options)?,
@@ -30,22 +42,23 @@ pub fn judge(db: &Path, record: &RunRecord, options: &Options) -> Judged {
         ))
     });
     match judged {
-        Ok((report, runs)) => Judged {
+        Ok((report, browsed)) => Judged {
             report,
-            runs: Some(runs),
+            browsed: Some(browsed),
             warning: None,
         },
         Err(e) => Judged {
             report: gate::unjudged(record, options),
-            runs: None,
+            browsed: None,
             warning: Some(format!("The benchmarks are not judged: {e}")),
         },
     }
 }
 
-/// Every run of the history, and the grid of the newest (shifts of at least `min_effect`).
-pub fn browse(h: &History, min_effect: f64) -> Result<(Vec<RunSummary>, Grid), HistoryError> {
-    let runs = h.runs(None)?;
+/// The newest runs of the history, and the grid of the newest (shifts of at least
+/// `min_effect`).
+pub fn browse(h: &History, min_effect: f64) -> Result<Browsed, HistoryError> {
+    let runs = h.runs(Some(INDEX_RUNS))?;
     let newest = runs.iter().take(grid::RUNS).cloned().collect();
     let grid = Grid::new(
         newest,
@@ -53,7 +66,11 @@ pub fn browse(h: &History, min_effect: f64) -> Result<(Vec<RunSummary>, Grid), H
         &h.newest_samples(Some(grid::RUNS))?,
         min_effect,
     );
-    Ok((runs, grid))
+    Ok(Browsed {
+        runs,
+        total: h.run_count()?,
+        grid,
+    })
 }
 
 /// Prints the verdicts and writes `junit-benchmarks.xml`; true when a metric regressed, which

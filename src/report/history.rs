@@ -1,16 +1,16 @@
 //! Stores a finished run in the benchmark history.
 //!
 //! The history is a convenience on top of the run's own result files, never a condition of them:
-//! a locked, corrupt or too-new database is reported with a way to re-import the run later, and
+//! a locked, corrupt, unreachable or too-new database is reported with a way to re-import the run later, and
 //! changes neither the result files nor the run's exit status.
 
 use std::path::Path;
 
 use super::files::RESULTS_JSON;
-use crate::history::History;
+use crate::history::{History, Location};
 use crate::model::record::RunRecord;
 
-pub fn store(db: &Path, run_dir: &Path, record: &RunRecord) {
+pub fn store(db: &Location, run_dir: &Path, record: &RunRecord) {
     let stored = History::open(db).and_then(|mut h| h.insert(record));
     if let Err(e) = stored {
         eprintln!(

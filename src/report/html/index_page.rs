@@ -1,4 +1,4 @@
-//! `<artifacts>/index.html`: the dashboard of the newest runs' tests, then every run in the
+//! `<artifacts>/index.html`: the dashboard of the newest runs' tests, then the newest runs in the
 //! history, newest first, each linking to its report.
 
 use std::fmt::Write;
@@ -9,10 +9,11 @@ use super::page::{badge, esc, status_class};
 use super::{REPORT_DIR, REPORT_FILE};
 use crate::history::RunSummary;
 use crate::report::files::RESULTS_JSON;
-use crate::report::grid::Grid;
+use crate::report::gate::Browsed;
 use crate::report::summary::human;
 
-pub fn body(runs: &[RunSummary], grid: &Grid, artifacts: &Path) -> String {
+pub fn body(browsed: &Browsed, artifacts: &Path) -> String {
+    let runs = &browsed.runs;
     let mut rows = String::new();
     for r in runs {
         let id = r.run_id.as_str();
@@ -53,7 +54,8 @@ pub fn body(runs: &[RunSummary], grid: &Grid, artifacts: &Path) -> String {
         format!(
             "<table class=\"runs\"><thead><tr><th>status</th><th>run</th><th>started (UTC)</th>\
              <th>commit</th><th>host</th><th class=\"num\">tests passed</th><th class=\"num\">took</th>\
-             </tr></thead><tbody>{rows}</tbody></table>"
+             </tr></thead><tbody>{rows}</tbody></table>{}",
+            older_runs(runs, browsed.total)
         )
     };
     format!(
@@ -61,7 +63,18 @@ pub fn body(runs: &[RunSummary], grid: &Grid, artifacts: &Path) -> String {
          <p class=\"meta\">{} run(s) in the history</p></div></header>\
          <main class=\"wrap\">{}<section id=\"runs\"><h2>Runs, newest first</h2>{table}</section>\
          </main>",
-        runs.len(),
-        dashboard::sections(grid, artifacts)
+        browsed.total,
+        dashboard::sections(&browsed.grid, artifacts)
     )
+}
+
+/// A note under the list when the history holds more runs than it shows.
+fn older_runs(shown: &[RunSummary], total: usize) -> String {
+    match total.saturating_sub(shown.len()) {
+        0 => String::new(),
+        older => format!(
+            "<p class=\"note\">{older} older run(s) are not listed: \
+             <code>metalab history --limit {total}</code> lists them all.</p>"
+        ),
+    }
 }

@@ -18,10 +18,9 @@ use anyhow::Context;
 
 use crate::files::write_atomic;
 use crate::gate::GateReport;
-use crate::history::RunSummary;
+
 use crate::model::record::RunRecord;
-use crate::report::gate::Judged;
-use crate::report::grid::Grid;
+use crate::report::gate::{Browsed, Judged};
 
 /// The report's directory inside the run's artifacts directory.
 pub const REPORT_DIR: &str = "report";
@@ -45,8 +44,8 @@ pub struct Built {
 /// Writes the run's report with its verdicts, and the runs' index when the history was read.
 pub fn build(record: &RunRecord, run_dir: &Path, judged: &Judged) -> anyhow::Result<Built> {
     let report = write_run(record, run_dir, &judged.report, judged.warning.as_deref())?;
-    let index = match (&judged.runs, run_dir.parent()) {
-        (Some((runs, grid)), Some(artifacts)) => Some(write_index(artifacts, runs, grid)?),
+    let index = match (&judged.browsed, run_dir.parent()) {
+        (Some(browsed), Some(artifacts)) => Some(write_index(artifacts, browsed)?),
         _ => None,
     };
     Ok(Built { report, index })
@@ -81,13 +80,13 @@ pub fn write_run(
     Ok(path)
 }
 
-/// Writes `<artifacts>/index.html`: the dashboard of `grid` (the newest runs' tests), then every
-/// run of `runs` (newest first). Its style and script are inline, so the file stands alone
-/// beside the run directories, with no server.
-pub fn write_index(artifacts: &Path, runs: &[RunSummary], grid: &Grid) -> anyhow::Result<PathBuf> {
+/// Writes `<artifacts>/index.html`: the dashboard of the newest runs' tests, then the newest runs
+/// (newest first). Its style and script are inline, so the file stands alone beside the run
+/// directories, with no server.
+pub fn write_index(artifacts: &Path, browsed: &Browsed) -> anyhow::Result<PathBuf> {
     let style = format!("<style>\n{STYLE}</style>");
     let path = artifacts.join(REPORT_FILE);
-    let body = index_page::body(runs, grid, artifacts);
+    let body = index_page::body(browsed, artifacts);
     write(&path, &page::document("metalab dashboard", &style, &body))?;
     Ok(path)
 }
