@@ -91,13 +91,20 @@ const SECRET_PARTS: [&str; 8] = [
     "JWT",
 ];
 
-/// Whether the variable `name` holds a secret, going by its name: it contains one of
+/// Variables that may hold a secret although their names do not say so: `METALAB_HISTORY` may be
+/// a `postgres://` URL with its password.
+const SECRET_NAMES: [&str; 1] = [crate::history::ENV];
+
+/// Whether the variable `name` holds a secret, going by its name: it is one of
+/// [`SECRET_NAMES`], it contains one of
 /// [`SECRET_PARTS`], or `KEY` is one of its `_`-separated words (`AWS_ACCESS_KEY_ID`,
 /// `SSH_PRIVATE_KEY`, `DO_API_KEY`, but not `KEYBOARD` or `MONKEY`). Metal's
 /// `METAL_AUTH_TOKEN` and `PACKET_AUTH_TOKEN` are such names, and `token_env` must be one.
 pub fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
-    SECRET_PARTS.iter().any(|part| name.contains(part)) || name.split('_').any(|w| w == "KEY")
+    SECRET_NAMES.contains(&name.as_str())
+        || SECRET_PARTS.iter().any(|part| name.contains(part))
+        || name.split('_').any(|w| w == "KEY")
 }
 
 /// Variables an untrusted lab's processes get: what a process needs to run, and metalab's own.
@@ -148,6 +155,7 @@ mod tests {
             "SSH_PRIVATE_KEY",
             "DATADOG_APIKEY",
             "npm_config__authToken",
+            "METALAB_HISTORY",
         ] {
             assert!(is_secret(name), "{name} is a secret");
         }

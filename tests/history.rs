@@ -823,3 +823,126 @@ fn an_untrusted_run_is_judged_but_never_stored(store: &Store) {
     let h = History::open(location(db)).expect("opens");
     assert_eq!(h.runs(None).expect("runs").len(), 5);
 }
+
+/// A server that goes away before the run ends: the run's files and exit status are whole, the
+/// run says how to add it later, and `metalab history import` does once the server is back.
+#[test]
+fn a_server_gone_at_the_end_of_a_run_leaves_its_files_and_the_run_can_be_imported_later() {
+    let store = Store::postgres();
+    let server = store._server.as_ref().expect("a server");
+    baseline_runs(&mut History::open(location(&store.db)).expect("opens"), 2.8);
+    server.stop();
+    let artifacts = store.dir.path().join("artifacts");
+    let record = run(6, samples(2.2, 5, 6));
+    let regressed = finish_run(&record, &artifacts, location(&store.db));
+    assert!(!regressed, "a history that cannot be read judges nothing");
+    let run_dir = artifacts.join(record.run_id.as_str());
+    for file in ["results.json", "junit.xml", "report/index.html"] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+    let junit = std::fs::read_to_string(run_dir.join("junit-benchmarks.xml")).expect("written");
+    assert!(junit.contains("cannot be reached"), "{junit}");
+    assert!(
+        !junit.contains(server.password()),
+        "the password leaked: {junit}"
+    );
+
+    server.resume();
+    let results = run_dir.join("results.json");
+    let out = metalab(
+        store.dir.path(),
+        &store.db,
+        &["history", "import", path(&results)],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let h = History::open(location(&store.db)).expect("opens");
+    assert_eq!(h.runs(None).expect("runs")[0].run_id, record.run_id);
+}
+
+/// A refused login is the configuration's fault (exit 2), says which server and where a
+/// password comes from, and never shows one.
+#[test]
+fn refused_credentials_exit_2_and_no_password_is_ever_shown() {
+    let store = Store::postgres();
+    let server = store._server.as_ref().expect("a server");
+    let wrong = server.url().replace(server.password(), "not-the-password");
+    let out = metalab(store.dir.path(), &wrong, &["history"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("refused the credentials"), "{shown}");
+    assert!(!shown.contains("not-the-password"), "{shown}");
+
+    let bare = server.url_without_password();
+    let out = metalab(store.dir.path(), &bare, &["history"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("set PGPASSWORD"), "{shown}");
+
+    // PGPASSWORD completes a URL without one; nothing prints it.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_metalab"));
+    let out = c
+        .args(["history", "--db", &bare])
+        .env("PGPASSWORD", server.password())
+        .env("METALAB_HOME", store.dir.path().join("state"))
+        .output()
+        .expect("runs");
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("no runs in the history postgres://metalab@127.0.0.1:"),
+        "{shown}"
+    );
+    assert!(!shown.contains(server.password()), "{shown}");
+}
+
+/// `metalab history copy --to URL` moves a host's SQLite history into the server: every run,
+/// checked there, and repeatable.
+#[test]
+fn history_copy_moves_a_sqlite_history_into_the_server() {
+    let file = Store::sqlite();
+    let server = Store::postgres();
+    let mut h = History::open(location(&file.db)).expect("opens");
+    for n in 1..=7 {
+        h.insert(&bench_runs::with_tests(run(n, samples(2.8, 5, n))))
+            .expect("insert");
+    }
+    drop(h);
+    for _ in 0..2 {
+        let out = metalab(
+            file.dir.path(),
+            &file.db,
+            &["history", "copy", "--to", &server.db],
+        );
+        let shown = text(&out);
+        assert!(out.status.success(), "{shown}");
+        assert!(shown.contains("copied 7 run(s)"), "{shown}");
+        let pg = server._server.as_ref().expect("a server");
+        assert!(!shown.contains(pg.password()), "{shown}");
+        assert_eq!(pg.psql("metalab", "SELECT count(*) FROM runs"), "7");
+        assert_eq!(pg.psql("metalab", "SELECT count(*) FROM samples"), "35");
+    }
+    // The same listing from either store.
+    let a = metalab(file.dir.path(), &file.db, &["history", "--json"]);
+    let b = metalab(server.dir.path(), &server.db, &["history", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout)
+    );
+}
+
+#[test]
+fn a_newer_schema_on_the_server_is_refused() {
+    let store = Store::postgres();
+    History::open(location(&store.db)).expect("creates");
+    let server = store._server.as_ref().expect("a server");
+    server.psql("metalab", "UPDATE schema_version SET version = 99");
+    let err = History::open(location(&store.db)).err().expect("refused");
+    assert!(
+        matches!(err, HistoryError::NewerSchema { found: 99, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("postgres://metalab@127.0.0.1:"),
+        "{err}"
+    );
+}

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use bench_runs::{run, samples, with_tests, write_artifacts};
 use chrono::Utc;
+use common::postgres::PgServer;
 use common::{ScratchLab, text};
 use metalab::exit::Status;
-use metalab::history::History;
+use metalab::history::{History, Location};
 use metalab::model::event::{Event, EventKind, Phase};
 use metalab::model::record::{RunRecord, ShardRecord, SuiteRecord, TestOutcome, TestRecord};
 use metalab::report::github::GitHubActions;
@@ -145,6 +146,63 @@ fn the_split_is_balanced_by_the_durations_in_the_history() {
     drop(h);
     let read = Durations::read(&db).expect("read");
     assert_eq!(shares(&all, &read, 2), by_time);
+}
+
+/// The share of shard `spec` that `metalab run --dry-run` plans in `lab`, against the history
+/// `db`, for the pipeline `plan`.
+fn planned_share(lab: &ScratchLab, spec: &str, db: &str, plan: &str) -> String {
+    let out = lab
+        .metalab(&["run", "--dry-run", "--shard", spec])
+        .env("METALAB_HISTORY", db)
+        .env("METALAB_SHARD_PLAN", plan)
+        .env("METALAB_HOME", lab.path().join("state"))
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with(&format!("shard    {spec}: ")))
+        .unwrap_or_else(|| panic!("no shard line:\n{shown}"));
+    line.to_string()
+}
+
+/// Two hosts (each its own lab checkout and state directory) share a PostgreSQL history. The
+/// first shard of a pipeline stores the durations it read; the second, started after another
+/// run changed the history, takes the same ones, so the two shares are disjoint and complete.
+#[test]
+fn shards_on_two_hosts_sharing_a_server_split_by_the_same_durations() {
+    let server = PgServer::start();
+    let db = server.url();
+    let mut h = History::open(Location::parse(&db).unwrap()).expect("opens");
+    let suites = [("alpha", 100), ("beta", 100), ("gamma", 100), ("slow", 300)];
+    for n in 1..=3 {
+        h.insert(&timed_run(n, &suites)).expect("insert");
+    }
+    let labs: Vec<ScratchLab> = (0..2)
+        .map(|_| {
+            let defs: Vec<(&str, &str)> = suites.iter().map(|(n, _)| (*n, SUITE)).collect();
+            ScratchLab::new("", &defs)
+        })
+        .collect();
+    let first = planned_share(&labs[0], "1/2", &db, "pipeline-42");
+    assert!(first.contains(": slow of 4 suite(s)"), "{first}");
+    assert!(first.contains("(shard plan pipeline-42)"), "{first}");
+    assert!(!first.contains(server.password()), "{first}");
+
+    // Meanwhile runs end that make `slow` quick and `alpha` slow.
+    let changed = [("alpha", 900), ("beta", 100), ("gamma", 100), ("slow", 10)];
+    for n in 4..=9 {
+        h.insert(&timed_run(n, &changed)).expect("insert");
+    }
+    let second = planned_share(&labs[1], "2/2", &db, "pipeline-42");
+    assert!(
+        second.contains(": alpha, beta, gamma of 4 suite(s)"),
+        "{second}"
+    );
+    // The control: a new pipeline reads the history as it is now.
+    let other = planned_share(&labs[1], "1/2", &db, "pipeline-43");
+    assert!(other.contains(": alpha of 4 suite(s)"), "{other}");
 }
 
 #[test]

@@ -60,6 +60,15 @@ impl ScratchLab {
     pub fn metalab(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_metalab"));
         c.args(args).current_dir(self.path()).env("CI", "true");
+        // A pipeline's id would make every sharded test share one plan.
+        for id in [
+            "METALAB_SHARD_PLAN",
+            "GITHUB_RUN_ID",
+            "BUILD_TAG",
+            "CI_PIPELINE_ID",
+        ] {
+            c.env_remove(id);
+        }
         c
     }
 

@@ -225,7 +225,11 @@ fn classify(e: postgres::Error) -> DbError {
             detail = format!("{detail}: {cause}");
         }
     }
-    let kind = if lost {
+    // The server asked for a password and none was given: a login refused before it was tried.
+    let no_password = detail.contains("password missing");
+    let kind = if no_password {
+        DbErrorKind::Refused
+    } else if lost {
         DbErrorKind::Unreachable
     } else {
         DbErrorKind::Other
