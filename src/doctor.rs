@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::boxes::Recipe;
 use crate::config::{Accel, Config};
+use crate::history::{self, History, Location};
 use crate::host::Host;
 use crate::model::record::BoxInfo;
 use crate::state::StateDir;
@@ -123,8 +124,32 @@ pub async fn run(host: &Host, state: &StateDir, config: Option<&Config>) -> Vec<
         }
         checks.push(memory_check(config));
     }
+    if let Some(check) = history_check(state, config) {
+        checks.push(check);
+    }
     checks.push(disk_check(state.root()));
     checks
+}
+
+/// Whether the shared history server answers to metalab's credentials; `None` for a history
+/// file, which the disk check covers (and which opening would create).
+fn history_check(state: &StateDir, config: Option<&Config>) -> Option<Check> {
+    let at = match history::location(config.and_then(|c| c.history.as_ref()), state) {
+        Ok(at @ Location::Server(_)) => at,
+        Ok(Location::File(_)) => return None,
+        Err(e) => return Some(check("history", false, e, "fix METALAB_HISTORY")),
+    };
+    let opened = History::open(&at).and_then(|h| h.run_count());
+    Some(match opened {
+        Ok(runs) => check("history", true, format!("{at}: {runs} run(s)"), ""),
+        Err(e) => check(
+            "history",
+            false,
+            e.to_string(),
+            "check [history] url (or METALAB_HISTORY), PGPASSWORD, and that the server admits \
+             this host",
+        ),
+    })
 }
 
 /// Probes afresh, so a host whose KVM got fixed (or broke) is noticed.
