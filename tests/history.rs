@@ -104,6 +104,7 @@ on_both_stores!(
     history_lists_newest_first_and_shows_a_run,
     a_run_with_a_baseline_records_its_verdicts_and_exits_regressed,
     an_untrusted_run_is_judged_but_never_stored,
+    the_gate_reads_a_window_of_the_newest_runs_and_the_runs_its_baseline_names,
 );
 
 fn text(o: &Output) -> String {
@@ -944,5 +945,52 @@ fn a_newer_schema_on_the_server_is_refused() {
     assert!(
         err.to_string().contains("postgres://metalab@127.0.0.1:"),
         "{err}"
+    );
+}
+
+/// However long the history, the gate reads the newest `gate::WINDOW` runs of a metric (the plot
+/// and change points cover as many), and still finds the runs a `commit:` baseline names far
+/// behind them; runs on another machine of the same kind are comparable.
+fn the_gate_reads_a_window_of_the_newest_runs_and_the_runs_its_baseline_names(store: &Store) {
+    let mut h = History::open(location(&store.db)).expect("opens");
+    let total = gate::WINDOW as u32 + 30;
+    for n in 1..=total {
+        let mut r = run(n, samples(2.8, 3, n));
+        if let Some(c) = r.conditions.as_mut() {
+            c.lab_commit = Some(format!("{n:040x}"));
+            // Every other run on a second machine of the same kind.
+            if n % 2 == 0 {
+                c.host.hostname = "lab2".into();
+            }
+        }
+        h.insert(&r).expect("insert");
+    }
+    let current = run(total + 1, samples(2.8, 3, total + 1));
+    let m = judge(&h, &current, &Options::default());
+    assert_eq!(
+        m.history.len(),
+        gate::WINDOW,
+        "the window and the current run"
+    );
+    assert_eq!(
+        m.history.first().map(|p| p.run_id.clone()),
+        Some(run_id(32))
+    );
+    let baseline: Vec<_> = (total - 4..=total).map(run_id).collect();
+    assert_eq!(
+        m.baseline_runs, baseline,
+        "the 5 newest, from both machines"
+    );
+    assert_eq!(m.conditions_note, None, "{:?}", m.conditions_note);
+
+    let old = Options {
+        baseline: BaselineSpec::Commit(format!("{:040x}", 3)),
+        ..Options::default()
+    };
+    let m = judge(&h, &current, &old);
+    assert_eq!(
+        m.baseline_runs,
+        vec![run_id(3)],
+        "a run far behind the window"
     );
 }
