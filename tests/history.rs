@@ -321,7 +321,7 @@ fn a_newer_schema_is_refused_with_its_file() {
             err,
             HistoryError::NewerSchema {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         postgres: MIGRATION_2,
         then: Some(rekey_conditions),
     },
+    Migration {
+        sqlite: MIGRATION_3,
+        postgres: MIGRATION_3,
+        then: None,
+    },
 ];
 
 /// The version this metalab writes and reads.
@@ -180,6 +185,9 @@ CREATE TABLE shard_plans (
 CREATE INDEX samples_first ON samples (suite, benchmark, metric, sample_index, run_id);
 CREATE INDEX tests_run ON tests (run_id, outcome);
 ";
+
+/// Runs in the order every window reads them, newest first with ties by id, without a sort.
+const MIGRATION_3: &str = "CREATE INDEX runs_newest ON runs (started, run_id);";
 
 /// How a migration run ended.
 pub enum Migrated {

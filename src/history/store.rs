@@ -343,87 +343,112 @@ impl History {
 
     /// The samples of one metric in the runs `window` selects, oldest run first: the newest
     /// runs up to the judged one (of any conditions, and as many under the judged run's), and
-    /// the runs its baseline names. Reads only those, however long the history.
+    /// the runs its baseline names. Reads only those, however long the history: each window
+    /// walks the runs newest first (an index) and stops when it has enough.
     pub fn metric_history(&self, w: &MetricWindow<'_>) -> Result<Vec<MetricRun>, HistoryError> {
         let comparable = w.conditions.map(ComparableConditions::of);
         let c = comparable.as_ref();
-        let sql = "
-            WITH metric_runs AS (
-                SELECT s.run_id, r.started FROM samples s JOIN runs r ON r.run_id = s.run_id
-                WHERE s.suite = $1 AND s.benchmark = $2 AND s.metric = $3
-                  AND s.sample_index = 0),
-            newest AS (
-                SELECT run_id FROM metric_runs WHERE started <= $4
-                ORDER BY started DESC, run_id DESC LIMIT $5),
-            same AS (
-                SELECT m.run_id FROM metric_runs m JOIN conditions c ON c.run_id = m.run_id
-                WHERE m.started <= $4 AND c.cpu_model = $6 AND c.cores = $7 AND c.kernel = $8
-                  AND c.accel = $9 AND c.vm_cpus = $10 AND c.vm_memory_mib = $11
-                  AND c.box_sha256 = $12
-                ORDER BY m.started DESC, m.run_id DESC LIMIT $5),
-            named AS (
-                SELECT m.run_id FROM metric_runs m LEFT JOIN conditions c ON c.run_id = m.run_id
-                WHERE m.run_id = $13
-                   OR (substr(c.lab_commit, 1, length($14)) = $14
-                       AND c.lab_commit NOT LIKE '%-dirty'))
-            SELECT s.run_id, r.started, s.unit, s.direction, s.value,
-                   c.hostname, c.cpu_model, c.cores, c.kernel, c.vm_cpus, c.vm_memory_mib,
-                   c.accel, c.box_sha256, c.metalab_version, c.lab_commit
-            FROM samples s JOIN runs r ON r.run_id = s.run_id
-                 LEFT JOIN conditions c ON c.run_id = s.run_id
-            WHERE s.suite = $1 AND s.benchmark = $2 AND s.metric = $3
-              AND s.run_id IN (SELECT run_id FROM newest UNION SELECT run_id FROM same
-                               UNION SELECT run_id FROM named)
-            ORDER BY r.started, s.run_id, s.sample_index";
-        let params = params![
+        let has_metric = "EXISTS (SELECT 1 FROM samples s WHERE s.run_id = r.run_id
+                                  AND s.suite = $1 AND s.benchmark = $2 AND s.metric = $3
+                                  AND s.sample_index = 0)";
+        let newest = format!(
+            "SELECT r.run_id FROM runs r WHERE r.started <= $4 AND {has_metric}
+             ORDER BY r.started DESC, r.run_id DESC LIMIT $5"
+        );
+        let same = format!(
+            "SELECT r.run_id FROM runs r JOIN conditions c ON c.run_id = r.run_id
+             WHERE r.started <= $4 AND c.cpu_model = $6 AND c.cores = $7 AND c.kernel = $8
+               AND c.accel = $9 AND c.vm_cpus = $10 AND c.vm_memory_mib = $11
+               AND c.box_sha256 = $12 AND {has_metric}
+             ORDER BY r.started DESC, r.run_id DESC LIMIT $5"
+        );
+        let mut ids: Vec<String> = Vec::new();
+        let id = |r: &Row| r.text(0);
+        let window = params![
             &w.key.suite,
             &w.key.benchmark,
             &w.key.metric,
             stamp(&w.until),
             w.runs,
-            c.map(|c| c.cpu_model),
-            c.map(|c| c.cores),
-            c.map(|c| c.kernel),
-            c.map(|c| c.accel),
-            c.map(|c| c.vm_cpus),
-            c.map(|c| c.vm_memory_mib),
-            c.map(|c| c.box_sha256),
-            w.named_run,
-            w.named_commit,
         ];
-        let rows = self.query(sql, &params, |row| {
-            let conditions = match row.opt_text(5)? {
-                Some(_) => Some(stored_conditions(row, 5)?),
-                None => None,
-            };
-            Ok((
-                row.text(0)?,
-                row.time(1)?,
-                row.text(2)?,
-                row.named::<Direction>(3)?,
-                row.real(4)?,
-                conditions,
-            ))
-        })?;
+        ids.extend(self.query(&newest, &window, id)?);
+        if let Some(c) = c {
+            let mut p = window.to_vec();
+            p.extend(params![
+                c.cpu_model,
+                c.cores,
+                c.kernel,
+                c.accel,
+                c.vm_cpus,
+                c.vm_memory_mib,
+                c.box_sha256,
+            ]);
+            ids.extend(self.query(&same, &p, id)?);
+        }
+        if let Some(run) = w.named_run {
+            ids.push(run.to_string());
+        }
+        if let Some(sha) = w.named_commit {
+            ids.extend(self.query(
+                "SELECT run_id FROM conditions
+                 WHERE substr(lab_commit, 1, length($1)) = $1 AND lab_commit NOT LIKE '%-dirty'",
+                &params![sha],
+                id,
+            )?);
+        }
+        ids.sort();
+        ids.dedup();
+        self.samples_of(w.key, &ids)
+    }
+
+    /// The samples of one metric in the runs `ids`, oldest run first, with their conditions.
+    fn samples_of(&self, key: &MetricKey, ids: &[String]) -> Result<Vec<MetricRun>, HistoryError> {
         let mut runs: Vec<MetricRun> = Vec::new();
-        for (id, started, unit, direction, value, conditions) in rows {
-            match runs.last_mut() {
-                Some(last) if last.run_id.as_str() == id => last.samples.push(value),
-                _ => {
-                    let Some(run_id) = RunId::parse(&id) else {
-                        continue;
-                    };
-                    runs.push(MetricRun {
+        // A bounded number of parameters per statement (SQLite allows 32,766).
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+            let sql = format!(
+                "SELECT s.run_id, r.started, s.unit, s.direction, s.value,
+                        c.hostname, c.cpu_model, c.cores, c.kernel, c.vm_cpus, c.vm_memory_mib,
+                        c.accel, c.box_sha256, c.metalab_version, c.lab_commit
+                 FROM samples s JOIN runs r ON r.run_id = s.run_id
+                      LEFT JOIN conditions c ON c.run_id = s.run_id
+                 WHERE s.suite = $1 AND s.benchmark = $2 AND s.metric = $3
+                   AND s.run_id IN ({})
+                 ORDER BY r.started, s.run_id, s.sample_index",
+                list.join(", ")
+            );
+            let mut p = params![&key.suite, &key.benchmark, &key.metric].to_vec();
+            p.extend(chunk.iter().map(Value::from));
+            let rows = self.query(&sql, &p, |row| {
+                let conditions = match row.opt_text(5)? {
+                    Some(_) => Some(stored_conditions(row, 5)?),
+                    None => None,
+                };
+                Ok((
+                    row.run_id(0)?,
+                    row.time(1)?,
+                    row.text(2)?,
+                    row.named::<Direction>(3)?,
+                    row.real(4)?,
+                    conditions,
+                ))
+            })?;
+            for (run_id, started, unit, direction, value, conditions) in rows {
+                match runs.last_mut() {
+                    Some(last) if last.run_id == run_id => last.samples.push(value),
+                    _ => runs.push(MetricRun {
                         conditions,
                         run_id,
                         started,
                         unit,
                         direction,
                         samples: vec![value],
-                    });
+                    }),
                 }
             }
         }
+        runs.sort_by(|a, b| (a.started, &a.run_id).cmp(&(b.started, &b.run_id)));
         Ok(runs)
     }
 
