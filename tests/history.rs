@@ -994,3 +994,48 @@ fn the_gate_reads_a_window_of_the_newest_runs_and_the_runs_its_baseline_names(st
         "a run far behind the window"
     );
 }
+
+/// A server that admits metalab over TLS only: the connection verifies the server's certificate
+/// against the CA in PGSSLROOTCERT; without that CA, or with TLS turned off in the URL, it is
+/// refused (exit 2) and says why.
+#[test]
+fn a_server_that_requires_tls_is_reached_with_its_ca_and_refused_without() {
+    let store = Store::postgres();
+    let server = store._server.as_ref().expect("a server");
+    let ca = server.require_tls();
+    let history = |url: &str, ca: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_metalab"));
+        c.args(["history", "--db", url])
+            .env("METALAB_HOME", store.dir.path().join("state"))
+            .env_remove("PGSSLROOTCERT");
+        if let Some(ca) = ca {
+            c.env("PGSSLROOTCERT", ca);
+        }
+        let out = c.output().expect("runs");
+        assert!(!text(&out).contains(server.password()), "{}", text(&out));
+        out
+    };
+    for url in [store.db.clone(), format!("{}?sslmode=require", store.db)] {
+        let out = history(&url, Some(&ca));
+        assert!(out.status.success(), "{url}: {}", text(&out));
+        assert!(
+            text(&out).contains("no runs in the history"),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = history(&store.db, None);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("TLS failed") && shown.contains("PGSSLROOTCERT"),
+        "{shown}"
+    );
+    let out = history(&format!("{}?sslmode=disable", store.db), Some(&ca));
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("no encryption"),
+        "the server refused a plain connection: {shown}"
+    );
+}

@@ -28,6 +28,12 @@ pub enum HistoryError {
     #[error("history database {at} refused the credentials ({detail}){}", password_hint(.at))]
     Refused { at: Location, detail: String },
     #[error(
+        "history database {at}: TLS failed ({detail}); the server must offer TLS when the URL \
+         says sslmode=require, and its certificate must be signed by a CA in PGSSLROOTCERT (a \
+         PEM file) or in the system's store"
+    )]
+    Tls { at: Location, detail: String },
+    #[error(
         "history database {at} has schema version {found}, but this metalab knows only up to \
          version {supported}: it was written by a newer metalab"
     )]
@@ -88,6 +94,7 @@ impl HistoryError {
             DbErrorKind::Corrupt => HistoryError::Corrupt { at, detail },
             DbErrorKind::Unreachable => HistoryError::Unreachable { at, detail },
             DbErrorKind::Refused => HistoryError::Refused { at, detail },
+            DbErrorKind::Tls => HistoryError::Tls { at, detail },
             DbErrorKind::Other => HistoryError::Store { at, detail },
         }
     }
@@ -102,9 +109,12 @@ impl HistoryError {
         )
     }
 
-    /// True when the store refused metalab's credentials: the configuration's fault, which a
-    /// retry does not mend.
+    /// True when the server refused metalab's credentials or TLS failed: the configuration's
+    /// fault, which a retry does not mend.
     pub fn is_refused(&self) -> bool {
-        matches!(self, HistoryError::Refused { .. })
+        matches!(
+            self,
+            HistoryError::Refused { .. } | HistoryError::Tls { .. }
+        )
     }
 }

@@ -103,6 +103,85 @@ impl PgServer {
         self.url_of(name)
     }
 
+    /// Turns TLS on, with a server certificate for 127.0.0.1 from a CA made for this server,
+    /// and admits `metalab` over TLS only (`hostssl`): a connection without TLS is refused.
+    /// Returns the CA's certificate, which a client must trust.
+    pub fn require_tls(&self) -> PathBuf {
+        let tls = self.dir.path().join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(&tls));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=metalab test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(tls.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ]);
+        let data = self.data_dir();
+        for file in ["server.crt", "server.key"] {
+            std::fs::copy(tls.join(file), data.join(file)).unwrap();
+        }
+        run(Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key")));
+        self.install.user.take(&data);
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            PG_HBA.replace("\nhost all metalab", "\nhostssl all metalab"),
+        )
+        .unwrap();
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        // The reload is asynchronous: wait until the server takes TLS.
+        let started = Instant::now();
+        while self.psql("postgres", "SHOW ssl") != "on" {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "ssl never came on"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tls.join("ca.crt")
+    }
+
     /// Stops the server (fast shutdown) and waits until it no longer accepts connections;
     /// `resume()` starts it again on the same port with the same data.
     pub fn stop(&self) {

@@ -35,6 +35,9 @@ pub enum DbErrorKind {
     Unreachable,
     /// The server refused the credentials.
     Refused,
+    /// TLS could not be set up: the server does not offer it, or its certificate is not
+    /// trusted.
+    Tls,
     Other,
 }
 

@@ -5,17 +5,26 @@
 //! both succeed, one after the other. Text columns that are sorted use the "C" collation, so
 //! the order is the same as SQLite's whatever the server's locale.
 //!
+//! The connection uses TLS as the URL's `sslmode` says (`prefer` by default: TLS when the server
+//! offers it; `require`; `disable`), verifying the server's certificate against the CA in
+//! `PGSSLROOTCERT` (libpq's variable) or else the system's CAs, and the name or address the URL
+//! gives.
+//!
 //! The `postgres` client drives its own small tokio runtime and must not be called from within
 //! another one (metalab's commands are async), so each call runs on a short-lived thread of its
 //! own: [`outside_runtime`].
 
 use std::collections::HashMap;
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Backend, DbError, DbErrorKind, Dialect, Tx, Work};
 use crate::history::value::{Row, Value};
@@ -34,13 +43,51 @@ impl Postgres {
     /// Connects to the server `config` names.
     pub fn connect(config: &postgres::Config, busy_timeout: Duration) -> Result<Postgres, DbError> {
         let config = config.clone();
-        let client = outside_runtime(move || config.connect(NoTls)).map_err(classify)?;
+        let tls = tls()?;
+        let client = outside_runtime(move || config.connect(tls)).map_err(classify)?;
         Ok(Postgres {
             client: Some(client),
             statements: HashMap::new(),
             busy_timeout,
         })
     }
+}
+
+/// The variable naming the PEM file of the CAs that sign the server's certificate, as libpq.
+pub const ROOT_CERT_ENV: &str = "PGSSLROOTCERT";
+
+/// TLS for the connection: the CAs of `PGSSLROOTCERT`, else the system's.
+fn tls() -> Result<MakeRustlsConnect, DbError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match std::env::var_os(ROOT_CERT_ENV) {
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| {
+                DbError::new(
+                    DbErrorKind::Other,
+                    format!("{ROOT_CERT_ENV}={}: {e}", path.to_string_lossy()),
+                )
+            };
+            let certs = CertificateDer::pem_file_iter(&path).map_err(|e| bad(&e))?;
+            for cert in certs {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(&"no certificate in it"));
+            }
+        }
+        None => {
+            // A certificate the system store holds but rustls cannot parse is skipped.
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbError::other(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 impl Backend for Postgres {
@@ -229,6 +276,8 @@ fn classify(e: postgres::Error) -> DbError {
     let no_password = detail.contains("password missing");
     let kind = if no_password {
         DbErrorKind::Refused
+    } else if detail.contains("TLS") {
+        DbErrorKind::Tls
     } else if lost {
         DbErrorKind::Unreachable
     } else {
