@@ -922,13 +922,16 @@ fn history_copy_moves_a_sqlite_history_into_the_server() {
         assert_eq!(pg.psql("metalab", "SELECT count(*) FROM runs"), "7");
         assert_eq!(pg.psql("metalab", "SELECT count(*) FROM samples"), "35");
     }
-    // The same listing from either store.
-    let a = metalab(file.dir.path(), &file.db, &["history", "--json"]);
-    let b = metalab(server.dir.path(), &server.db, &["history", "--json"]);
-    assert_eq!(
-        String::from_utf8_lossy(&a.stdout),
-        String::from_utf8_lossy(&b.stdout)
-    );
+    // The same listing and the same samples, to the last bit, from either store.
+    for args in [&["history", "--json"][..], &["history", "export", "--csv"]] {
+        let a = metalab(file.dir.path(), &file.db, args);
+        let b = metalab(server.dir.path(), &server.db, args);
+        assert_eq!(
+            String::from_utf8_lossy(&a.stdout),
+            String::from_utf8_lossy(&b.stdout),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
