@@ -73,7 +73,7 @@ enum HistoryCommand {
     ///
     /// Examples:
     ///   PGPASSWORD=... metalab history copy --to postgres://ci@db.lab/metalab
-    ///   metalab history --db postgres://ci@db.lab/metalab copy --to backup.sqlite
+    ///   metalab history copy --to backup.sqlite --db postgres://ci@db.lab/metalab
     #[command(verbatim_doc_comment)]
     Copy {
         /// The history to copy into: a file, or a postgres:// URL.
