@@ -20,10 +20,7 @@ pub enum HistoryError {
          re-import the runs with `metalab history import artifacts/*/results.json`"
     )]
     Corrupt { at: Location, detail: String },
-    #[error(
-        "history database {at} cannot be reached ({detail}); the run's results files are \
-         complete: add them later with `metalab history import artifacts/*/results.json`"
-    )]
+    #[error("history database {at} cannot be reached ({detail})")]
     Unreachable { at: Location, detail: String },
     #[error("history database {at} refused the credentials ({detail}){}", password_hint(.at))]
     Refused { at: Location, detail: String },
