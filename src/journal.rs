@@ -38,6 +38,24 @@ pub enum Resource {
         project: String,
         label: String,
     },
+    /// Something the run asks EC2 for: an instance, by the `Name` tag it is launched with; the
+    /// run's key pair or security group, by name. Each carries the run's tags, by which release
+    /// and reap find it whether or not its create answered.
+    Ec2 {
+        region: String,
+        endpoint_url: Option<String>,
+        what: Ec2Kind,
+        name: String,
+    },
+}
+
+/// What kind of EC2 resource a journal entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ec2Kind {
+    Instance,
+    KeyPair,
+    SecurityGroup,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

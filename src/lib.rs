@@ -25,6 +25,7 @@ pub mod child_env;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod ec2;
 pub mod exit;
 pub mod files;
 pub mod gate;

@@ -141,7 +141,8 @@ fn pending_projects(state: &StateDir, run: &RunId, host: &str) -> Vec<crate::vag
             } if h == host => Some(project),
             Resource::VagrantProject { .. }
             | Resource::MetalDevice { .. }
-            | Resource::MetalKey { .. } => None,
+            | Resource::MetalKey { .. }
+            | Resource::Ec2 { .. } => None,
             Resource::Subnet { .. } => None,
         })
         .collect()

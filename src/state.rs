@@ -219,6 +219,11 @@ impl RunDir {
         self.root.join("metal").join("id_ed25519")
     }
 
+    /// The run's own SSH key for its EC2 instances (the key pair's private half).
+    pub fn ec2_key(&self) -> PathBuf {
+        self.root.join("ec2").join("id_ed25519")
+    }
+
     /// The pinned SSH host key of a VM.
     pub fn host_key(&self, vm: &str) -> PathBuf {
         self.root.join("known_hosts").join(vm)

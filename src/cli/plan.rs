@@ -317,6 +317,19 @@ fn provider_words(lab: &Lab) -> String {
             m.metros.join(", ")
         ),
         (ProviderKind::Metal, None) => "metal".into(),
+        (ProviderKind::Ec2, _) => match &c.ec2 {
+            Some(e) => format!(
+                "ec2: {} new {} instance(s) of {} in {}",
+                e.instances,
+                match e.market {
+                    crate::config::Market::OnDemand => "on-demand",
+                    crate::config::Market::Spot => "spot",
+                },
+                e.instance_types.join(" or "),
+                e.region
+            ),
+            None => "ec2".into(),
+        },
     }
 }
 
@@ -327,6 +340,10 @@ fn hosts(lab: &Lab) -> Vec<String> {
         (ProviderKind::Ssh, _) => c.ssh_hosts.iter().map(|h| h.display_name()).collect(),
         (ProviderKind::Metal, Some(m)) => (1..=m.devices).map(|i| format!("device {i}")).collect(),
         (ProviderKind::Metal, None) => vec!["device 1".into()],
+        (ProviderKind::Ec2, _) => {
+            let n = c.ec2.as_ref().map_or(1, |e| e.instances);
+            (1..=n).map(|i| format!("instance {i}")).collect()
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use elements::ec2::ec2;
 use elements::history::RawHistory;
 use elements::lab::RawLab;
 use elements::metal::metal;
@@ -22,8 +23,9 @@ use elements::ssh_hosts::ssh_hosts;
 use located::{LocatedError, ReadError, SourceFile};
 
 pub use elements::{
-    Accel, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, Destination, MetalConfig,
-    Outputs, ProviderKind, Retries, SshHostConfig, Timeouts, Untrusted, VmDefaults,
+    Accel, AddressKind, Bench, Capacity, DEFAULT_BOX_RECIPE, DEFAULT_MIN_EFFECT, Destination,
+    Ec2Config, Market, MetalConfig, Outputs, Placement, ProviderKind, Retries, SshHostConfig,
+    Timeouts, Untrusted, VmDefaults,
 };
 
 /// The file name metalab looks for in the current directory and its parents.
@@ -55,6 +57,8 @@ pub struct Config {
     pub ssh_hosts: Vec<SshHostConfig>,
     /// The settings of the `metal` provider.
     pub metal: Option<MetalConfig>,
+    /// The settings of the `ec2` provider.
+    pub ec2: Option<Ec2Config>,
     /// `[vm]`: the resources of each VM.
     pub vm: VmDefaults,
     /// `[timeouts]`: the deadline of each phase.
@@ -197,6 +201,7 @@ impl Config {
         let lab = raw.lab.resolve(&file, &root)?;
         let ssh_hosts = ssh_hosts(&file, &root, &raw.provider)?;
         let metal = metal(&file, &raw.provider)?;
+        let ec2 = ec2(&file, &raw.provider)?;
         let history = raw.history.resolve(&file, &root)?;
         Ok(Config {
             path: path.to_path_buf(),
@@ -210,6 +215,7 @@ impl Config {
             provider: *raw.provider.kind.get_ref(),
             ssh_hosts,
             metal,
+            ec2,
             vm: raw.vm,
             timeouts: raw.timeouts,
             retries: raw.retries,

@@ -1,6 +1,7 @@
 //! Where hosts come from. A provider hands out [`Host`]s to run the lab on and takes them back;
 //! everything after that (prepare, Vagrant, suites) is the same pipeline for every provider.
 
+pub mod ec2;
 pub mod local;
 pub mod metal;
 pub mod ssh;
@@ -86,6 +87,18 @@ pub fn from_config(
                 &config.root,
                 state.clone(),
             )?)
+        }
+        ProviderKind::Ec2 => {
+            let ec2 = config
+                .ec2
+                .clone()
+                .ok_or_else(|| InputError("the ec2 provider needs [provider.ec2]".into()))?;
+            Box::new(ec2::Ec2Provider::new(
+                ec2,
+                None,
+                &config.root,
+                state.clone(),
+            ))
         }
     })
 }

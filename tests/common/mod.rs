@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod ec2;
 pub mod junit_schema;
 pub mod postgres;
 pub mod relay;

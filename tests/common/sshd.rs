@@ -86,6 +86,18 @@ impl Sshd {
         sshd
     }
 
+    /// A server on `port` set up as cloud-init sets up an EC2 instance from its first boot: the
+    /// host key its user data gives, and the launch's key pair let in.
+    pub fn ec2_instance(host_private_key: &str, authorized_key: &str, port: u16) -> Sshd {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = dir.path().join("host_key");
+        std::fs::write(&host_key, host_private_key).unwrap();
+        std::fs::set_permissions(&host_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(dir.path().join("authorized_keys"), authorized_key).unwrap();
+        Self::launch(dir, port)
+    }
+
     fn launch(dir: tempfile::TempDir, port: u16) -> Sshd {
         Self::launch_with(dir, port, "")
     }

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod capacity;
+pub mod ec2;
 pub mod history;
 pub mod lab;
 pub mod metal;
@@ -16,6 +17,7 @@ pub mod vm;
 
 pub use bench::{Bench, DEFAULT_MIN_EFFECT};
 pub use capacity::Capacity;
+pub use ec2::{AddressKind, Ec2Config, Market, Placement};
 pub use lab::DEFAULT_BOX_RECIPE;
 pub use metal::MetalConfig;
 pub use outputs::Outputs;

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+use super::ec2::RawEc2;
 use super::metal::RawMetal;
 use super::ssh_hosts::SshHostConfig;
 
@@ -17,6 +18,8 @@ pub enum ProviderKind {
     /// Bare-metal devices made for the run through the Packet / Equinix Metal API v1
     /// (`[provider.metal]`).
     Metal,
+    /// AWS EC2 bare-metal instances launched for the run (`[provider.ec2]`).
+    Ec2,
 }
 
 /// `[provider]` as written; the kind keeps its place in the file for errors about it.
@@ -27,6 +30,7 @@ pub(in crate::config) struct RawProvider {
     #[serde(default)]
     pub hosts: Vec<SshHostConfig>,
     pub metal: Option<RawMetal>,
+    pub ec2: Option<RawEc2>,
 }
 
 impl Default for RawProvider {
@@ -35,6 +39,7 @@ impl Default for RawProvider {
             kind: Spanned::new(0..0, ProviderKind::Local),
             hosts: Vec::new(),
             metal: None,
+            ec2: None,
         }
     }
 }
