@@ -9,6 +9,9 @@ use common::ec2::{Ec2Api, SECRET_ACCESS_KEY};
 use common::sshd::free_port;
 use common::{ScratchLab, leftovers, repo, text, vm_slots};
 
+/// Not the SDK's default region: the setting is what reaches EC2.
+const REGION: &str = "eu-central-1";
+
 struct World {
     api: Ec2Api,
     runtime: tokio::runtime::Runtime,
@@ -47,7 +50,7 @@ memory = 640
 kind = "ec2"
 
 [provider.ec2]
-region = "eu-central-1"
+region = "{REGION}"
 instance_types = ["c5.metal", "m5.metal"]
 image = "ami-0d1e2b3a4c5f60718"
 endpoint_url = "{}"
@@ -67,8 +70,12 @@ home = "/var/lib/metalab-remote"
 
 /// `metalab ARGS` with credentials of `key_id` in the environment, and nothing else of AWS's.
 fn metalab(w: &World, lab: &ScratchLab, key_id: &str, args: &[&str]) -> std::process::Output {
-    lab.metalab(args)
-        .env("AWS_ACCESS_KEY_ID", key_id)
+    command(w, lab, key_id, args).output().unwrap()
+}
+
+fn command(w: &World, lab: &ScratchLab, key_id: &str, args: &[&str]) -> std::process::Command {
+    let mut c = lab.metalab(args);
+    c.env("AWS_ACCESS_KEY_ID", key_id)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", w.aws_files.path().join("config"))
@@ -76,9 +83,8 @@ fn metalab(w: &World, lab: &ScratchLab, key_id: &str, args: &[&str]) -> std::pro
             "AWS_SHARED_CREDENTIALS_FILE",
             w.aws_files.path().join("credentials"),
         )
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap()
+        .env_remove("AWS_PROFILE");
+    c
 }
 
 /// Every file under `dir` that contains `needle`.
@@ -97,7 +103,7 @@ fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
 /// What moto holds of `run`: instances not terminated, key pairs and security groups.
 fn left_in_moto(w: &World, run: &str) -> Vec<String> {
     w.runtime.block_on(async {
-        let moto = w.api.moto_client().await;
+        let moto = w.api.moto_client(REGION).await;
         let mut left = Vec::new();
         let name = format!("metalab-{run}");
         let instances = moto.describe_instances().send().await.unwrap();
@@ -185,4 +191,95 @@ fn refused_credentials_exit_2_say_so_and_are_never_printed() {
         Vec::<String>::new()
     );
     assert!(w.api.launches().is_empty());
+}
+
+/// Starts `metalab run policy`, and sends `signal` once the proxy has seen its instance
+/// launched: the run is then between its launch and its first SSH command.
+fn interrupted_at_launch(
+    w: &World,
+    lab: &ScratchLab,
+    signal: nix::sys::signal::Signal,
+) -> std::process::Output {
+    let child = command(w, lab, "AKIDE2ETESTKEY", &["run", "policy"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while w.api.launches().is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no launch"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The run id of the only run in the lab's state.
+fn only_run(w: &World) -> String {
+    w.runtime.block_on(async {
+        let moto = w.api.moto_client(REGION).await;
+        let out = moto.describe_instances().send().await.unwrap();
+        let runs: std::collections::BTreeSet<String> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .flat_map(|i| i.tags())
+            .filter(|t| t.key() == Some("metalab:run"))
+            .filter_map(|t| t.value().map(str::to_owned))
+            .collect();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        runs.into_iter().next().unwrap()
+    })
+}
+
+#[test]
+fn sigterm_after_the_launch_releases_everything_before_metalab_exits() {
+    let (w, ssh_port) = world();
+    let lab = lab(&w, ssh_port);
+    let out = interrupted_at_launch(&w, &lab, nix::sys::signal::Signal::SIGTERM);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(143), "{shown}");
+    let run = only_run(&w);
+    assert_eq!(left_in_moto(&w, &run), Vec::<String>::new(), "{shown}");
+}
+
+#[test]
+fn sigkill_after_the_launch_then_hosts_shows_it_and_reap_removes_everything() {
+    let (w, ssh_port) = world();
+    let lab = lab(&w, ssh_port);
+    let out = interrupted_at_launch(&w, &lab, nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(out.status.code(), None, "killed");
+    let run = only_run(&w);
+    let left = left_in_moto(&w, &run);
+    assert_eq!(left.len(), 3, "an instance, a key pair, a group: {left:?}");
+
+    let hosts = metalab(&w, &lab, "AKIDE2ETESTKEY", &["hosts"]);
+    let shown = text(&hosts);
+    assert_eq!(hosts.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!("metalab-{run}-1")) && shown.contains("m5.metal")
+            || shown.contains("c5.metal"),
+        "{shown}"
+    );
+
+    let dry = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap", "--dry-run"]);
+    let shown = text(&dry);
+    assert_eq!(dry.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("would remove"), "{shown}");
+    assert_eq!(left_in_moto(&w, &run).len(), 3, "a dry run removes nothing");
+
+    let private_key = std::path::PathBuf::from("/var/lib/metalab/runs")
+        .join(&run)
+        .join("ec2/id_ed25519");
+    assert!(private_key.exists());
+    let reap = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap"]);
+    let shown = text(&reap);
+    assert_eq!(reap.status.code(), Some(0), "{shown}");
+    assert_eq!(shown.matches("removed (its process").count(), 3, "{shown}");
+    assert_eq!(left_in_moto(&w, &run), Vec::<String>::new(), "{shown}");
+    assert!(!shown.contains(SECRET_ACCESS_KEY));
+    assert!(!private_key.exists(), "the dead run's private key is left");
 }

@@ -82,7 +82,7 @@ tags = {{ team = "net" }}
     let state_dir = tempfile::tempdir().unwrap();
     let state = StateDir::at(state_dir.path().to_path_buf());
     let run = RunId::generate();
-    let sdk = sdk_config(&api.url, key_id).await;
+    let sdk = sdk_config(&api.url, "us-east-1", key_id).await;
     let provider = Ec2Provider::new(config, Some(&sdk), state_dir.path(), state.clone());
     let hooks = Hooks {
         journal: Mutex::new(Journal::open(&state.run(&run)).unwrap()),
@@ -116,7 +116,7 @@ fn tag(key: &str, value: &str) -> Filter {
 impl World {
     /// The run's instances moto holds that are not terminated.
     async fn live_instances(&self) -> Vec<aws_sdk_ec2::types::Instance> {
-        let moto = self.api.moto_client().await;
+        let moto = self.api.moto_client("us-east-1").await;
         let out = moto
             .describe_instances()
             .filters(tag("metalab:run", &self.run.to_string()))
@@ -136,7 +136,7 @@ impl World {
     async fn assert_nothing_left(&self) {
         let live = self.live_instances().await;
         assert!(live.is_empty(), "instances left: {live:?}");
-        let moto = self.api.moto_client().await;
+        let moto = self.api.moto_client("us-east-1").await;
         let keys = moto.describe_key_pairs().send().await.unwrap();
         let name = run_name(&self.run);
         assert!(
@@ -204,7 +204,7 @@ async fn an_instance_is_launched_tagged_reached_over_ssh_and_everything_removed(
         Some(expires.timestamp()),
         "the user data powers the host off at the tagged expiry"
     );
-    let moto = w.api.moto_client().await;
+    let moto = w.api.moto_client("us-east-1").await;
     let id = instance.instance_id().unwrap();
     let shutdown = moto
         .describe_instance_attribute()
@@ -379,4 +379,108 @@ async fn refused_credentials_are_bad_input_and_the_secret_is_never_shown() {
     w.api.faults().refused_key_id = None;
     w.provider.release(&w.run, &w.hooks).await.unwrap();
     w.assert_nothing_left().await;
+}
+
+/// An instance made straight in moto, as another tool (or a person) would, with `tags`.
+async fn foreign_instance(api: &Ec2Api, tags: &[(&str, String)]) -> String {
+    let moto = api.moto_client("us-east-1").await;
+    let mut spec = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Instance);
+    for (k, v) in tags {
+        spec = spec.tags(aws_sdk_ec2::types::Tag::builder().key(*k).value(v).build());
+    }
+    let mut run = moto
+        .run_instances()
+        .image_id(AMI)
+        .instance_type("c5.metal".into())
+        .min_count(1)
+        .max_count(1);
+    if !tags.is_empty() {
+        run = run.tag_specifications(spec.build());
+    }
+    let out = run.send().await.unwrap();
+    out.instances()[0].instance_id().unwrap().to_owned()
+}
+
+async fn state_of(api: &Ec2Api, id: &str) -> String {
+    let moto = api.moto_client("us-east-1").await;
+    let out = moto
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_owned())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reap_goes_by_the_expiry_of_runs_not_known_here_and_never_touches_the_untagged() {
+    let w = world("AKIDTESTOK", "instance_types = [\"c5.metal\"]", |_| {}).await;
+    let now = chrono::Utc::now();
+    // Another runner's runs, begun a day ago: one expired, one not.
+    let old_run = |suffix: &str| {
+        format!(
+            "{}-{suffix}",
+            (now - chrono::TimeDelta::days(1)).format("%Y%m%d-%H%M%S")
+        )
+    };
+    let stamp = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339();
+    let untagged = foreign_instance(&w.api, &[]).await;
+    let only_metalab = foreign_instance(&w.api, &[("metalab", "some-lab".into())]).await;
+    let expired = foreign_instance(
+        &w.api,
+        &[
+            ("metalab:run", old_run("aaaa")),
+            (
+                "metalab:expires",
+                stamp(now - chrono::TimeDelta::minutes(5)),
+            ),
+        ],
+    )
+    .await;
+    let going = foreign_instance(
+        &w.api,
+        &[
+            ("metalab:run", old_run("bbbb")),
+            ("metalab:expires", stamp(now + chrono::TimeDelta::hours(2))),
+        ],
+    )
+    .await;
+
+    let dry = w.provider.reap(true).await.unwrap();
+    assert_eq!(dry.len(), 2, "only what carries a run's tag: {dry:?}");
+    assert_eq!(
+        state_of(&w.api, &expired).await,
+        "running",
+        "a dry run removes nothing"
+    );
+
+    let found = w.provider.reap(false).await.unwrap();
+    let outcome = |id: &str| {
+        found
+            .iter()
+            .find(|f| f.what.contains(id))
+            .map(|f| f.outcome.clone())
+    };
+    assert!(
+        matches!(
+            outcome(&expired),
+            Some(metalab::provider::found::Outcome::Removed { .. })
+        ),
+        "{found:?}"
+    );
+    assert!(
+        matches!(&outcome(&going), Some(metalab::provider::found::Outcome::Kept { why }) if why.contains("another runner")),
+        "{found:?}"
+    );
+    assert_eq!(outcome(&untagged), None);
+    assert_eq!(outcome(&only_metalab), None);
+    assert_eq!(state_of(&w.api, &expired).await, "terminated");
+    for id in [&going, &untagged, &only_metalab] {
+        assert_eq!(state_of(&w.api, id).await, "running", "{id}");
+    }
 }

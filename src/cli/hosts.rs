@@ -1,4 +1,5 @@
-//! `metalab hosts`: the Metal project's metalab devices, with age, state and run id.
+//! `metalab hosts`: the Metal project's metalab devices, or the EC2 region's metalab instances,
+//! with age, state, run id and expiry.
 
 use std::path::Path;
 
@@ -12,9 +13,13 @@ use crate::provider::metal;
 pub async fn hosts(config: Option<&Path>) -> Result<Status, Failure> {
     let bad = |m: String| Failure::new(Status::BadInput, m);
     let config = Config::find(config).map_err(|e| bad(e.to_string()))?;
+    if let Some(e) = &config.ec2 {
+        return ec2_instances(&config, e).await;
+    }
     let Some(m) = &config.metal else {
         return Err(bad(format!(
-            "{} has no [provider.metal]: `metalab hosts` lists Metal devices",
+            "{} has no [provider.metal] nor [provider.ec2]: `metalab hosts` lists Metal devices \
+             and EC2 instances",
             config.path.display()
         )));
     };
@@ -56,6 +61,43 @@ pub async fn hosts(config: Option<&Path>) -> Result<Status, Failure> {
     }
     for odd in &listed.unreadable {
         println!("{:<36} {odd}", odd.text("hostname").unwrap_or("?"));
+    }
+    Ok(Status::Passed)
+}
+
+/// The region's instances that carry a run's tag.
+async fn ec2_instances(config: &Config, e: &crate::config::Ec2Config) -> Result<Status, Failure> {
+    use crate::ec2::{EXPIRES_TAG, RUN_TAG};
+    let provider = crate::provider::ec2::Ec2Provider::new(
+        e.clone(),
+        None,
+        &config.root,
+        crate::state::StateDir::from_env(),
+    );
+    let instances = provider.instances().await.map_err(Failure::from_error)?;
+    if instances.is_empty() {
+        println!("no metalab instances in {}", e.region);
+        return Ok(Status::Passed);
+    }
+    println!(
+        "{:<36} {:<20} {:<14} {:<13} {:>7} {:<22} expires",
+        "name", "id", "type", "state", "age", "run"
+    );
+    for i in instances {
+        let age = i.launched.map_or("?".to_string(), |t| {
+            crate::report::summary::human((Utc::now() - t).to_std().unwrap_or_default())
+        });
+        let tag = |k: &str| i.tags.get(k).cloned().unwrap_or_else(|| "-".into());
+        println!(
+            "{:<36} {:<20} {:<14} {:<13} {:>7} {:<22} {}",
+            i.name,
+            i.id,
+            i.instance_type,
+            i.state,
+            age,
+            tag(RUN_TAG),
+            tag(EXPIRES_TAG)
+        );
     }
     Ok(Status::Passed)
 }

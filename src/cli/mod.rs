@@ -134,10 +134,15 @@ enum Commands {
     /// volumes (every name carries its run id), then destroys them and prunes Vagrant's index.
     /// Never touches a run whose metalab process still runs, or kept VMs before their expiry.
     /// `metalab run` does this by itself before it starts.
-    Reap(reap::ReapArgs),
-    /// List the Metal project's metalab devices: hostname, state, age, run id, expiry.
     ///
-    /// Needs [provider.metal] in metalab.toml and the API token in the environment.
+    /// With [provider.metal] or [provider.ec2], also removes the devices and keys, or the
+    /// instances, security groups and key pairs, of runs that are over or past their expiry.
+    Reap(reap::ReapArgs),
+    /// List the Metal project's metalab devices, or the EC2 region's metalab instances: name,
+    /// state, age, run id, expiry.
+    ///
+    /// Needs [provider.metal] and the API token in the environment, or [provider.ec2] and AWS
+    /// credentials (the standard chain).
     Hosts,
     /// List the suites, their VMs, tests and benchmarks.
     List(lab::ListArgs),

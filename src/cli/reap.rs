@@ -42,10 +42,35 @@ pub async fn reap(config: Option<&Path>, args: ReapArgs) -> Result<Status, Failu
             }
         }
     }
-    if let Some(m) = lab.and_then(|c| c.metal) {
-        status = status.worst(reap_metal(&m, &state, args.dry_run).await);
+    if let Some(lab) = &lab
+        && let Some(m) = &lab.metal
+    {
+        status = status.worst(reap_metal(m, &state, args.dry_run).await);
+    }
+    if let Some(lab) = &lab
+        && let Some(e) = &lab.ec2
+    {
+        status = status.worst(reap_ec2(lab, e, &state, args.dry_run).await);
     }
     Ok(status)
+}
+
+/// The EC2 half: instances, security groups and key pairs of runs that are over or past their
+/// expiry.
+async fn reap_ec2(
+    lab: &Config,
+    e: &crate::config::Ec2Config,
+    state: &StateDir,
+    dry_run: bool,
+) -> Status {
+    let provider =
+        crate::provider::ec2::Ec2Provider::new(e.clone(), None, &lab.root, state.clone());
+    let title = format!("ec2 region {}", e.region);
+    report_cloud(
+        &title,
+        "no metalab instances, security groups or key pairs",
+        provider.reap(dry_run).await,
+    )
 }
 
 fn load(config: Option<&Path>) -> Option<Config> {
@@ -58,21 +83,26 @@ async fn reap_metal(m: &crate::config::MetalConfig, state: &StateDir, dry_run: b
         let client = crate::provider::metal::client(m, crate::provider::metal::token(m)?)?;
         crate::provider::metal::reap(&client, state, m.ttl, dry_run).await
     };
-    report_metal(&m.project, found.await)
+    report_cloud(
+        &format!("metal project {}", m.project),
+        "no metalab devices or keys",
+        found.await,
+    )
 }
 
-/// Prints what the Metal half found, and what became of it. Bad input (2) when the token is
-/// missing or refused; an infrastructure error (3) when the API cannot be read, or something
+/// Prints what a cloud's half found, and what became of it. Bad input (2) when the credentials
+/// are missing or refused; an infrastructure error (3) when the API cannot be read, or something
 /// of metalab's it meant to remove (or could not read) is still there.
-fn report_metal(
-    project: &str,
-    found: anyhow::Result<Vec<crate::provider::metal::Found>>,
+fn report_cloud(
+    title: &str,
+    nothing: &str,
+    found: anyhow::Result<Vec<crate::provider::found::Found>>,
 ) -> Status {
-    use crate::provider::metal::Outcome;
+    use crate::provider::found::Outcome;
     let found = match found {
         Ok(found) => found,
         Err(e) => {
-            eprintln!("metalab: error: metal: {e:#}");
+            eprintln!("metalab: error: {title}: {e:#}");
             return if e.downcast_ref::<crate::provider::InputError>().is_some() {
                 Status::BadInput
             } else {
@@ -80,9 +110,9 @@ fn report_metal(
             };
         }
     };
-    println!("metal project {project}:");
+    println!("{title}:");
     if found.is_empty() {
-        println!("  no metalab devices or keys");
+        println!("  {nothing}");
     }
     for f in &found {
         let outcome = match &f.outcome {
@@ -94,7 +124,7 @@ fn report_metal(
         };
         println!("  {}  {outcome}", f.what);
     }
-    if found.iter().any(crate::provider::metal::Found::left_behind) {
+    if found.iter().any(crate::provider::found::Found::left_behind) {
         println!("  some of it is still there: see above; `metalab reap` tries again");
         return Status::InfraError;
     }
@@ -162,9 +192,9 @@ mod tests {
         let refused =
             crate::provider::metal::reap(&client, &state, std::time::Duration::from_secs(60), true)
                 .await;
-        assert_eq!(report_metal("p", refused), Status::BadInput);
+        assert_eq!(report_cloud("p", "none", refused), Status::BadInput);
         let down = Err(anyhow::anyhow!("Metal API unreachable after 10 attempts"));
-        assert_eq!(report_metal("p", down), Status::InfraError);
+        assert_eq!(report_cloud("p", "none", down), Status::InfraError);
     }
 
     #[test]
@@ -177,21 +207,27 @@ mod tests {
         let kept = found(Outcome::Kept {
             why: "locked".into(),
         });
-        assert_eq!(report_metal("p", Ok(vec![kept])), Status::Passed);
+        assert_eq!(report_cloud("p", "none", Ok(vec![kept])), Status::Passed);
         let failed = found(Outcome::NotRemoved {
             why: "run finished".into(),
             problem: "422".into(),
         });
-        assert_eq!(report_metal("p", Ok(vec![failed])), Status::InfraError);
+        assert_eq!(
+            report_cloud("p", "none", Ok(vec![failed])),
+            Status::InfraError
+        );
         let foreign = found(Outcome::Unreadable {
             problem: "no id".into(),
             ours: false,
         });
-        assert_eq!(report_metal("p", Ok(vec![foreign])), Status::Passed);
+        assert_eq!(report_cloud("p", "none", Ok(vec![foreign])), Status::Passed);
         let ours = found(Outcome::Unreadable {
             problem: "no id".into(),
             ours: true,
         });
-        assert_eq!(report_metal("p", Ok(vec![ours])), Status::InfraError);
+        assert_eq!(
+            report_cloud("p", "none", Ok(vec![ours])),
+            Status::InfraError
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! everything after that (prepare, Vagrant, suites) is the same pipeline for every provider.
 
 pub mod ec2;
+pub mod found;
 pub mod local;
 pub mod metal;
 pub mod ssh;

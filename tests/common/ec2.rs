@@ -157,15 +157,16 @@ impl Ec2Api {
         self.state.instance.lock().unwrap().take();
     }
 
-    /// A client straight to moto, past the proxy: for what the tests check in its state.
-    pub async fn moto_client(&self) -> aws_sdk_ec2::Client {
-        aws_sdk_ec2::Client::new(&sdk_config(&self._moto.url, "AKIDMOTOCHECK").await)
+    /// A client straight to moto's `region`, past the proxy: for what the tests check in its
+    /// state.
+    pub async fn moto_client(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&sdk_config(&self._moto.url, region, "AKIDMOTOCHECK").await)
     }
 }
 
-/// An SDK configuration for `endpoint`, with static test credentials of `key_id` and no lookups
-/// of anything else (no profile files, no instance metadata).
-pub async fn sdk_config(endpoint: &str, key_id: &str) -> aws_config::SdkConfig {
+/// An SDK configuration for `endpoint` and `region`, with static test credentials of `key_id`
+/// and no lookups of anything else (no profile files, no instance metadata).
+pub async fn sdk_config(endpoint: &str, region: &str, key_id: &str) -> aws_config::SdkConfig {
     let credentials = aws_sdk_ec2::config::Credentials::new(
         key_id,
         SECRET_ACCESS_KEY,
@@ -174,7 +175,7 @@ pub async fn sdk_config(endpoint: &str, key_id: &str) -> aws_config::SdkConfig {
         "metalab-tests",
     );
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
+        .region(aws_config::Region::new(region.to_owned()))
         .endpoint_url(endpoint)
         .credentials_provider(credentials)
         .load()

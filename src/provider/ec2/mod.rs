@@ -34,6 +34,8 @@ use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
 /// How long terminating the run's instances, and then deleting its group, may take.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(15 * 60);
 
+mod reap;
+
 pub struct Ec2Provider {
     config: Ec2Config,
     /// Made at first use: loading the credential chain is asynchronous.
@@ -565,26 +567,31 @@ impl Ec2Provider {
         let deadline = Instant::now() + RELEASE_DEADLINE;
         let mut all_gone = true;
         for id in ids {
-            loop {
-                match self.ec2().await.delete_security_group(&id).await {
-                    Ok(()) => {
-                        hooks.progress(Stage::Release, format!("security group {id}: deleted"));
-                        break;
-                    }
-                    Err(e) if e.means_gone() => break,
-                    Err(Ec2Error::InUse { .. }) if Instant::now() < deadline => {
-                        tokio::time::sleep(self.config.poll).await;
-                    }
-                    Err(e) => {
-                        all_gone = false;
-                        left.push(format!("security group {id}: {}", api_error(e)));
-                        break;
-                    }
+            match self.delete_group_until_gone(&id, deadline).await {
+                Ok(()) => hooks.progress(Stage::Release, format!("security group {id}: deleted")),
+                Err(e) => {
+                    all_gone = false;
+                    left.push(format!("security group {id}: {e:#}"));
                 }
             }
         }
         if all_gone {
             hooks.journal_done(entry);
+        }
+    }
+
+    /// Deletes a security group, retrying while the network interfaces of terminated
+    /// instances still hold it; one already gone is deleted.
+    async fn delete_group_until_gone(&self, id: &str, deadline: Instant) -> anyhow::Result<()> {
+        loop {
+            match self.ec2().await.delete_security_group(id).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.means_gone() => return Ok(()),
+                Err(Ec2Error::InUse { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(self.config.poll).await;
+                }
+                Err(e) => return Err(api_error(e)),
+            }
         }
     }
 
