@@ -7,7 +7,7 @@ mod common;
 
 use common::ec2::{Ec2Api, SECRET_ACCESS_KEY};
 use common::sshd::free_port;
-use common::{ScratchLab, leftovers, repo, text, vm_slots};
+use common::{ScratchLab, files_containing, leftovers, repo, text, vm_slots};
 
 /// Not the SDK's default region: the setting is what reaches EC2.
 const REGION: &str = "eu-central-1";
@@ -85,19 +85,6 @@ fn command(w: &World, lab: &ScratchLab, key_id: &str, args: &[&str]) -> std::pro
         )
         .env_remove("AWS_PROFILE");
     c
-}
-
-/// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
-    let out = std::process::Command::new("grep")
-        .args(["-rlF", needle])
-        .arg(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// What moto holds of `run`: instances not terminated, key pairs and security groups.

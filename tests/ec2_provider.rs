@@ -5,46 +5,19 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use common::ec2::{Ec2Api, SECRET_ACCESS_KEY, sdk_config};
+use common::hooks::Hooks;
 use common::sshd::free_port;
 use metalab::config::Ec2Config;
 use metalab::ids::RunId;
-use metalab::journal::{EntryId, Journal, Resource};
+use metalab::journal::Journal;
 use metalab::provider::ec2::{Ec2Provider, run_name};
-use metalab::provider::{InputError, Provider, RunHooks, Stage};
+use metalab::provider::{InputError, Provider, Stage};
 use metalab::state::StateDir;
 use metalab::transport::{Collect, Command};
-
-struct Hooks {
-    journal: Mutex<Journal>,
-    said: Mutex<Vec<(Stage, String)>>,
-}
-
-impl RunHooks for Hooks {
-    fn journal(&self, r: Resource) -> anyhow::Result<EntryId> {
-        Ok(self.journal.lock().unwrap().record(r)?)
-    }
-    fn journal_done(&self, e: EntryId) {
-        self.journal.lock().unwrap().done(e).unwrap();
-    }
-    fn progress(&self, stage: Stage, m: String) {
-        self.said.lock().unwrap().push((stage, m));
-    }
-}
-
-impl Hooks {
-    fn said_in(&self, stage: Stage) -> Vec<String> {
-        let said = self.said.lock().unwrap();
-        said.iter()
-            .filter(|(s, _)| *s == stage)
-            .map(|(_, m)| m.clone())
-            .collect()
-    }
-}
 
 struct World {
     api: Ec2Api,
@@ -84,10 +57,7 @@ tags = {{ team = "net" }}
     let run = RunId::generate();
     let sdk = sdk_config(&api.url, "us-east-1", key_id).await;
     let provider = Ec2Provider::new(config, Some(&sdk), state_dir.path(), state.clone());
-    let hooks = Hooks {
-        journal: Mutex::new(Journal::open(&state.run(&run)).unwrap()),
-        said: Mutex::new(Vec::new()),
-    };
+    let hooks = Hooks::new(&state, &run);
     World {
         api,
         state,

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::sshd::Sshd;
-use common::{ScratchLab, leftovers, repo, text, vm_slots};
+use common::{ScratchLab, files_containing, leftovers, repo, text, vm_slots};
 use metalab::metal::ApiToken;
 use metalab::metal::server::{self, ServerConfig, ServerHandle, Timings};
 
@@ -69,19 +69,6 @@ home = "/var/lib/metalab-remote"
     std::fs::remove_dir(lab.path().join("suites")).unwrap();
     std::os::unix::fs::symlink(repo().join("suites"), lab.path().join("suites")).unwrap();
     lab
-}
-
-/// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
-    let out = std::process::Command::new("grep")
-        .args(["-rlF", needle])
-        .arg(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]

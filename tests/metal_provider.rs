@@ -7,17 +7,17 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
+use common::hooks::Hooks;
 use common::sshd::Sshd;
 use metalab::config::MetalConfig;
 use metalab::ids::RunId;
-use metalab::journal::{EntryId, Journal, Resource};
+use metalab::journal::Journal;
 use metalab::metal::ApiToken;
 use metalab::metal::server::{self, Faults, ServerConfig, ServerHandle, Shape, Timings};
 use metalab::provider::metal::{MetalProvider, Outcome};
-use metalab::provider::{InputError, Provider, RunHooks, Stage};
+use metalab::provider::{InputError, Provider, Stage};
 use metalab::state::StateDir;
 use metalab::transport::{Collect, Command};
 
@@ -58,34 +58,6 @@ both_shapes!(
     ssh_timeout_bounds_the_wait_for_ssh,
     reap_deletes_a_dead_runs_device_and_key_but_never_a_locked_device,
 );
-
-struct Hooks {
-    journal: Mutex<Journal>,
-    said: Mutex<Vec<(Stage, String)>>,
-}
-
-impl RunHooks for Hooks {
-    fn journal(&self, r: Resource) -> anyhow::Result<EntryId> {
-        Ok(self.journal.lock().unwrap().record(r)?)
-    }
-    fn journal_done(&self, e: EntryId) {
-        self.journal.lock().unwrap().done(e).unwrap();
-    }
-    fn progress(&self, stage: Stage, m: String) {
-        self.said.lock().unwrap().push((stage, m));
-    }
-}
-
-impl Hooks {
-    /// The lines said in `stage`.
-    fn said_in(&self, stage: Stage) -> Vec<String> {
-        let said = self.said.lock().unwrap();
-        said.iter()
-            .filter(|(s, _)| *s == stage)
-            .map(|(_, m)| m.clone())
-            .collect()
-    }
-}
 
 struct World {
     server: ServerHandle,
@@ -143,10 +115,7 @@ tags = ["team-net"]
     let run = RunId::generate();
     let provider =
         MetalProvider::new(metal, ApiToken::new(TOKEN), state_dir.path(), state.clone()).unwrap();
-    let hooks = Hooks {
-        journal: Mutex::new(Journal::open(&state.run(&run)).unwrap()),
-        said: Mutex::new(Vec::new()),
-    };
+    let hooks = Hooks::new(&state, &run);
     World {
         server,
         _sshd: sshd,

@@ -19,7 +19,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{Host, InputError, Provider, RunHooks, Stage};
+use super::{Host, InputError, Provider, RunHooks, Stage, whole_seconds};
 use crate::config::MetalConfig;
 use crate::ids::RunId;
 use crate::journal::{EntryId, Resource};
@@ -476,14 +476,7 @@ impl MetalProvider {
     /// Removes the run's private key (and its public half): nothing may log in with it after
     /// the run.
     fn remove_private_key(&self, run: &RunId, left: &mut Vec<String>) {
-        let private = self.state.run(run).metal_key();
-        for path in [private.with_extension("pub"), private] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => left.push(format!("the run's key file {}: {e}", path.display())),
-            }
-        }
+        super::remove_key_files(&self.state.run(run).metal_key(), left);
     }
 }
 
@@ -804,11 +797,6 @@ async fn remove(client: &MetalClient, c: &Candidate) -> Result<(), MetalError> {
         Err(e) if !e.means_gone() => Err(e),
         _ => Ok(()),
     }
-}
-
-/// "10m", "1h 30m 5s": a setting or an age, to the second.
-fn whole_seconds(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 #[cfg(test)]

@@ -62,6 +62,23 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// Removes a run's private key file and its public half: nothing may log in with it after the
+/// run. What cannot be removed is added to `left`.
+pub(crate) fn remove_key_files(private: &std::path::Path, left: &mut Vec<String>) {
+    for path in [private.with_extension("pub"), private.to_path_buf()] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => left.push(format!("the run's key file {}: {e}", path.display())),
+        }
+    }
+}
+
+/// "10m", "1h 30m 5s": a setting or an age, to the second.
+pub(crate) fn whole_seconds(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+}
+
 /// The provider the config names.
 pub fn from_config(
     config: &crate::config::Config,

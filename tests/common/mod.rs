@@ -7,10 +7,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod ec2;
+pub mod hooks;
 pub mod junit_schema;
 pub mod postgres;
 pub mod relay;
 pub mod sshd;
+
+/// Every file under `dir` that contains `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let out = Command::new("grep")
+        .args(["-rlF", needle])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
 
 /// The repository root.
 pub fn repo() -> PathBuf {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{Host, InputError, Provider, RunHooks, Stage};
+use super::{Host, InputError, Provider, RunHooks, Stage, whole_seconds};
 use crate::config::Ec2Config;
 use crate::config::{AddressKind, Market};
 use crate::ec2::boot::{self, HostKey};
@@ -618,14 +618,7 @@ impl Ec2Provider {
 
     /// Removes the run's private key: nothing may log in with it after the run.
     fn remove_private_key(&self, run: &RunId, left: &mut Vec<String>) {
-        let private = self.state.run(run).ec2_key();
-        for path in [private.with_extension("pub"), private] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => left.push(format!("the run's key file {}: {e}", path.display())),
-            }
-        }
+        super::remove_key_files(&self.state.run(run).ec2_key(), left);
     }
 }
 
@@ -712,9 +705,4 @@ fn api_error(e: Ec2Error) -> anyhow::Error {
         .into(),
         other => other.into(),
     }
-}
-
-/// "10m", "1h 30m 5s": a setting or an age, to the second.
-fn whole_seconds(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
