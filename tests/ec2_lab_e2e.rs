@@ -270,3 +270,30 @@ fn sigkill_after_the_launch_then_hosts_shows_it_and_reap_removes_everything() {
     assert!(!shown.contains(SECRET_ACCESS_KEY));
     assert!(!private_key.exists(), "the dead run's private key is left");
 }
+
+#[test]
+fn a_spot_instance_taken_back_is_an_infrastructure_failure_and_everything_is_released() {
+    let (w, ssh_port) = world();
+    w.api.faults().spot_interruption = true;
+    let lab = lab(&w, ssh_port);
+    lab.write(
+        "metalab.toml",
+        &std::fs::read_to_string(lab.path().join("metalab.toml"))
+            .unwrap()
+            .replace("ttl = \"1h\"", "ttl = \"1h\"\nmarket = \"spot\""),
+    );
+    let out = metalab(&w, &lab, "AKIDE2ETESTKEY", &["run", "policy"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    assert!(
+        shown.contains("AWS took the spot instance back (Server.SpotInstanceTermination"),
+        "{shown}"
+    );
+    let launched = w.api.seen();
+    assert!(
+        launched.contains("InstanceMarketOptions.MarketType=spot"),
+        "launched as spot"
+    );
+    let run = lab.results()["run_id"].as_str().unwrap().to_string();
+    assert_eq!(left_in_moto(&w, &run), Vec::<String>::new(), "{shown}");
+}

@@ -454,3 +454,42 @@ async fn reap_goes_by_the_expiry_of_runs_not_known_here_and_never_touches_the_un
         assert_eq!(state_of(&w.api, id).await, "running", "{id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spot_instance_taken_back_during_the_run_is_named_at_release() {
+    let w = world(
+        "AKIDTESTOK",
+        "instance_types = [\"c5.metal\"]\nmarket = \"spot\"",
+        |_| {},
+    )
+    .await;
+    let hosts = w.provider.acquire(&w.run, 1, &w.hooks).await.unwrap();
+    // AWS takes it back: the machine goes, and EC2 says why.
+    let id = w.live_instances().await[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    let moto = w.api.moto_client("us-east-1").await;
+    moto.terminate_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    w.api.faults().spot_interruption = true;
+    w.api.stop_instance_sshd();
+    let mut out = Collect::default();
+    let lost = hosts[0]
+        .transport
+        .exec(&Command::new("true", Duration::from_secs(10)), &mut out)
+        .await;
+    assert!(lost.is_err(), "the host is gone");
+
+    w.provider.release(&w.run, &w.hooks).await.unwrap();
+    let release = w.hooks.said_in(Stage::Release);
+    assert!(
+        release.iter().any(|l| l.contains(&id)
+            && l.contains("AWS took the spot instance back (Server.SpotInstanceTermination")),
+        "{release:?}"
+    );
+    w.assert_nothing_left().await;
+}

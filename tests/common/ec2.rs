@@ -70,6 +70,9 @@ pub struct Faults {
     pub lose_answer: HashMap<String, usize>,
     /// Requests signed with this access key id are refused: `AuthFailure`, a 401.
     pub refused_key_id: Option<String>,
+    /// AWS takes each spot instance back right after its launch: it is terminated, and EC2 gives
+    /// `Server.SpotInstanceTermination` as the reason.
+    pub spot_interruption: bool,
 }
 
 /// One `RunInstances` moto carried out.
@@ -152,9 +155,11 @@ impl Ec2Api {
         self.state.seen.lock().unwrap().join("\n")
     }
 
-    /// The "instance" stops answering SSH, as a host AWS takes back does.
+    /// The "instance" goes away, its SSH sessions with it, as a host AWS takes back does.
     pub fn stop_instance_sshd(&self) {
-        self.state.instance.lock().unwrap().take();
+        if let Some(sshd) = self.state.instance.lock().unwrap().take() {
+            sshd.vanish();
+        }
     }
 
     /// A client straight to moto's `region`, past the proxy: for what the tests check in its
@@ -273,10 +278,13 @@ async fn handle(
                 .unwrap();
             let status = answer.status().as_u16();
             let text = loopback_addresses(&answer.text().await.unwrap());
-            if action == "RunInstances" && status == 200 {
+            let interrupt = state.faults.lock().unwrap().spot_interruption;
+            if action == "RunInstances" && status == 200 && interrupt {
+                take_back(&state, &headers, &params, &text).await;
+            } else if action == "RunInstances" && status == 200 {
                 launched(&state, &params, token, &text);
             }
-            (status, text)
+            (status, interrupted(&state, text))
         }
     };
     if take(&mut state.faults.lock().unwrap().lose_answer, &action) {
@@ -321,6 +329,47 @@ fn forwarded(headers: &HeaderMap) -> reqwest::header::HeaderMap {
         }
     }
     out
+}
+
+/// What AWS does to a spot instance it takes back: terminates it (here, by asking moto, as the
+/// launch's own signer).
+async fn take_back(
+    state: &State,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    answer: &str,
+) {
+    let id = answer
+        .split("<instanceId>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the launch names its instance");
+    let version = params.get("Version").cloned().unwrap_or_default();
+    let body = format!("Action=TerminateInstances&Version={version}&InstanceId.1={id}");
+    let mut headers = forwarded(headers);
+    headers.remove("content-type");
+    let answer = state
+        .http
+        .post(&state.moto)
+        .headers(headers)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "moto terminated {id}");
+}
+
+/// Once AWS has taken an instance back, EC2 says so as the reason it ended.
+fn interrupted(state: &State, text: String) -> String {
+    if !state.faults.lock().unwrap().spot_interruption {
+        return text;
+    }
+    text.replace(
+        "Client.UserInitiatedShutdown",
+        "Server.SpotInstanceTermination",
+    )
+    .replace("User initiated shutdown", "Spot instance termination")
 }
 
 /// moto's invented instance addresses, as 127.0.0.1.

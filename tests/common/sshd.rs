@@ -173,6 +173,15 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// The machine goes away: the server and every session it serves end at once.
+    pub fn vanish(self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.child.id().to_string()])
+            .status();
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -12,6 +12,10 @@ use super::ssh_hosts::{default_remote_home, default_ssh_port, default_ssh_user};
 use crate::config::located::{LocatedError, SourceFile, refuse};
 use crate::config::values::positive_duration;
 
+/// The default image: the public SSM parameter of Debian's newest Debian 12 AMI for amd64,
+/// resolved by EC2 at each launch.
+pub const DEBIAN_12: &str = "resolve:ssm:/aws/service/debian/release/12/latest/amd64";
+
 /// Where the runner's own address is asked for when `ssh_from` is not set: AWS's service.
 pub const DEFAULT_CHECKIP_URL: &str = "https://checkip.amazonaws.com";
 
@@ -24,8 +28,10 @@ pub struct Ec2Config {
     /// Instance types, tried in order while AWS has none to give. Required.
     #[serde(deserialize_with = "some_types")]
     pub instance_types: Vec<String>,
-    /// The image: an AMI id (`ami-...`). Required.
-    #[serde(deserialize_with = "an_ami")]
+    /// The image: an AMI id (`ami-...`), or a public SSM parameter that names one
+    /// (`resolve:ssm:NAME`, which EC2 resolves at launch). Default: Debian 12's newest for
+    /// amd64, [`DEBIAN_12`].
+    #[serde(default = "default_image", deserialize_with = "an_image")]
     pub image: String,
     /// Subnets tried in order for each type; all in one VPC. Default: the region's default VPC.
     #[serde(default)]
@@ -152,12 +158,16 @@ fn some_types<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::
     }
     Ok(types)
 }
-fn an_ami<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+fn default_image() -> String {
+    DEBIAN_12.into()
+}
+fn an_image<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let image = String::deserialize(d)?;
-    if !image.starts_with("ami-") {
+    let parameter = image.strip_prefix("resolve:ssm:");
+    if !image.starts_with("ami-") && !parameter.is_some_and(|p| p.starts_with('/')) {
         return Err(refuse(
-            format!("`{image}` is not an AMI id"),
-            "give the id of a Debian 12 AMI of the region, e.g. image = \"ami-0abcdef1234567890\" (aws ssm get-parameter --name /aws/service/debian/release/12/latest/amd64 prints the current one)",
+            format!("`{image}` is neither an AMI id nor an SSM parameter"),
+            "give an AMI id of the region, e.g. image = \"ami-0abcdef1234567890\", or a public parameter that names one, e.g. \"resolve:ssm:/aws/service/debian/release/12/latest/arm64\" for arm64 types such as c6g.metal",
         ));
     }
     Ok(image)
@@ -242,7 +252,7 @@ pub(in crate::config) fn ec2(
                     "the ec2 provider needs a [provider.ec2] table",
                 )
                 .with_key("provider.kind")
-                .with_hint("set region, instance_types and image"));
+                .with_hint("set region and instance_types"));
         }
         return Ok(None);
     };
@@ -390,7 +400,24 @@ mod tests {
         }
         let e = rejected(&EC2.replace("ami-0123456789abcdef0", "debian-12"));
         assert_eq!(e.key.as_deref(), Some("provider.ec2.image"));
-        assert!(e.hint.unwrap().contains("/aws/service/debian/release/12"));
+        assert!(
+            e.hint
+                .unwrap()
+                .contains("resolve:ssm:/aws/service/debian/release/12")
+        );
+    }
+
+    #[test]
+    fn the_image_is_an_ami_or_an_ssm_parameter_and_debian_12_by_default() {
+        let without = EC2.replace("image = \"ami-0123456789abcdef0\"\n", "");
+        assert_eq!(loaded(&without).ec2.unwrap().image, DEBIAN_12);
+        let arm = EC2.replace(
+            "ami-0123456789abcdef0",
+            "resolve:ssm:/aws/service/debian/release/12/latest/arm64",
+        );
+        assert!(loaded(&arm).ec2.unwrap().image.ends_with("arm64"));
+        let e = rejected(&EC2.replace("ami-0123456789abcdef0", "resolve:ssm:debian"));
+        assert_eq!(e.key.as_deref(), Some("provider.ec2.image"));
     }
 
     #[test]
@@ -409,6 +436,7 @@ mod tests {
         let example = &section[start..start + section[start..].find("```").unwrap()];
         let c = loaded(example).ec2.expect("[provider.ec2] is read");
         assert_eq!(c.instance_types, ["c5.metal", "m5.metal"]);
+        assert_eq!(c.image, DEBIAN_12);
         assert_eq!(
             c.placements(),
             [

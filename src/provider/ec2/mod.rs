@@ -392,15 +392,11 @@ impl Ec2Provider {
                 .map_err(api_error)?
             {
                 if i.is_ending() {
-                    bail!(
-                        "{name} ({}) is {} before it was ready{}",
-                        i.id,
-                        i.state,
-                        i.state_reason
-                            .as_deref()
-                            .map(|r| format!(": {r}"))
-                            .unwrap_or_default()
-                    );
+                    let why = interruption(i.state_reason.as_deref())
+                        .or(i.state_reason.clone())
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
+                    bail!("{name} ({}) is {} before it was ready{why}", i.id, i.state);
                 }
                 let checks = i.state == "running"
                     && self
@@ -486,7 +482,10 @@ impl Ec2Provider {
         let deadline = Instant::now() + RELEASE_DEADLINE;
         for (id, name) in &ids {
             match self.until_terminated(id, deadline).await {
-                Ok(()) => say(format!("{name} ({id}): terminated")),
+                Ok(reason) => match interruption(reason.as_deref()) {
+                    Some(taken) => say(format!("{name} ({id}): terminated: {taken}")),
+                    None => say(format!("{name} ({id}): terminated")),
+                },
                 Err(e) => {
                     swept = false;
                     left.push(format!("instance {name} ({id}): {e:#}"));
@@ -500,12 +499,17 @@ impl Ec2Provider {
         }
     }
 
-    /// Asks again until the instance is terminated or unknown to EC2.
-    async fn until_terminated(&self, id: &str, deadline: Instant) -> anyhow::Result<()> {
+    /// Asks again until the instance is terminated or unknown to EC2; answers why it ended, when
+    /// EC2 says.
+    async fn until_terminated(
+        &self,
+        id: &str,
+        deadline: Instant,
+    ) -> anyhow::Result<Option<String>> {
         loop {
             match self.ec2().await.instance(id).await {
-                Ok(None) => return Ok(()),
-                Ok(Some(i)) if i.state == "terminated" => return Ok(()),
+                Ok(None) => return Ok(None),
+                Ok(Some(i)) if i.state == "terminated" => return Ok(i.state_reason),
                 Ok(Some(i)) if Instant::now() >= deadline => {
                     bail!(
                         "still {} after {}",
@@ -687,6 +691,15 @@ impl Provider for Ec2Provider {
         }
         Ok(())
     }
+}
+
+/// AWS's reason for ending an instance, in words, when it took the instance back: a spot
+/// interruption. The run's failure is then AWS's, not the lab's.
+fn interruption(reason: Option<&str>) -> Option<String> {
+    let reason = reason?;
+    reason
+        .contains("SpotInstanceTermination")
+        .then(|| format!("AWS took the spot instance back ({reason})"))
 }
 
 /// EC2 errors as the run reports them: refused credentials are the user's input to fix.

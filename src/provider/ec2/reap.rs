@@ -61,11 +61,9 @@ impl Ec2Provider {
                 i.name, i.id, i.instance_type, i.state
             );
             let outcome = self
-                .settle(
-                    judged(&i.tags),
-                    dry_run,
-                    self.until_terminated(&i.id, deadline),
-                )
+                .settle(judged(&i.tags), dry_run, async {
+                    self.until_terminated(&i.id, deadline).await.map(drop)
+                })
                 .await;
             found.push(Found {
                 what,
