@@ -35,9 +35,8 @@ async fn world(key_id: &str, settings: &str, setup: impl FnOnce(&Ec2Api)) -> Wor
     let ssh_port = free_port();
     let api = Ec2Api::start(ssh_port).await;
     setup(&api);
-    let config: Ec2Config = toml::from_str(&format!(
-        r#"
-region = "us-east-1"
+    let defaults = format!(
+        r#"region = "us-east-1"
 image = "{AMI}"
 endpoint_url = "{}"
 ssh_port = {ssh_port}
@@ -46,12 +45,18 @@ poll = "200ms"
 provision_timeout = "30s"
 ssh_timeout = "30s"
 ttl = "2h"
-tags = {{ team = "net" }}
-{settings}
-"#,
+tags = {{ team = "net" }}"#,
         api.url,
-    ))
-    .unwrap();
+    );
+    // A setting of the test's replaces the default of the same key.
+    let set = |line: &str| {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        settings
+            .lines()
+            .any(|l| l.split('=').next().unwrap_or_default().trim() == key)
+    };
+    let kept: Vec<&str> = defaults.lines().filter(|l| !set(l)).collect();
+    let config: Ec2Config = toml::from_str(&format!("{}\n{settings}\n", kept.join("\n"))).unwrap();
     let state_dir = tempfile::tempdir().unwrap();
     let state = StateDir::at(state_dir.path().to_path_buf());
     let run = RunId::generate();
@@ -491,5 +496,74 @@ async fn a_spot_instance_taken_back_during_the_run_is_named_at_release() {
             && l.contains("AWS took the spot instance back (Server.SpotInstanceTermination")),
         "{release:?}"
     );
+    w.assert_nothing_left().await;
+}
+
+/// A server on loopback that answers every request with `status` and `body`, as
+/// checkip.amazonaws.com answers with the caller's address.
+async fn checkip(status: u16, body: &'static str) -> String {
+    let app = axum::Router::new()
+        .fallback(move || async move { (axum::http::StatusCode::from_u16(status).unwrap(), body) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_ssh_from_ssh_is_admitted_from_the_address_checkip_gives_alone() {
+    let url = checkip(200, "127.0.0.1\n").await;
+    let w = world(
+        "AKIDTESTOK",
+        &format!("instance_types = [\"c5.metal\"]\nssh_from = []\ncheckip_url = \"{url}\""),
+        |_| {},
+    )
+    .await;
+    w.provider.acquire(&w.run, 1, &w.hooks).await.unwrap();
+    let moto = w.api.moto_client("us-east-1").await;
+    let groups = moto
+        .describe_security_groups()
+        .filters(tag("metalab:run", &w.run.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let ranges: Vec<_> = groups.security_groups()[0].ip_permissions()[0]
+        .ip_ranges()
+        .iter()
+        .filter_map(|r| r.cidr_ip())
+        .collect();
+    assert_eq!(ranges, ["127.0.0.1/32"]);
+    w.provider.release(&w.run, &w.hooks).await.unwrap();
+    w.assert_nothing_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkip_that_fails_is_bad_input_naming_ssh_from_and_nothing_is_made() {
+    let url = checkip(503, "busy").await;
+    let w = world(
+        "AKIDTESTOK",
+        &format!("instance_types = [\"c5.metal\"]\nssh_from = []\ncheckip_url = \"{url}\""),
+        |_| {},
+    )
+    .await;
+    let e = failed(w.provider.acquire(&w.run, 1, &w.hooks).await);
+    let input = e.downcast_ref::<InputError>().expect("exit 2");
+    assert!(input.0.contains("set `ssh_from`"), "{}", input.0);
+    assert_eq!(w.api.calls("ImportKeyPair"), 0);
+    w.provider.release(&w.run, &w.hooks).await.unwrap();
+    w.assert_nothing_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_presenting_another_host_key_is_refused_and_terminated() {
+    let w = world(
+        "AKIDTESTOK",
+        "instance_types = [\"c5.metal\"]\nssh_timeout = \"3s\"",
+        |api| api.faults().impostor_host_key = true,
+    )
+    .await;
+    let e = failed(w.provider.acquire(&w.run, 1, &w.hooks).await);
+    assert!(format!("{e:#}").contains("host key"), "{e:#}");
+    w.provider.release(&w.run, &w.hooks).await.unwrap();
     w.assert_nothing_left().await;
 }

@@ -73,6 +73,9 @@ pub struct Faults {
     /// AWS takes each spot instance back right after its launch: it is terminated, and EC2 gives
     /// `Server.SpotInstanceTermination` as the reason.
     pub spot_interruption: bool,
+    /// The instance's sshd presents a host key of its own, not the one its user data gives:
+    /// another machine answering at the instance's address.
+    pub impostor_host_key: bool,
 }
 
 /// One `RunInstances` moto carried out.
@@ -400,11 +403,27 @@ fn launched(state: &State, params: &HashMap<String, String>, token: Option<Strin
     });
     let mut instance = state.instance.lock().unwrap();
     let authorized = state.key_material.lock().unwrap().clone();
-    if let (None, Some(host_key), Some(authorized)) =
-        (instance.as_ref(), host_key_of(&user_data), authorized)
-    {
+    let host_key = match state.faults.lock().unwrap().impostor_host_key {
+        true => Some(other_host_key()),
+        false => host_key_of(&user_data),
+    };
+    if let (None, Some(host_key), Some(authorized)) = (instance.as_ref(), host_key, authorized) {
         *instance = Some(Sshd::ec2_instance(&host_key, &authorized, state.ssh_port));
     }
+}
+
+/// A host key nobody told metalab about.
+fn other_host_key() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::fs::read_to_string(path).unwrap()
 }
 
 /// The `ed25519_private` block of a cloud-config, unindented.
