@@ -17,6 +17,9 @@ struct World {
     runtime: tokio::runtime::Runtime,
     /// An empty AWS config and credentials file: nothing of this machine's is read.
     aws_files: tempfile::TempDir,
+    /// A state directory of the test's own (`METALAB_HOME`), when it has one: its `metalab
+    /// reap` then judges only its own runs, never those of tests running beside it.
+    home: Option<tempfile::TempDir>,
 }
 
 fn world() -> (World, u16) {
@@ -35,6 +38,7 @@ fn world() -> (World, u16) {
             api,
             runtime,
             aws_files,
+            home: None,
         },
         ssh_port,
     )
@@ -84,6 +88,9 @@ fn command(w: &World, lab: &ScratchLab, key_id: &str, args: &[&str]) -> std::pro
             w.aws_files.path().join("credentials"),
         )
         .env_remove("AWS_PROFILE");
+    if let Some(home) = &w.home {
+        c.env("METALAB_HOME", home.path());
+    }
     c
 }
 
@@ -180,95 +187,177 @@ fn refused_credentials_exit_2_say_so_and_are_never_printed() {
     assert!(w.api.launches().is_empty());
 }
 
-/// Starts `metalab run policy`, and sends `signal` once the proxy has seen its instance
-/// launched: the run is then between its launch and its first SSH command.
-fn interrupted_at_launch(
+/// Where a run is interrupted, as the proxy and the run's output show it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    KeyPairImported,
+    GroupCreated,
+    Launched,
+    WaitingForSsh,
+    Preparing,
+}
+
+const PHASES: [Phase; 5] = [
+    Phase::KeyPairImported,
+    Phase::GroupCreated,
+    Phase::Launched,
+    Phase::WaitingForSsh,
+    Phase::Preparing,
+];
+
+impl Phase {
+    fn reached(self, api: &Ec2Api, said: &str) -> bool {
+        match self {
+            Phase::KeyPairImported => api.calls("ImportKeyPair") > 0,
+            Phase::GroupCreated => api.calls("AuthorizeSecurityGroupIngress") > 0,
+            Phase::Launched => !api.launches().is_empty(),
+            Phase::WaitingForSsh => said.contains("waiting for SSH"),
+            Phase::Preparing => said.contains(" prepare "),
+        }
+    }
+}
+
+/// A world whose run reaches `phase` and stays there long enough to be interrupted in it.
+fn world_for(phase: Phase) -> (World, ScratchLab) {
+    let (mut w, ssh_port) = world();
+    w.home = Some(tempfile::tempdir().unwrap());
+    // An instance that never answers SSH keeps the run waiting for it.
+    w.api.faults().silent_instance = phase == Phase::WaitingForSsh;
+    let lab = lab(&w, ssh_port);
+    (w, lab)
+}
+
+/// Starts `metalab run policy`, sends `signal` once the run has reached `phase`, and answers its
+/// exit code, its output and its run id.
+fn interrupted(
     w: &World,
     lab: &ScratchLab,
+    phase: Phase,
     signal: nix::sys::signal::Signal,
-) -> std::process::Output {
-    let child = command(w, lab, "AKIDE2ETESTKEY", &["run", "policy"])
+) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let mut child = command(w, lab, "AKIDE2ETESTKEY", &["run", "policy"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let said = Arc::new(Mutex::new(String::new()));
+    let pipes: Vec<Box<dyn Read + Send>> = vec![
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    let readers: Vec<_> = pipes
+        .into_iter()
+        .map(|mut pipe| {
+            let said = said.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    said.lock().unwrap().push_str(&text);
+                }
+            })
+        })
+        .collect();
     let started = std::time::Instant::now();
-    while w.api.launches().is_empty() {
+    while !phase.reached(&w.api, &said.lock().unwrap()) {
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "no launch"
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{phase:?} not reached: {}",
+            said.lock().unwrap()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-    child.wait_with_output().unwrap()
+    let status = child.wait().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let said = said.lock().unwrap().clone();
+    let run = said
+        .split("metalab run ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .expect("the run said its id")
+        .to_string();
+    (status.code(), said, run)
 }
 
-/// The run id of the only run in the lab's state.
-fn only_run(w: &World) -> String {
-    w.runtime.block_on(async {
-        let moto = w.api.moto_client(REGION).await;
-        let out = moto.describe_instances().send().await.unwrap();
-        let runs: std::collections::BTreeSet<String> = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .flat_map(|i| i.tags())
-            .filter(|t| t.key() == Some("metalab:run"))
-            .filter_map(|t| t.value().map(str::to_owned))
-            .collect();
-        assert_eq!(runs.len(), 1, "{runs:?}");
-        runs.into_iter().next().unwrap()
-    })
-}
-
-#[test]
-fn sigterm_after_the_launch_releases_everything_before_metalab_exits() {
-    let (w, ssh_port) = world();
-    let lab = lab(&w, ssh_port);
-    let out = interrupted_at_launch(&w, &lab, nix::sys::signal::Signal::SIGTERM);
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(143), "{shown}");
-    let run = only_run(&w);
-    assert_eq!(left_in_moto(&w, &run), Vec::<String>::new(), "{shown}");
+/// The run's private key file, in the state directory the world's metalab uses.
+fn private_key(w: &World, run: &str) -> std::path::PathBuf {
+    let home = w
+        .home
+        .as_ref()
+        .map_or("/var/lib/metalab".into(), |h| h.path().to_path_buf());
+    home.join("runs").join(run).join("ec2/id_ed25519")
 }
 
 #[test]
-fn sigkill_after_the_launch_then_hosts_shows_it_and_reap_removes_everything() {
-    let (w, ssh_port) = world();
-    let lab = lab(&w, ssh_port);
-    let out = interrupted_at_launch(&w, &lab, nix::sys::signal::Signal::SIGKILL);
-    assert_eq!(out.status.code(), None, "killed");
-    let run = only_run(&w);
-    let left = left_in_moto(&w, &run);
-    assert_eq!(left.len(), 3, "an instance, a key pair, a group: {left:?}");
+fn sigterm_at_each_phase_of_acquire_and_prepare_releases_everything_before_metalab_exits() {
+    for phase in PHASES {
+        let (w, lab) = world_for(phase);
+        let (code, said, run) = interrupted(&w, &lab, phase, nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(code, Some(143), "{phase:?}: {said}");
+        assert_eq!(
+            left_in_moto(&w, &run),
+            Vec::<String>::new(),
+            "{phase:?}: {said}"
+        );
+        assert!(
+            !private_key(&w, &run).exists(),
+            "{phase:?}: the private key is left"
+        );
+    }
+}
 
-    let hosts = metalab(&w, &lab, "AKIDE2ETESTKEY", &["hosts"]);
-    let shown = text(&hosts);
-    assert_eq!(hosts.status.code(), Some(0), "{shown}");
-    assert!(
-        shown.contains(&format!("metalab-{run}-1")) && shown.contains("m5.metal")
-            || shown.contains("c5.metal"),
-        "{shown}"
-    );
-
-    let dry = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap", "--dry-run"]);
-    let shown = text(&dry);
-    assert_eq!(dry.status.code(), Some(0), "{shown}");
-    assert!(shown.contains("would remove"), "{shown}");
-    assert_eq!(left_in_moto(&w, &run).len(), 3, "a dry run removes nothing");
-
-    let private_key = std::path::PathBuf::from("/var/lib/metalab/runs")
-        .join(&run)
-        .join("ec2/id_ed25519");
-    assert!(private_key.exists());
-    let reap = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap"]);
-    let shown = text(&reap);
-    assert_eq!(reap.status.code(), Some(0), "{shown}");
-    assert_eq!(shown.matches("removed (its process").count(), 3, "{shown}");
-    assert_eq!(left_in_moto(&w, &run), Vec::<String>::new(), "{shown}");
-    assert!(!shown.contains(SECRET_ACCESS_KEY));
-    assert!(!private_key.exists(), "the dead run's private key is left");
+#[test]
+fn sigkill_at_each_phase_of_acquire_and_prepare_then_reap_removes_everything() {
+    for phase in PHASES {
+        let (w, lab) = world_for(phase);
+        let (code, said, run) = interrupted(&w, &lab, phase, nix::sys::signal::Signal::SIGKILL);
+        assert_eq!(code, None, "{phase:?}: killed");
+        let left = left_in_moto(&w, &run);
+        if phase == Phase::Launched {
+            assert_eq!(left.len(), 3, "an instance, a key pair, a group: {left:?}");
+            let hosts = metalab(&w, &lab, "AKIDE2ETESTKEY", &["hosts"]);
+            let shown = text(&hosts);
+            assert_eq!(hosts.status.code(), Some(0), "{shown}");
+            assert!(
+                shown.contains(&format!("metalab-{run}-1")) && shown.contains("c5.metal"),
+                "{shown}"
+            );
+            let dry = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap", "--dry-run"]);
+            let shown = text(&dry);
+            assert_eq!(dry.status.code(), Some(0), "{shown}");
+            assert_eq!(shown.matches("would remove").count(), 3, "{shown}");
+            assert_eq!(left_in_moto(&w, &run).len(), 3, "a dry run removes nothing");
+        }
+        let reap = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap"]);
+        let shown = text(&reap);
+        assert_eq!(reap.status.code(), Some(0), "{phase:?}: {said}\n{shown}");
+        let ec2 = &shown[shown.find("ec2 region").expect("an ec2 section")..];
+        assert_eq!(
+            ec2.matches("removed (its process").count(),
+            left.len(),
+            "{phase:?}: {shown}"
+        );
+        assert_eq!(
+            left_in_moto(&w, &run),
+            Vec::<String>::new(),
+            "{phase:?}: {shown}"
+        );
+        assert!(!shown.contains(SECRET_ACCESS_KEY));
+        if left.iter().any(|l| l.starts_with("key pair")) {
+            assert!(
+                !private_key(&w, &run).exists(),
+                "{phase:?}: the dead run's private key is left"
+            );
+        }
+    }
 }
 
 #[test]

@@ -76,6 +76,8 @@ pub struct Faults {
     /// The instance's sshd presents a host key of its own, not the one its user data gives:
     /// another machine answering at the instance's address.
     pub impostor_host_key: bool,
+    /// The instance never answers SSH.
+    pub silent_instance: bool,
 }
 
 /// One `RunInstances` moto carried out.
@@ -407,7 +409,10 @@ fn launched(state: &State, params: &HashMap<String, String>, token: Option<Strin
         true => Some(other_host_key()),
         false => host_key_of(&user_data),
     };
-    if let (None, Some(host_key), Some(authorized)) = (instance.as_ref(), host_key, authorized) {
+    let silent = state.faults.lock().unwrap().silent_instance;
+    if let (None, Some(host_key), Some(authorized), false) =
+        (instance.as_ref(), host_key, authorized, silent)
+    {
         *instance = Some(Sshd::ec2_instance(&host_key, &authorized, state.ssh_port));
     }
 }

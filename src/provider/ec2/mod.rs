@@ -31,6 +31,8 @@ use crate::state::StateDir;
 use crate::transport::reconnect::Reconnecting;
 use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
 
+/// How long a create dropped in flight is given to land before release lists what the run made.
+const IN_FLIGHT_SETTLE: Duration = Duration::from_secs(5);
 /// How long terminating the run's instances, and then deleting its group, may take.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(15 * 60);
 
@@ -53,6 +55,8 @@ struct Made {
     group: Option<(Option<String>, EntryId)>,
     /// Instances by name, with their id once a launch answered.
     instances: Vec<(String, Option<String>, EntryId)>,
+    /// A create was sent and its answer never came: the run stopped while it was in flight.
+    unanswered: bool,
 }
 
 /// The name of the run's key pair and security group; its instances add `-<n>`.
@@ -91,6 +95,15 @@ impl Ec2Provider {
             what: kind,
             name: name.to_owned(),
         })
+    }
+
+    /// Awaits a create, marking it unanswered until it answers: a run stopped meanwhile drops
+    /// it in flight, and EC2 may still carry it out.
+    async fn answered<T>(&self, create: impl Future<Output = T>) -> T {
+        self.made.lock().await.unanswered = true;
+        let answer = create.await;
+        self.made.lock().await.unanswered = false;
+        answer
     }
 
     /// A create EC2 refused made nothing: its journal entry is done, and release does not look
@@ -173,12 +186,10 @@ impl Ec2Provider {
         let public = std::fs::read_to_string(private.with_extension("pub"))?;
         let entry = self.journal(hooks, Ec2Kind::KeyPair, &name)?;
         self.made.lock().await.key_pair = Some(entry);
-        if let Err(e) = self
-            .ec2()
-            .await
-            .import_key_pair(&name, public.trim(), tags)
-            .await
-        {
+        let imported = self
+            .answered(self.ec2().await.import_key_pair(&name, public.trim(), tags))
+            .await;
+        if let Err(e) = imported {
             self.forget_unmade(&e, hooks, |made| made.key_pair.take())
                 .await;
             return Err(api_error(e));
@@ -206,9 +217,7 @@ impl Ec2Provider {
         let entry = self.journal(hooks, Ec2Kind::SecurityGroup, &name)?;
         self.made.lock().await.group = Some((None, entry));
         let created = self
-            .ec2()
-            .await
-            .create_security_group(&name, &vpc, tags)
+            .answered(self.ec2().await.create_security_group(&name, &vpc, tags))
             .await;
         let id = match created {
             Ok(id) => id,
@@ -277,7 +286,7 @@ impl Ec2Provider {
                 client_token: &format!("{name}-{attempt}"),
                 tags: &tags,
             };
-            match self.ec2().await.run_instance(&launch).await {
+            match self.answered(self.ec2().await.run_instance(&launch)).await {
                 Ok(instance) => {
                     say(format!(
                         "{name}: launched {} ({instance_type} in {placement}), expires {}",
@@ -675,6 +684,18 @@ impl Provider for Ec2Provider {
     async fn release(&self, run: &RunId, hooks: &dyn RunHooks) -> anyhow::Result<()> {
         let mut made = self.made.lock().await;
         let mut left = Vec::new();
+        if made.unanswered {
+            // What it made shows in the lists only once EC2 has carried it out.
+            hooks.progress(
+                Stage::Release,
+                format!(
+                    "a create was in flight when the run stopped: giving EC2 {} to carry it out \
+                     before looking for what the run made",
+                    whole_seconds(IN_FLIGHT_SETTLE)
+                ),
+            );
+            tokio::time::sleep(IN_FLIGHT_SETTLE).await;
+        }
         if !made.instances.is_empty() || made.group.is_some() {
             self.release_instances(run, &mut made, hooks, &mut left)
                 .await;
