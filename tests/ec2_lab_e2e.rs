@@ -302,6 +302,11 @@ fn sigterm_at_each_phase_of_acquire_and_prepare_releases_everything_before_metal
         let (w, lab) = world_for(phase);
         let (code, said, run) = interrupted(&w, &lab, phase, nix::sys::signal::Signal::SIGTERM);
         assert_eq!(code, Some(143), "{phase:?}: {said}");
+        // Stopped means stopped: no later phase begins once the signal is in.
+        let after = &said[said
+            .find("received SIGTERM")
+            .expect("the signal is announced")..];
+        assert!(!after.contains(" box "), "{phase:?}: {said}");
         assert_eq!(
             left_in_moto(&w, &run),
             Vec::<String>::new(),

@@ -39,6 +39,10 @@ pub async fn prepare(ctx: &RunCtx<'_>, host: Host, scope: String) -> Result<Host
         setup,
     )
     .await?;
+    // A box build takes minutes: a run stopped while its host was being set up ends here.
+    if let Some(sig) = ctx.shutdown.signal() {
+        return Err(Stop::Signal(sig));
+    }
     let detail = match &ctx.config.box_recipe {
         Some(_) => "metalab box",
         None => "the Vagrantfile's box",
