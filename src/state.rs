@@ -213,8 +213,7 @@ impl RunDir {
         self.root.join("mux.log")
     }
 
-    /// The private key of the SSH key pair the run registers with the Metal project (the public
-    /// one beside it, `.pub`).
+    /// The private key of the SSH key pair the run registers with the Metal project.
     pub fn metal_key(&self) -> PathBuf {
         self.root.join("metal").join("id_ed25519")
     }

@@ -15,26 +15,13 @@ pub struct HostKey {
 }
 
 impl HostKey {
-    /// A new ed25519 key pair, made by `ssh-keygen` in a directory removed right after.
+    /// A new ed25519 host key pair, made in memory: it never touches this machine's disk.
     pub fn generate() -> anyhow::Result<HostKey> {
-        use anyhow::Context;
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("host_key");
-        let ok = crate::child_env::command("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
-            .arg(&path)
-            .status()
-            .context("cannot run ssh-keygen")?
-            .success();
-        anyhow::ensure!(ok, "ssh-keygen failed to make a host key");
-        let private = std::fs::read_to_string(&path)?;
-        let public = std::fs::read_to_string(path.with_extension("pub"))?;
-        let public = public
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
-        Ok(HostKey { private, public })
+        let pair = crate::transport::keys::KeyPair::ed25519("")?;
+        Ok(HostKey {
+            private: pair.private,
+            public: pair.public,
+        })
     }
 }
 

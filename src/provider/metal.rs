@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::Mutex;
@@ -27,6 +27,7 @@ use crate::metal::api::{Listed, Unreadable};
 use crate::metal::{ApiToken, ClientConfig, Device, DeviceCreateInput, MetalClient, MetalError};
 use crate::retry::Poll;
 use crate::state::StateDir;
+use crate::transport::keys::KeyPair;
 use crate::transport::reconnect::Reconnecting;
 use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
 
@@ -132,20 +133,9 @@ impl MetalProvider {
         hooks: &dyn RunHooks,
     ) -> anyhow::Result<(String, PathBuf)> {
         let private = self.state.run(run).metal_key();
-        if let Some(dir) = private.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         let label = key_label(run);
-        let ok = crate::child_env::command("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", &label, "-f"])
-            .arg(&private)
-            .status()
-            .context("cannot run ssh-keygen")?
-            .success();
-        if !ok {
-            bail!("ssh-keygen failed");
-        }
-        let public = std::fs::read_to_string(private.with_extension("pub"))?;
+        let pair = KeyPair::ed25519(&label)?;
+        pair.write_private(&private)?;
         let entry = hooks.journal(Resource::MetalKey {
             api_url: self.config.api_url.clone(),
             project: self.config.project.clone(),
@@ -156,7 +146,7 @@ impl MetalProvider {
             entry,
             id: None,
         });
-        match self.client.create_ssh_key(&label, public.trim()).await {
+        match self.client.create_ssh_key(&label, &pair.public).await {
             Ok(key) => {
                 if let Some(k) = self.made.lock().await.key.as_mut() {
                     k.id = Some(key.id.clone());

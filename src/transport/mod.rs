@@ -6,6 +6,7 @@
 //! which the engine reports as an infrastructure error.
 
 pub mod files;
+pub mod keys;
 pub mod local;
 pub mod reconnect;
 pub mod ssh;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
@@ -28,6 +28,7 @@ use crate::ec2::{EXPIRES_TAG, Ec2, Ec2Error, Instance, Launch, RUN_TAG, TAG};
 use crate::ids::RunId;
 use crate::journal::{Ec2Kind, EntryId, Resource};
 use crate::state::StateDir;
+use crate::transport::keys::KeyPair;
 use crate::transport::reconnect::Reconnecting;
 use crate::transport::ssh::{HostKeyPolicy, SshSession, SshTarget};
 
@@ -172,22 +173,13 @@ impl Ec2Provider {
         tags: &BTreeMap<String, String>,
     ) -> anyhow::Result<PathBuf> {
         let private = self.state.run(run).ec2_key();
-        if let Some(dir) = private.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         let name = run_name(run);
-        let ok = crate::child_env::command("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", &name, "-f"])
-            .arg(&private)
-            .status()
-            .context("cannot run ssh-keygen")?
-            .success();
-        anyhow::ensure!(ok, "ssh-keygen failed");
-        let public = std::fs::read_to_string(private.with_extension("pub"))?;
+        let pair = KeyPair::ed25519(&name)?;
+        pair.write_private(&private)?;
         let entry = self.journal(hooks, Ec2Kind::KeyPair, &name)?;
         self.made.lock().await.key_pair = Some(entry);
         let imported = self
-            .answered(self.ec2().await.import_key_pair(&name, public.trim(), tags))
+            .answered(self.ec2().await.import_key_pair(&name, &pair.public, tags))
             .await;
         if let Err(e) = imported {
             self.forget_unmade(&e, hooks, |made| made.key_pair.take())
