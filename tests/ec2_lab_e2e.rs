@@ -66,11 +66,22 @@ home = "/var/lib/metalab-remote"
 "#,
         w.api.url
     );
-    let lab = ScratchLab::new(&config, &[]);
-    std::fs::remove_dir(lab.path().join("suites")).unwrap();
-    std::os::unix::fs::symlink(repo().join("suites"), lab.path().join("suites")).unwrap();
+    let lab = ScratchLab::new(&config, &[("hold", HOLD)]);
+    // Copies: the lab is synced to the instance, and links are not.
+    for suite in ["policy", "lib"] {
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(repo().join("suites").join(suite))
+            .arg(lab.path().join("suites"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
     lab
 }
+
+/// A suite whose one test holds its VM until the run is stopped.
+const HOLD: &str = "vms = [\"node1\"]\n[[test]]\nname = \"long\"\nrun = \"sleep 600\"\n";
 
 /// `metalab ARGS` with credentials of `key_id` in the environment, and nothing else of AWS's.
 fn metalab(w: &World, lab: &ScratchLab, key_id: &str, args: &[&str]) -> std::process::Output {
@@ -187,6 +198,26 @@ fn refused_credentials_exit_2_say_so_and_are_never_printed() {
     assert!(w.api.launches().is_empty());
 }
 
+#[test]
+fn no_credentials_anywhere_exit_2_and_nothing_is_asked_of_ec2() {
+    let (w, ssh_port) = world();
+    let lab = lab(&w, ssh_port);
+    // The standard chain with nothing to find: no variables, empty files, no instance role.
+    let out = command(&w, &lab, "unused", &["run", "policy"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("no AWS credentials were found"), "{shown}");
+    assert!(
+        shown.contains("AWS_PROFILE"),
+        "the way to give them: {shown}"
+    );
+    assert_eq!(w.api.seen(), "", "a request went out: {shown}");
+}
+
 /// Where a run is interrupted, as the proxy and the run's output show it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
@@ -195,15 +226,28 @@ enum Phase {
     Launched,
     WaitingForSsh,
     Preparing,
+    VmsBooting,
+    SuiteRunning,
+    /// Releasing the hosts of a run that failed (its instance never answered SSH), while the
+    /// instance is shutting down.
+    Releasing,
 }
 
-const PHASES: [Phase; 5] = [
+/// The phases a run reaches without a VM.
+const HOST_PHASES: [Phase; 6] = [
     Phase::KeyPairImported,
     Phase::GroupCreated,
     Phase::Launched,
     Phase::WaitingForSsh,
     Phase::Preparing,
+    Phase::Releasing,
 ];
+
+/// The phases with a VM on the instance.
+const VM_PHASES: [Phase; 2] = [Phase::VmsBooting, Phase::SuiteRunning];
+
+/// How long an instance takes to terminate in the `Releasing` world.
+const TERMINATION: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl Phase {
     fn reached(self, api: &Ec2Api, said: &str) -> bool {
@@ -213,6 +257,35 @@ impl Phase {
             Phase::Launched => !api.launches().is_empty(),
             Phase::WaitingForSsh => said.contains("waiting for SSH"),
             Phase::Preparing => said.contains(" prepare "),
+            Phase::VmsBooting => said.contains("vagrant up node1"),
+            Phase::SuiteRunning => said.contains("hold/long started"),
+            Phase::Releasing => api.calls("TerminateInstances") > 0,
+        }
+    }
+
+    /// How long after reaching the phase the signal comes: a VM boots for a while first, so
+    /// that its domain, disks and network exist.
+    fn settle(self) -> std::time::Duration {
+        match self {
+            Phase::VmsBooting => std::time::Duration::from_secs(15),
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
+    /// The stages that must not begin once the run is stopped in this phase.
+    fn later_stages(self) -> &'static [&'static str] {
+        match self {
+            Phase::VmsBooting => &["connect", "test"],
+            Phase::SuiteRunning | Phase::Releasing => &[],
+            _ => &["box", "up", "connect", "test"],
+        }
+    }
+
+    /// The suite the run is given.
+    fn suite(self) -> &'static str {
+        match self {
+            Phase::VmsBooting | Phase::SuiteRunning => "hold",
+            _ => "policy",
         }
     }
 }
@@ -220,15 +293,41 @@ impl Phase {
 /// A world whose run reaches `phase` and stays there long enough to be interrupted in it.
 fn world_for(phase: Phase) -> (World, ScratchLab) {
     let (mut w, ssh_port) = world();
-    w.home = Some(tempfile::tempdir().unwrap());
-    // An instance that never answers SSH keeps the run waiting for it.
-    w.api.faults().silent_instance = phase == Phase::WaitingForSsh;
+    let home = tempfile::tempdir().unwrap();
+    if VM_PHASES.contains(&phase) {
+        sharing_the_box(home.path());
+    }
+    w.home = Some(home);
+    // An instance that never answers SSH keeps the run waiting for it, or, once it gives up,
+    // releasing it.
+    w.api.faults().silent_instance = matches!(phase, Phase::WaitingForSsh | Phase::Releasing);
+    if phase == Phase::Releasing {
+        w.api.faults().slow_termination = Some(TERMINATION);
+    }
     let lab = lab(&w, ssh_port);
+    if phase == Phase::Releasing {
+        lab.write(
+            "metalab.toml",
+            &std::fs::read_to_string(lab.path().join("metalab.toml"))
+                .unwrap()
+                .replace("ttl = \"1h\"", "ttl = \"1h\"\nssh_timeout = \"2s\""),
+        );
+    }
     (w, lab)
 }
 
-/// Starts `metalab run policy`, sends `signal` once the run has reached `phase`, and answers its
-/// exit code, its output and its run id.
+/// A state directory that shares the box (and the lock its build takes) with the default one:
+/// its own, it would build one of its own, for minutes.
+fn sharing_the_box(home: &std::path::Path) {
+    for dir in ["boxes", "locks", "cache"] {
+        let shared = std::path::Path::new("/var/lib/metalab").join(dir);
+        std::fs::create_dir_all(&shared).unwrap();
+        std::os::unix::fs::symlink(&shared, home.join(dir)).unwrap();
+    }
+}
+
+/// Starts `metalab run`, sends `signal` once the run has reached `phase`, and answers its exit
+/// code, its output and its run id.
 fn interrupted(
     w: &World,
     lab: &ScratchLab,
@@ -237,7 +336,7 @@ fn interrupted(
 ) -> (Option<i32>, String, String) {
     use std::io::Read;
     use std::sync::{Arc, Mutex};
-    let mut child = command(w, lab, "AKIDE2ETESTKEY", &["run", "policy"])
+    let mut child = command(w, lab, "AKIDE2ETESTKEY", &["run", phase.suite()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -266,12 +365,13 @@ fn interrupted(
     let started = std::time::Instant::now();
     while !phase.reached(&w.api, &said.lock().unwrap()) {
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
+            started.elapsed() < std::time::Duration::from_secs(600),
             "{phase:?} not reached: {}",
             said.lock().unwrap()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    std::thread::sleep(phase.settle());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
     for r in readers {
@@ -296,72 +396,127 @@ fn private_key(w: &World, run: &str) -> std::path::PathBuf {
     home.join("runs").join(run).join("ec2/id_ed25519")
 }
 
-#[test]
-fn sigterm_at_each_phase_of_acquire_and_prepare_releases_everything_before_metalab_exits() {
-    for phase in PHASES {
-        let (w, lab) = world_for(phase);
-        let (code, said, run) = interrupted(&w, &lab, phase, nix::sys::signal::Signal::SIGTERM);
-        assert_eq!(code, Some(143), "{phase:?}: {said}");
-        // Stopped means stopped: no later phase begins once the signal is in.
-        let after = &said[said
-            .find("received SIGTERM")
-            .expect("the signal is announced")..];
-        assert!(!after.contains(" box "), "{phase:?}: {said}");
-        assert_eq!(
-            left_in_moto(&w, &run),
-            Vec::<String>::new(),
-            "{phase:?}: {said}"
+/// SIGTERM at `phase`: the run stops there, and has destroyed its VMs and released everything
+/// of EC2's before it exits 143.
+fn sigterm_releases_everything(phase: Phase) {
+    let (w, lab) = world_for(phase);
+    let (code, said, run) = interrupted(&w, &lab, phase, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(code, Some(143), "{phase:?}: {said}");
+    // Stopped means stopped: no later phase begins once the signal is in.
+    let after = &said[said
+        .find("received SIGTERM")
+        .expect("the signal is announced")..];
+    for stage in phase.later_stages() {
+        assert!(
+            !after
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(stage)),
+            "{phase:?}: {stage} after the signal: {said}"
         );
+    }
+    assert_eq!(
+        left_in_moto(&w, &run),
+        Vec::<String>::new(),
+        "{phase:?}: {said}"
+    );
+    assert!(
+        !private_key(&w, &run).exists(),
+        "{phase:?}: the private key is left"
+    );
+    assert_eq!(
+        leftovers(&run, lab.path()),
+        Vec::<String>::new(),
+        "{phase:?}: {said}"
+    );
+}
+
+/// SIGKILL at `phase`: what the run made stays, and `metalab reap` removes it all, the run's
+/// private key with its key pair.
+fn sigkill_then_reap_removes_everything(phase: Phase) {
+    let (w, lab) = world_for(phase);
+    let (code, said, run) = interrupted(&w, &lab, phase, nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(code, None, "{phase:?}: killed");
+    w.api.settled();
+    if phase == Phase::Releasing {
+        // The instance the run was terminating finishes terminating without it.
+        std::thread::sleep(TERMINATION);
+    }
+    let left = left_in_moto(&w, &run);
+    if phase == Phase::Launched {
+        assert_eq!(left.len(), 3, "an instance, a key pair, a group: {left:?}");
+        let hosts = metalab(&w, &lab, "AKIDE2ETESTKEY", &["hosts"]);
+        let shown = text(&hosts);
+        assert_eq!(hosts.status.code(), Some(0), "{shown}");
+        assert!(
+            shown.contains(&format!("metalab-{run}-1")) && shown.contains("c5.metal"),
+            "{shown}"
+        );
+        let dry = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap", "--dry-run"]);
+        let shown = text(&dry);
+        assert_eq!(dry.status.code(), Some(0), "{shown}");
+        assert_eq!(shown.matches("would remove").count(), 3, "{shown}");
+        assert_eq!(left_in_moto(&w, &run).len(), 3, "a dry run removes nothing");
+    }
+    if phase == Phase::Releasing {
+        assert_eq!(left.len(), 2, "the key pair and the group: {left:?}");
+    }
+    // On AWS a VM goes with its instance; here the instance is this machine, whose VMs `metalab
+    // reap` removes as it does any dead run's.
+    let reap = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap"]);
+    let shown = text(&reap);
+    assert_eq!(reap.status.code(), Some(0), "{phase:?}: {said}\n{shown}");
+    let ec2 = &shown[shown.find("ec2 region").expect("an ec2 section")..];
+    assert_eq!(
+        ec2.matches("  removed (").count(),
+        left.len(),
+        "{phase:?}: {shown}"
+    );
+    assert_eq!(
+        left_in_moto(&w, &run),
+        Vec::<String>::new(),
+        "{phase:?}: {shown}"
+    );
+    assert!(!shown.contains(SECRET_ACCESS_KEY));
+    if left.iter().any(|l| l.starts_with("key pair")) {
         assert!(
             !private_key(&w, &run).exists(),
-            "{phase:?}: the private key is left"
+            "{phase:?}: the dead run's private key is left"
         );
+    }
+    assert_eq!(
+        leftovers(&run, lab.path()),
+        Vec::<String>::new(),
+        "{phase:?}: {said}\n{shown}"
+    );
+}
+
+#[test]
+fn sigterm_at_each_phase_of_acquire_prepare_and_release_releases_everything_before_metalab_exits() {
+    for phase in HOST_PHASES {
+        sigterm_releases_everything(phase);
     }
 }
 
 #[test]
-fn sigkill_at_each_phase_of_acquire_and_prepare_then_reap_removes_everything() {
-    for phase in PHASES {
-        let (w, lab) = world_for(phase);
-        let (code, said, run) = interrupted(&w, &lab, phase, nix::sys::signal::Signal::SIGKILL);
-        assert_eq!(code, None, "{phase:?}: killed");
-        let left = left_in_moto(&w, &run);
-        if phase == Phase::Launched {
-            assert_eq!(left.len(), 3, "an instance, a key pair, a group: {left:?}");
-            let hosts = metalab(&w, &lab, "AKIDE2ETESTKEY", &["hosts"]);
-            let shown = text(&hosts);
-            assert_eq!(hosts.status.code(), Some(0), "{shown}");
-            assert!(
-                shown.contains(&format!("metalab-{run}-1")) && shown.contains("c5.metal"),
-                "{shown}"
-            );
-            let dry = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap", "--dry-run"]);
-            let shown = text(&dry);
-            assert_eq!(dry.status.code(), Some(0), "{shown}");
-            assert_eq!(shown.matches("would remove").count(), 3, "{shown}");
-            assert_eq!(left_in_moto(&w, &run).len(), 3, "a dry run removes nothing");
-        }
-        let reap = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap"]);
-        let shown = text(&reap);
-        assert_eq!(reap.status.code(), Some(0), "{phase:?}: {said}\n{shown}");
-        let ec2 = &shown[shown.find("ec2 region").expect("an ec2 section")..];
-        assert_eq!(
-            ec2.matches("removed (its process").count(),
-            left.len(),
-            "{phase:?}: {shown}"
-        );
-        assert_eq!(
-            left_in_moto(&w, &run),
-            Vec::<String>::new(),
-            "{phase:?}: {shown}"
-        );
-        assert!(!shown.contains(SECRET_ACCESS_KEY));
-        if left.iter().any(|l| l.starts_with("key pair")) {
-            assert!(
-                !private_key(&w, &run).exists(),
-                "{phase:?}: the dead run's private key is left"
-            );
-        }
+fn sigkill_at_each_phase_of_acquire_prepare_and_release_then_reap_removes_everything() {
+    for phase in HOST_PHASES {
+        sigkill_then_reap_removes_everything(phase);
+    }
+}
+
+#[test]
+fn sigterm_while_a_vm_boots_or_a_suite_runs_destroys_it_and_releases_everything() {
+    let _slot = vm_slots(1);
+    for phase in VM_PHASES {
+        sigterm_releases_everything(phase);
+    }
+}
+
+#[test]
+fn sigkill_while_a_vm_boots_or_a_suite_runs_then_reap_removes_everything() {
+    let _slot = vm_slots(1);
+    for phase in VM_PHASES {
+        sigkill_then_reap_removes_everything(phase);
     }
 }
 

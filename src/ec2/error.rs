@@ -2,7 +2,7 @@
 //! one instance type in one place (try the next), a resource already gone, one still in use, or
 //! no answer at all (the request may have been acted on).
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 /// An EC2 call that failed, classified.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,17 @@ pub fn is_capacity_code(code: &str) -> bool {
     CAPACITY_CODES.contains(&code)
 }
 
+/// Whether the credential chain found nothing to sign with, anywhere in `e`'s causes.
+fn credentials_not_loaded(e: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    std::iter::successors(Some(e), |e| e.source()).any(|cause| {
+        matches!(
+            cause.downcast_ref::<CredentialsError>(),
+            Some(CredentialsError::CredentialsNotLoaded(_))
+        )
+    })
+}
+
 impl Ec2Error {
     /// Classifies what the SDK returned for `operation`.
     pub fn from_sdk<E, R>(operation: &'static str, e: SdkError<E, R>) -> Ec2Error
@@ -94,9 +105,7 @@ impl Ec2Error {
                 message: causes(&e),
             },
             (SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_), _)
-                if DisplayErrorContext(&e)
-                    .to_string()
-                    .contains("CredentialsNotLoaded") =>
+                if credentials_not_loaded(&e) =>
             {
                 // Credentials are resolved before a request is sent: nothing was asked.
                 Ec2Error::NoCredentials { detail: causes(&e) }

@@ -78,6 +78,8 @@ pub struct Faults {
     pub impostor_host_key: bool,
     /// The instance never answers SSH.
     pub silent_instance: bool,
+    /// Instances take this long to terminate: until then EC2 says they are `shutting-down`.
+    pub slow_termination: Option<std::time::Duration>,
 }
 
 /// One `RunInstances` moto carried out.
@@ -102,6 +104,26 @@ struct State {
     instance: Mutex<Option<Sshd>>,
     /// Every header and body seen, for tests that look for a secret in them.
     seen: Mutex<Vec<String>>,
+    /// Until when terminated instances are still shutting down (`Faults::slow_termination`).
+    terminating_until: Mutex<Option<std::time::Instant>>,
+    /// Requests received and not yet answered.
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request as in flight while it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The proxy in front of moto: the endpoint metalab is given.
@@ -127,6 +149,8 @@ impl Ec2Api {
             ssh_port,
             instance: Mutex::default(),
             seen: Mutex::default(),
+            terminating_until: Mutex::default(),
+            in_flight: Default::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -156,6 +180,24 @@ impl Ec2Api {
     }
 
     /// Every request and answer the proxy saw, as text.
+    /// Waits until every request received has been carried out and answered: what a client
+    /// sent before it died is done by EC2 all the same.
+    pub fn settled(&self) {
+        let started = std::time::Instant::now();
+        while self
+            .state
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "a request hangs"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn seen(&self) -> String {
         self.state.seen.lock().unwrap().join("\n")
     }
@@ -218,6 +260,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _in_flight = InFlight::new(&state.in_flight);
     let params = form(&body);
     let action = params.get("Action").cloned().unwrap_or_default();
     state.calls.lock().unwrap().push(action.clone());
@@ -289,7 +332,11 @@ async fn handle(
             } else if action == "RunInstances" && status == 200 {
                 launched(&state, &params, token, &text);
             }
-            (status, interrupted(&state, text))
+            let slow = state.faults.lock().unwrap().slow_termination;
+            if let (true, Some(slow)) = (action == "TerminateInstances" && status == 200, slow) {
+                *state.terminating_until.lock().unwrap() = Some(std::time::Instant::now() + slow);
+            }
+            (status, shutting_down(&state, interrupted(&state, text)))
         }
     };
     if take(&mut state.faults.lock().unwrap().lose_answer, &action) {
@@ -375,6 +422,17 @@ fn interrupted(state: &State, text: String) -> String {
         "Server.SpotInstanceTermination",
     )
     .replace("User initiated shutdown", "Spot instance termination")
+}
+
+/// moto terminates at once; an instance that takes its time is `shutting-down` (code 32) until
+/// it is done.
+fn shutting_down(state: &State, text: String) -> String {
+    match *state.terminating_until.lock().unwrap() {
+        Some(until) if std::time::Instant::now() < until => text
+            .replace("<code>48</code>", "<code>32</code>")
+            .replace("<name>terminated</name>", "<name>shutting-down</name>"),
+        _ => text,
+    }
 }
 
 /// moto's invented instance addresses, as 127.0.0.1.
