@@ -165,12 +165,13 @@ pub async fn reap(host: &Host, state: &StateDir, findings: &[Finding]) -> Vec<Re
             problem,
         });
     }
-    prune_vagrant_index(host).await;
     for r in reaped.iter_mut().filter(|r| r.problem.is_none()) {
-        r.problem = indexed_machines(host, &r.finding.run_id)
-            .await
-            .err()
-            .map(|e| format!("{e:#}"));
+        let under = format!("/{}/{}/", crate::state::RUNS, r.finding.run_id);
+        r.problem =
+            crate::vagrant::index::forget(host.transport.as_ref(), &host.vagrant_home(), &under)
+                .await
+                .err()
+                .map(|e| format!("{e:#}"));
         if r.problem.is_none() {
             mark_done(state, &r.finding.run_id);
         }
@@ -241,25 +242,6 @@ async fn end_processes(host: &Host, run: &RunId) -> anyhow::Result<()> {
         .map(drop)
 }
 
-/// Fails when Vagrant's index on the host still lists a machine of the run.
-async fn indexed_machines(host: &Host, run: &RunId) -> anyhow::Result<()> {
-    let index = format!("{}/data/machine-index/index", host.vagrant_home());
-    let script = format!(
-        "[ -f {i} ] || exit 0; grep -o '\"local_data_path\":\"[^\"]*/{runs}/{run}/[^\"]*\"' {i} || true",
-        i = crate::transport::sh_quote(&index),
-        runs = crate::state::RUNS
-    );
-    let cmd = crate::transport::Command::new(script, Duration::from_secs(30)).sudo(true);
-    let found = crate::transport::stdout_of(host.transport.as_ref(), &cmd).await?;
-    if !found.trim().is_empty() {
-        anyhow::bail!(
-            "Vagrant's index ({index}) still lists {} machine(s) of the run",
-            found.lines().count()
-        );
-    }
-    Ok(())
-}
-
 /// Closes a reaped run's journal and owner record, so later surveys skip it.
 pub fn mark_done(state: &StateDir, run: &RunId) {
     let dir = state.run(run);
@@ -272,16 +254,6 @@ pub fn mark_done(state: &StateDir, run: &RunId) {
     owner.finished = true;
     owner.keep_until = None;
     let _ = owner.save(&dir);
-}
-
-/// `vagrant global-status --prune` forgets machines that no longer exist.
-async fn prune_vagrant_index(host: &Host) {
-    let cmd =
-        crate::transport::Command::new("vagrant global-status --prune", Duration::from_secs(120))
-            .env("VAGRANT_HOME", host.vagrant_home())
-            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
-            .sudo(true);
-    let _ = host.transport.exec(&cmd, &mut Discard).await;
 }
 
 /// Reaps under the host's reap lock, so two reapers (or two starting runs) never race.

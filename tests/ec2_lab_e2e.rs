@@ -9,6 +9,9 @@ use common::ec2::{Ec2Api, SECRET_ACCESS_KEY};
 use common::sshd::free_port;
 use common::{ScratchLab, files_containing, leftovers, repo, text, vm_slots};
 
+/// The instance's state directory: on this machine, as the tests' sshd "instance" is.
+const REMOTE_HOME: &str = "/var/lib/metalab-remote";
+
 /// Not the SDK's default region: the setting is what reaches EC2.
 const REGION: &str = "eu-central-1";
 
@@ -62,7 +65,7 @@ ssh_port = {ssh_port}
 ssh_from = ["127.0.0.1/32"]
 poll = "500ms"
 ttl = "1h"
-home = "/var/lib/metalab-remote"
+home = "{REMOTE_HOME}"
 "#,
         w.api.url
     );
@@ -430,6 +433,24 @@ fn sigterm_releases_everything(phase: Phase) {
     );
 }
 
+/// What terminating the instance does to what the run left on its disk: Vagrant's index there
+/// goes too. Here the instance's disk is this machine's `/var/lib/metalab-remote`, and Vagrant's
+/// housekeeping there forgets the run's entries (with those of any other run that is over).
+fn instance_terminated(run: &str) {
+    let home = std::path::Path::new(REMOTE_HOME);
+    let left = common::indexed_machines(home, run, std::path::Path::new("/nonexistent"));
+    if left.is_empty() {
+        return;
+    }
+    let pruned = std::process::Command::new("vagrant")
+        .args(["global-status", "--prune"])
+        .env("VAGRANT_HOME", home.join("vagrant.d"))
+        .env("METALAB_LAB_VAGRANTFILE", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(pruned.status.success(), "{}", text(&pruned));
+}
+
 /// SIGKILL at `phase`: what the run made stays, and `metalab reap` removes it all, the run's
 /// private key with its key pair.
 fn sigkill_then_reap_removes_everything(phase: Phase) {
@@ -463,6 +484,7 @@ fn sigkill_then_reap_removes_everything(phase: Phase) {
     // On AWS a VM goes with its instance; here the instance is this machine, whose VMs `metalab
     // reap` removes as it does any dead run's.
     let reap = metalab(&w, &lab, "AKIDE2ETESTKEY", &["reap"]);
+    instance_terminated(&run);
     let shown = text(&reap);
     assert_eq!(reap.status.code(), Some(0), "{phase:?}: {said}\n{shown}");
     let ec2 = &shown[shown.find("ec2 region").expect("an ec2 section")..];

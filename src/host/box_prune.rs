@@ -133,10 +133,7 @@ pub async fn remove(host: &Host, box_name: &str, v: &Version) -> anyhow::Result<
             sh_quote(box_name),
             sh_quote(dir)
         );
-        let cmd = Command::new(script, TIMEOUT)
-            .env("VAGRANT_HOME", host.vagrant_home())
-            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
-            .sudo(true);
+        let cmd = crate::vagrant::index::housekeeping(script, &host.vagrant_home(), TIMEOUT);
         stdout_of(host.transport.as_ref(), &cmd)
             .await
             .with_context(|| format!("on {}", host.name))?;

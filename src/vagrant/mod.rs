@@ -7,6 +7,7 @@
 //! each other.
 
 pub mod describe;
+pub mod index;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -223,7 +223,11 @@ rescue LoadError
   # no vagrant-libvirt here: nothing to tune
 end
 
-load ENV.fetch("METALAB_LAB_VAGRANTFILE")
+# Vagrant's own housekeeping (`vagrant global-status --prune`, `vagrant box remove`) loads every
+# indexed environment, this one too, outside the run: there is no lab then, and no machine of the
+# run, so Vagrant forgets the run's entries rather than failing on them.
+lab = ENV.fetch("METALAB_LAB_VAGRANTFILE", "")
+load lab unless lab.empty?
 
 # Makes sure every machine has a libvirt configuration of its own to put the prefix into.
 Vagrant.configure("2") do |config|

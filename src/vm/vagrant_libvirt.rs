@@ -131,6 +131,9 @@ impl Driver for VagrantLibvirt {
         if !left.is_empty() {
             anyhow::bail!("still present after teardown: {}", left.describe());
         }
+        // A destroy that failed leaves its machines in Vagrant's index, domains or not.
+        crate::vagrant::index::forget(host, &self.project.vagrant_home, &self.project.dotfile_dir)
+            .await?;
         Ok(Destroyed { swept, problem })
     }
 }

@@ -111,18 +111,22 @@ struct State {
 }
 
 /// Counts a request as in flight while it lives.
-struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+struct InFlight(Arc<State>);
 
-impl<'a> InFlight<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlight(count)
+impl InFlight {
+    fn new(state: &Arc<State>) -> InFlight {
+        state
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(state.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -255,12 +259,24 @@ fn key_id_of(headers: &HeaderMap) -> Option<String> {
     Some(credential.split('/').next()?.to_owned())
 }
 
+/// Carries a request out even when its client goes away before the answer, as EC2 does: the
+/// server drops a handler whose connection closed, so the work is a task of its own.
 async fn handle(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let _in_flight = InFlight::new(&state.in_flight);
+    let in_flight = InFlight::new(&state);
+    tokio::spawn(async move {
+        let answer = answer(state, headers, body).await;
+        drop(in_flight);
+        answer
+    })
+    .await
+    .unwrap()
+}
+
+async fn answer(state: Arc<State>, headers: HeaderMap, body: Bytes) -> Response {
     let params = form(&body);
     let action = params.get("Action").cloned().unwrap_or_default();
     state.calls.lock().unwrap().push(action.clone());

@@ -212,27 +212,46 @@ pub fn leftovers(run_id: &str, lab_dir: &Path) -> Vec<String> {
     .filter(|l| l.contains(run_id))
     .map(|l| l.trim().to_string())
     .collect();
-    // Vagrant's index of the local state directory and the "remote" ones of the SSH tests.
+    // Vagrant's index of the local state directory and the "remote" ones of the SSH tests, read
+    // as it is on disk: Vagrant itself would have to load every indexed environment to list it.
     for home in [
         "/var/lib/metalab",
         "/var/lib/metalab-remote",
         "/var/lib/metalab-remote-b",
     ] {
-        let status = Command::new("vagrant")
-            .args(["global-status", "--prune"])
-            .env("VAGRANT_HOME", format!("{home}/vagrant.d"))
-            .output()
-            .unwrap();
-        let status = String::from_utf8_lossy(&status.stdout).into_owned();
-        let dir = lab_dir.display().to_string();
         left.extend(
-            status
-                .lines()
-                .filter(|l| l.contains(&dir))
-                .map(|l| format!("vagrant: {l}")),
+            indexed_machines(Path::new(home), run_id, lab_dir)
+                .into_iter()
+                .map(|m| format!("vagrant ({home}): {m}")),
         );
     }
     left
+}
+
+/// The machines Vagrant's index in `metalab_home` lists of the run (by its state directory) or
+/// of the lab (by its directory).
+pub fn indexed_machines(metalab_home: &Path, run_id: &str, lab_dir: &Path) -> Vec<String> {
+    let index = metalab_home.join("vagrant.d/data/machine-index/index");
+    let text = match std::fs::read_to_string(&index) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("cannot read {}: {e}", index.display()),
+    };
+    let index: serde_json::Value = serde_json::from_str(&text).expect("Vagrant's index reads");
+    let runs = format!("/runs/{run_id}/");
+    let lab = lab_dir.display().to_string();
+    index["machines"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, m)| {
+            m["local_data_path"]
+                .as_str()
+                .is_some_and(|p| p.contains(&runs))
+                || m["vagrantfile_path"].as_str() == Some(lab.as_str())
+        })
+        .map(|(_, m)| format!("{} {}", m["name"], m["local_data_path"]))
+        .collect()
 }
 
 /// The lab config every test uses: small VMs, short timeouts.
