@@ -19,13 +19,35 @@ impl Sqlite {
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Sqlite, DbError> {
         let conn = Connection::open(path).map_err(classify)?;
         conn.busy_timeout(busy_timeout).map_err(classify)?;
-        // WAL: readers never block the writer, and a crash mid-write leaves the file whole.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(classify)?;
+        write_ahead_log(&conn, busy_timeout)?;
         conn.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(classify)?;
         Ok(Sqlite { conn })
     }
+}
+
+/// WAL: readers never block the writer, and a crash mid-write leaves the file whole. A new file
+/// is switched to it by its first connection; another that asks meanwhile (while the first
+/// switches, or creates the tables) is told "locked" at once, its busy handler bypassed, so it
+/// asks again until `busy_timeout` has passed.
+fn write_ahead_log(conn: &Connection, busy_timeout: Duration) -> Result<(), DbError> {
+    let deadline = std::time::Instant::now() + busy_timeout;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
 }
 
 impl Backend for Sqlite {
@@ -111,7 +133,7 @@ fn from_sql(v: ValueRef<'_>) -> Value {
 /// Busy, not a database, or anything else.
 fn classify(e: rusqlite::Error) -> DbError {
     let kind = match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => DbErrorKind::Busy,
+        _ if is_busy(&e) => DbErrorKind::Busy,
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => DbErrorKind::Corrupt,
         _ => DbErrorKind::Other,
     };
@@ -120,7 +142,35 @@ fn classify(e: rusqlite::Error) -> DbError {
 
 #[cfg(test)]
 mod tests {
-    use super::numbered;
+    use super::*;
+
+    #[test]
+    fn connections_opening_a_new_file_at_once_all_wait_their_turn() {
+        // Each switches the new file to WAL and brings its schema up to date: none may fail
+        // for another being at it.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("history.sqlite");
+            let start = std::sync::Barrier::new(6);
+            std::thread::scope(|s| {
+                let opened: Vec<_> = (0..6)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            crate::history::History::open_with(
+                                crate::history::Location::File(path.clone()),
+                                Duration::from_secs(10),
+                            )
+                            .map(drop)
+                        })
+                    })
+                    .collect();
+                for o in opened {
+                    o.join().unwrap().unwrap();
+                }
+            });
+        }
+    }
 
     #[test]
     fn dollar_parameters_become_numbered_ones() {
