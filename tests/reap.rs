@@ -50,6 +50,31 @@ fn a_survey_that_fails_is_an_error_not_a_clean_host() {
     }
 }
 
+#[test]
+fn a_lab_whose_file_does_not_load_is_refused_not_reaped_in_part() {
+    // The lab's inventory hosts and cloud resources would go unsurveyed: nothing is reaped.
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        state.path().join("metalab.toml"),
+        "[provider]\nkind = \"ec2\"\n\n[provider.ec2]\nregion = \"us-east-1\"\ninstance_type = [\"c5.metal\"]\n",
+    )
+    .unwrap();
+    std::fs::write(state.path().join("Vagrantfile"), "").unwrap();
+    std::fs::create_dir(state.path().join("suites")).unwrap();
+    for args in [&[][..], &["--dry-run"][..]] {
+        let out = reap(state.path(), None, args);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(2), "reap {args:?}: {shown}");
+        assert!(shown.contains("metalab.toml:6:1"), "reap {args:?}: {shown}");
+        assert!(shown.contains("instance_type"), "reap {args:?}: {shown}");
+        assert!(
+            shown.contains("nothing was reaped"),
+            "reap {args:?}: {shown}"
+        );
+        assert!(!shown.contains("local:"), "reap {args:?}: {shown}");
+    }
+}
+
 /// A process tagged as Vagrant's processes of `run` are, sleeping until killed.
 fn tagged_sleeper(run: &str) -> std::process::Child {
     Command::new("sleep")

@@ -20,7 +20,17 @@ pub struct ReapArgs {
 pub async fn reap(config: Option<&Path>, args: ReapArgs) -> Result<Status, Failure> {
     let state = StateDir::from_env();
     let mut status = Status::Passed;
-    let lab = load(config);
+    // A lab whose file does not load is refused: reaping this machine alone would leave its
+    // inventory hosts and cloud resources unsurveyed, and say nothing of them.
+    let lab = Config::find_optional(config).map_err(|e| {
+        Failure::new(
+            Status::BadInput,
+            format!(
+                "{e}\n  = note: nothing was reaped; fix the file, or run `metalab reap` where \
+                 there is no lab to reap this machine alone"
+            ),
+        )
+    })?;
     for host in lab_hosts::all(lab.as_ref(), &state).await {
         let host = match host {
             Ok(h) => h,
@@ -71,10 +81,6 @@ async fn reap_ec2(
         "no metalab instances, security groups or key pairs",
         provider.reap(dry_run).await,
     )
-}
-
-fn load(config: Option<&Path>) -> Option<Config> {
-    Config::find(config).ok()
 }
 
 /// The Metal half: metalab devices and keys of the project whose run is over or past its TTL.
