@@ -51,7 +51,7 @@ fn a_survey_that_fails_is_an_error_not_a_clean_host() {
 }
 
 #[test]
-fn a_lab_whose_file_does_not_load_is_refused_not_reaped_in_part() {
+fn a_lab_whose_file_does_not_load_is_refused_not_surveyed_in_part() {
     // The lab's inventory hosts and cloud resources would go unsurveyed: nothing is reaped.
     let state = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -73,6 +73,21 @@ fn a_lab_whose_file_does_not_load_is_refused_not_reaped_in_part() {
         );
         assert!(!shown.contains("local:"), "reap {args:?}: {shown}");
     }
+    // `status` still shows the kept labs, and says the inventory was not read.
+    let out = Command::new(env!("CARGO_BIN_EXE_metalab"))
+        .arg("status")
+        .current_dir(state.path())
+        .env("METALAB_HOME", state.path())
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "status: {shown}");
+    assert!(shown.contains("metalab.toml:6:1"), "status: {shown}");
+    assert!(
+        shown.contains("inventory hosts were not read"),
+        "status: {shown}"
+    );
 }
 
 /// A process tagged as Vagrant's processes of `run` are, sleeping until killed.

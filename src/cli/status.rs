@@ -69,9 +69,12 @@ pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<Status, F
     for lab in LabState::all(&state) {
         labs.push(kept(&lab).await);
     }
-    let inventory = match Config::find_optional(config) {
-        Ok(Some(c)) => inventory(&c).await,
-        _ => Vec::new(),
+    // A lab whose file does not load still lets the kept labs be shown, but not its inventory:
+    // that is said, and the exit is 2, rather than an inventory that looks empty.
+    let (inventory, unread) = match Config::find_optional(config) {
+        Ok(Some(c)) => (inventory(&c).await, None),
+        Ok(None) => (Vec::new(), None),
+        Err(e) => (Vec::new(), Some(e)),
     };
     let report = Report { labs, inventory };
     super::print(&if args.json {
@@ -79,7 +82,13 @@ pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<Status, F
     } else {
         render(&report)
     });
-    Ok(Status::Passed)
+    match unread {
+        Some(e) => Err(Failure::new(
+            Status::BadInput,
+            format!("{e}\n  = note: the lab's inventory hosts were not read"),
+        )),
+        None => Ok(Status::Passed),
+    }
 }
 
 async fn kept(lab: &LabState) -> KeptLab {
